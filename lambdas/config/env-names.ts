@@ -1,0 +1,33 @@
+/**
+ * Names of the environment variables the Lambdas read. The CDK app imports this module (and
+ * nothing else from lambdas/) to set them, so a name is spelled in one place only.
+ */
+export const ENV = {
+  /** DynamoDB table of connections (partition key `connectionId`). */
+  connectionsTable: 'CONNECTIONS_TABLE',
+  /** DynamoDB table of subscription index items (`pk` index key, `sk` connection#subscription). */
+  subscriptionsTable: 'SUBSCRIPTIONS_TABLE',
+  /** DynamoDB table of aggregated metrics. */
+  metricsTable: 'METRICS_TABLE',
+  /** The Management API endpoint: the stage's callback URL, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. */
+  callbackUrl: 'WS_CALLBACK_URL',
+  /** How $connect tokens are checked: `hs256` (shared secret), `jwks` (RS256 via a JWKS URL) or `none`. */
+  authMode: 'AUTH_MODE',
+  /** Secrets Manager ARN holding the HS256 secret (AWS). */
+  jwtSecretArn: 'JWT_SECRET_ARN',
+  /** The HS256 secret itself (local runtime and tests only). */
+  jwtSecret: 'JWT_SECRET',
+  /** JWKS URL for RS256 tokens, such as a Cognito user pool's. */
+  jwksUrl: 'JWKS_URL',
+  /** Expected `iss` claim, optional. */
+  jwtIssuer: 'JWT_ISSUER',
+  /** Expected `aud` claim, optional. */
+  jwtAudience: 'JWT_AUDIENCE',
+  /** Concurrent PostToConnection calls per stream invocation. Default 32. */
+  postConcurrency: 'POST_CONCURRENCY',
+  /** Bearer token that GET /metrics requires, when set. */
+  metricsToken: 'METRICS_TOKEN',
+  /** Secrets Manager ARN holding the /metrics bearer token (AWS). */
+  metricsTokenSecretArn: 'METRICS_TOKEN_SECRET_ARN',
+} as const;
+export type EnvName = (typeof ENV)[keyof typeof ENV];

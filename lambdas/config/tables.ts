@@ -1,0 +1,29 @@
+/**
+ * Key schemas of the DynamoDB tables, shared by the CDK app (which creates them on AWS) and the
+ * local runtime (which creates them in dynalite). Constants only: no runtime code.
+ */
+export const CONNECTIONS_TABLE = {
+  partitionKey: 'connectionId',
+  /** Epoch seconds; API Gateway drops a connection after 2 hours, so items outlive it briefly. */
+  ttlAttribute: 'expiresAt',
+} as const;
+
+export const SUBSCRIPTIONS_TABLE = {
+  /** Index key: `d#<deviceId>`, `l#<location>`, `t#<deviceType>`, `a#<alertLevel>`, `k#<recordType>` or `*`. */
+  partitionKey: 'pk',
+  /** `<connectionId>#<subscriptionId>`. */
+  sortKey: 'sk',
+  ttlAttribute: 'expiresAt',
+} as const;
+
+export const METRICS_TABLE = {
+  /** Metric family name. */
+  partitionKey: 'pk',
+  /** Shard of the family, so concurrent invocations do not contend on one item. */
+  sortKey: 'sk',
+} as const;
+
+/** API Gateway closes a WebSocket connection after this long. */
+export const MAX_CONNECTION_SECONDS = 2 * 60 * 60;
+/** Idle timeout of an API Gateway WebSocket connection. */
+export const IDLE_TIMEOUT_SECONDS = 10 * 60;

@@ -1,0 +1,315 @@
+/**
+ * The one protocol module: Kafka record formats, client frames and server frames, as zod schemas
+ * and the TypeScript types inferred from them. The Lambdas, the local runtime, the benchmarks and
+ * the dashboard all import this file; nothing else defines a frame.
+ *
+ * See ../../../shared/DESIGN.md ("Kafka records", "Wire protocol").
+ */
+import { z } from 'zod';
+
+/** Kafka topics the product reads. */
+export const TOPICS = { deviceData: 'device-data', alerts: 'alerts' } as const;
+export type Topic = (typeof TOPICS)[keyof typeof TOPICS];
+
+/** Kinds of pushed records; also the values of a filter's `types`. */
+export const RECORD_TYPES = ['device_data', 'alert'] as const;
+export type RecordType = (typeof RECORD_TYPES)[number];
+
+export const DEVICE_STATUSES = ['online', 'warning', 'error', 'offline'] as const;
+export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+
+export const ALERT_LEVELS = ['info', 'warning', 'critical'] as const;
+export type AlertLevel = (typeof ALERT_LEVELS)[number];
+
+/** Stable error codes of the `error` frame. */
+export const ERROR_CODES = ['bad_request', 'unknown_action', 'forbidden', 'too_large', 'rate_limited'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Limits. Sizes are bytes of UTF-8 JSON. */
+export const LIMITS = {
+  /** API Gateway's WebSocket frame size: packed `batch` frames stay under it. */
+  maxFrameBytes: 32 * 1024,
+  /** API Gateway's WebSocket message size: larger client messages close the socket with 1009. */
+  maxMessageBytes: 128 * 1024,
+  /** The product's own limit for one client message; larger ones get `too_large`. */
+  maxClientMessageBytes: 16 * 1024,
+  /** Subscriptions one connection may hold at once. */
+  maxSubscriptionsPerConnection: 20,
+  /** Values in one filter field. */
+  maxFilterValues: 100,
+  /** Length of a subscription id. */
+  maxSubscriptionIdLength: 64,
+  /** Length of an id, type or location string in a filter or record. */
+  maxNameLength: 128,
+} as const;
+
+/** Epoch milliseconds, or an ISO-8601 string with an offset, normalised to epoch milliseconds. */
+const timestampSchema = z
+  .union([z.number().finite().nonnegative(), z.iso.datetime({ offset: true })])
+  .transform((value) => (typeof value === 'number' ? Math.trunc(value) : Date.parse(value)));
+
+const nameSchema = z.string().min(1).max(LIMITS.maxNameLength);
+
+/** A `device-data` record, as devices publish it. */
+export const deviceRecordSchema = z.object({
+  deviceId: nameSchema,
+  deviceType: nameSchema,
+  location: nameSchema,
+  timestamp: timestampSchema,
+  status: z.enum(DEVICE_STATUSES),
+  metrics: z.record(z.string().min(1).max(64), z.number().finite()),
+});
+export type DeviceRecord = z.output<typeof deviceRecordSchema>;
+
+/** An `alerts` record. */
+export const alertRecordSchema = z.object({
+  alertId: nameSchema,
+  deviceId: nameSchema,
+  deviceType: nameSchema,
+  location: nameSchema,
+  level: z.enum(ALERT_LEVELS),
+  message: z.string().max(1024),
+  metric: z.string().min(1).max(64).optional(),
+  value: z.number().finite().optional(),
+  threshold: z.number().finite().optional(),
+  timestamp: timestampSchema,
+});
+export type AlertRecord = z.output<typeof alertRecordSchema>;
+
+/** A validated record with its kind, as the fan-out core sees it. */
+export type StreamRecord =
+  | { type: 'device_data'; data: DeviceRecord; cursor?: string }
+  | { type: 'alert'; data: AlertRecord; cursor?: string };
+
+/** The record kind each topic carries. */
+export const TOPIC_RECORD_TYPE: Record<Topic, RecordType> = {
+  'device-data': 'device_data',
+  alerts: 'alert',
+};
+
+/**
+ * A subscription filter as a client sends it. Unknown fields are rejected, so that a typo such
+ * as `deviceID` is reported instead of silently widening the subscription to everything.
+ */
+export const filterSchema = z
+  .object({
+    types: z.array(z.enum(RECORD_TYPES)).max(RECORD_TYPES.length * 2).optional(),
+    deviceIds: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
+    deviceTypes: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
+    locations: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
+    alertLevels: z.array(z.enum(ALERT_LEVELS)).max(ALERT_LEVELS.length * 2).optional(),
+  })
+  .strict();
+export type Filter = z.input<typeof filterSchema>;
+
+/** A filter with every field present, values sorted and unique, `types` defaulted to all. */
+export interface NormalisedFilter {
+  types: RecordType[];
+  deviceIds: string[];
+  deviceTypes: string[];
+  locations: string[];
+  alertLevels: AlertLevel[];
+}
+
+const subscriptionIdSchema = z
+  .string()
+  .min(1)
+  .max(LIMITS.maxSubscriptionIdLength)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits and _ . : - only');
+
+export const subscribeFrameSchema = z.object({
+  action: z.literal('subscribe'),
+  id: subscriptionIdSchema.optional(),
+  filter: filterSchema.optional(),
+});
+export const unsubscribeFrameSchema = z.object({
+  action: z.literal('unsubscribe'),
+  id: subscriptionIdSchema,
+});
+export const pingFrameSchema = z.object({ action: z.literal('ping') });
+
+/** Every frame a client may send, discriminated by `action`. */
+export const clientFrameSchema = z.discriminatedUnion('action', [
+  subscribeFrameSchema,
+  unsubscribeFrameSchema,
+  pingFrameSchema,
+]);
+export type ClientFrame = z.output<typeof clientFrameSchema>;
+export type SubscribeFrame = z.output<typeof subscribeFrameSchema>;
+export type UnsubscribeFrame = z.output<typeof unsubscribeFrameSchema>;
+export type ClientAction = ClientFrame['action'];
+export const CLIENT_ACTIONS: readonly ClientAction[] = ['subscribe', 'unsubscribe', 'ping'];
+
+/** Pushed record frames. `cursor` is `topic:partition:offset`, unique per Kafka record. */
+export interface DeviceDataFrame {
+  type: 'device_data';
+  data: DeviceRecord;
+  timestamp: number;
+  cursor?: string;
+}
+export interface AlertFrame {
+  type: 'alert';
+  data: AlertRecord;
+  timestamp: number;
+  cursor?: string;
+}
+export interface SystemStatus {
+  connections: number;
+  [key: string]: unknown;
+}
+export interface SystemStatusFrame {
+  type: 'system_status';
+  data: SystemStatus;
+  timestamp: number;
+}
+/** A frame that may travel inside a `batch`. */
+export type PushFrame = DeviceDataFrame | AlertFrame | SystemStatusFrame;
+export interface BatchFrame {
+  type: 'batch';
+  messages: PushFrame[];
+}
+export interface SubscribedFrame {
+  type: 'subscribed';
+  id: string;
+  filter: NormalisedFilter;
+}
+export interface UnsubscribedFrame {
+  type: 'unsubscribed';
+  id: string;
+}
+export interface PongFrame {
+  type: 'pong';
+  timestamp: number;
+}
+export interface ErrorFrame {
+  type: 'error';
+  code: ErrorCode;
+  message: string;
+  /** The subscription id or action the error is about, when the request named one. */
+  id?: string;
+}
+/** Every frame the server sends, discriminated by `type`. */
+export type ServerFrame =
+  | PushFrame
+  | BatchFrame
+  | SubscribedFrame
+  | UnsubscribedFrame
+  | PongFrame
+  | ErrorFrame;
+export type ServerFrameType = ServerFrame['type'];
+
+/** Builds an error frame. */
+export function errorFrame(code: ErrorCode, message: string, id?: string): ErrorFrame {
+  return id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id };
+}
+
+/** Byte length of a string as UTF-8, without allocating (works in browsers and Node). */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : 'frame'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** Result of parsing one client message. */
+export type ParseResult = { ok: true; frame: ClientFrame } | { ok: false; error: ErrorFrame };
+
+/**
+ * Parses one client text message: size, JSON, action and shape, in that order, so that each
+ * failure gets the error code the design names for it.
+ */
+export function parseClientFrame(body: string | null | undefined): ParseResult {
+  const text = body ?? '';
+  if (utf8Length(text) > LIMITS.maxClientMessageBytes) {
+    return {
+      ok: false,
+      error: errorFrame('too_large', `message is larger than ${LIMITS.maxClientMessageBytes} bytes`),
+    };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, error: errorFrame('bad_request', 'message is not valid JSON') };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { ok: false, error: errorFrame('bad_request', 'message must be a JSON object with an "action"') };
+  }
+  const action = (json as { action?: unknown }).action;
+  if (typeof action !== 'string') {
+    return { ok: false, error: errorFrame('bad_request', 'message has no string "action"') };
+  }
+  if (!(CLIENT_ACTIONS as readonly string[]).includes(action)) {
+    return {
+      ok: false,
+      error: errorFrame('unknown_action', `unknown action "${action.slice(0, 64)}"; use ${CLIENT_ACTIONS.join(', ')}`),
+    };
+  }
+  const parsed = clientFrameSchema.safeParse(json);
+  if (!parsed.success) {
+    const id = (json as { id?: unknown }).id;
+    return {
+      ok: false,
+      error: errorFrame('bad_request', describeIssues(parsed.error), typeof id === 'string' ? id.slice(0, 64) : undefined),
+    };
+  }
+  return { ok: true, frame: parsed.data };
+}
+
+/** Validates a raw Kafka record value for its topic. */
+export function parseRecord(
+  topic: string,
+  value: unknown,
+): { ok: true; record: StreamRecord } | { ok: false; reason: string } {
+  if (topic === TOPICS.deviceData) {
+    const parsed = deviceRecordSchema.safeParse(value);
+    return parsed.success
+      ? { ok: true, record: { type: 'device_data', data: parsed.data } }
+      : { ok: false, reason: describeIssues(parsed.error) };
+  }
+  if (topic === TOPICS.alerts) {
+    const parsed = alertRecordSchema.safeParse(value);
+    return parsed.success
+      ? { ok: true, record: { type: 'alert', data: parsed.data } }
+      : { ok: false, reason: describeIssues(parsed.error) };
+  }
+  return { ok: false, reason: `unknown topic "${topic}"` };
+}
+
+/** Builds the pushed frame for a record. */
+export function recordFrame(record: StreamRecord, now: number): DeviceDataFrame | AlertFrame {
+  const frame =
+    record.type === 'device_data'
+      ? ({ type: 'device_data', data: record.data, timestamp: now } as DeviceDataFrame)
+      : ({ type: 'alert', data: record.data, timestamp: now } as AlertFrame);
+  if (record.cursor !== undefined) frame.cursor = record.cursor;
+  return frame;
+}
+
+/** Splits a frame that may be a `batch` into the frames it carries. */
+export function unpackFrame(frame: ServerFrame): ServerFrame[] {
+  return frame.type === 'batch' ? frame.messages : [frame];
+}
+
+/** Parses a server text frame. Throws on text that is not a JSON object with a string `type`. */
+export function parseServerFrame(text: string): ServerFrame {
+  const json = JSON.parse(text) as unknown;
+  if (typeof json !== 'object' || json === null || typeof (json as { type?: unknown }).type !== 'string') {
+    throw new Error('server frame has no "type"');
+  }
+  return json as ServerFrame;
+}
