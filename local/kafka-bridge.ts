@@ -1,0 +1,467 @@
+/**
+ * A local MSK event source: what Lambda's event source mapping does on AWS, against a real Kafka
+ * broker, with kafkajs.
+ *
+ * - One consumer group reads `device-data` and `alerts`.
+ * - Records are gathered into MSK-shaped events ({@link buildMskEvent}) with Lambda's batching
+ *   semantics: an event is sent when it holds `batchSize` records, when it nears Lambda's 6 MB
+ *   payload limit, or `batchWindowMs` after its first record arrived, whichever comes first.
+ * - One invocation at a time, records in fetch order: the order within a partition is kept.
+ * - Offsets are committed only after `invoke` resolved (at least once). A failed invocation is
+ *   retried with exponential backoff and jitter; after `maxRetries` retries its records go to the
+ *   dead-letter topic, as Lambda's on-failure destination, and the bridge moves on.
+ *
+ * Fetching is decoupled from invoking: kafkajs's fetch position moves on as records are queued
+ * here, but offsets are committed explicitly and only up to what was processed, so that a record
+ * that was fetched but not processed when the bridge stops is read again by the next consumer.
+ */
+import type { MSKEvent } from 'aws-lambda';
+import { Kafka, logLevel, type Consumer, type EachBatchPayload, type IHeaders, type Producer, type Admin } from 'kafkajs';
+import { buildMskEvent, type KafkaRecordInput } from './msk-event';
+
+/** Options of {@link startKafkaBridge}. */
+export interface KafkaBridgeOptions {
+  /** Bootstrap brokers, `host:port`. */
+  brokers: string[];
+  /** Consumer group. Default `iot-dashboard-stream`. */
+  groupId?: string;
+  /** Topics read. Default `['device-data', 'alerts']`. */
+  topics?: string[];
+  /** Most records in one event. Default 100, Lambda's default for MSK. */
+  batchSize?: number;
+  /** Milliseconds to wait for a full batch after its first record arrived. Default 500. */
+  batchWindowMs?: number;
+  /** Retries of a failed invocation before its records go to the dead-letter topic. Default 3. */
+  maxRetries?: number;
+  /** Backoff before the first retry, in ms; doubled each retry, capped at 10 s. Default 200. */
+  retryBaseDelayMs?: number;
+  /** Where records of a batch that kept failing go. Default `stream-dlq`. */
+  deadLetterTopic?: string;
+  /** A group with no committed offset starts at the earliest record instead of the latest. Default false. */
+  fromBeginning?: boolean;
+  /** Records queued here before fetching pauses (backpressure). Default 20 × batchSize. */
+  maxBufferedRecords?: number;
+  /** `eventSourceArn` of the events. Default a local MSK cluster ARN. */
+  eventSourceArn?: string;
+  /** Kafka client id. Default `iot-dashboard-bridge`. */
+  clientId?: string;
+  /** The stream handler. A rejection means the batch failed and is retried. */
+  invoke: (event: MSKEvent) => Promise<unknown>;
+  /** Log sink, one line per call. Default: nothing. */
+  log?: (line: string) => void;
+}
+
+/** Counters of a running bridge. */
+export interface KafkaBridgeStats {
+  running: boolean;
+  groupId: string;
+  topics: string[];
+  /** Invocations that succeeded. */
+  batches: number;
+  /** Records in invocations that succeeded. */
+  records: number;
+  /** Records the handler reported invalid (from its report's `invalid`), when it reports them. */
+  invalid: number;
+  /** Invocations that failed (each failed attempt counts). */
+  failedInvocations: number;
+  /** Records sent to the dead-letter topic. */
+  deadLettered: number;
+  /** Records fetched and waiting for an invocation. */
+  buffered: number;
+  /** Partitions currently assigned to this consumer. */
+  assignedPartitions: number;
+  /** Duration of the last successful invocation, ms. */
+  lastInvokeMs?: number;
+  /** The last invocation or commit error. */
+  lastError?: string;
+}
+
+/** A running bridge. */
+export interface KafkaBridge {
+  /** Finishes the invocation in flight (and commits it if it succeeded), then leaves the group. */
+  stop(): Promise<void>;
+  /** Total consumer lag over the topics read: records not yet committed by this group. */
+  lag(): Promise<number>;
+  stats(): KafkaBridgeStats;
+}
+
+/** Thrown when the bridge cannot start, e.g. the broker is unreachable. */
+export class KafkaBridgeError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KafkaBridgeError';
+  }
+}
+
+/** Lambda's invocation payload limit; an event is sent before its base64 records would pass it. */
+const MAX_EVENT_BYTES = 6 * 1024 * 1024 - 64 * 1024;
+
+interface QueuedRecord {
+  input: KafkaRecordInput;
+  topic: string;
+  partition: number;
+  offset: string;
+  /** Approximate bytes this record adds to the event JSON. */
+  bytes: number;
+  /** When it was queued here, for the batching window. */
+  queuedAt: number;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** kafkajs allows several values per header name; the MSK event carries one per entry, so keep the first. */
+function flattenHeaders(headers: IHeaders | undefined): Record<string, Buffer | string> {
+  const out: Record<string, Buffer | string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) out[name] = first;
+  }
+  return out;
+}
+
+/**
+ * Starts consuming and resolves once the consumer has joined its group and made its first fetch,
+ * so that a record produced after this resolves is delivered even with `fromBeginning: false`.
+ */
+export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<KafkaBridge> {
+  const groupId = options.groupId ?? 'iot-dashboard-stream';
+  const topics = options.topics ?? ['device-data', 'alerts'];
+  const batchSize = options.batchSize ?? 100;
+  const batchWindowMs = options.batchWindowMs ?? 500;
+  const maxRetries = options.maxRetries ?? 3;
+  const retryBaseDelayMs = options.retryBaseDelayMs ?? 200;
+  const deadLetterTopic = options.deadLetterTopic ?? 'stream-dlq';
+  const maxBuffered = options.maxBufferedRecords ?? batchSize * 20;
+  const log = options.log ?? (() => undefined);
+  const bootstrapServers = options.brokers.join(',');
+  if (batchSize < 1 || !Number.isInteger(batchSize)) throw new KafkaBridgeError(`batchSize must be a positive integer, got ${batchSize}`);
+
+  const kafka = new Kafka({
+    clientId: options.clientId ?? 'iot-dashboard-bridge',
+    brokers: options.brokers,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 3000,
+    retry: { retries: 3, initialRetryTime: 300 },
+  });
+  const consumer: Consumer = kafka.consumer({
+    groupId,
+    sessionTimeout: 30000,
+    heartbeatInterval: 3000,
+    // The broker answers a fetch as soon as any record is there; this only bounds an idle fetch,
+    // and so how long stop() waits for one.
+    maxWaitTimeInMs: 500,
+    retry: { retries: 5, initialRetryTime: 300 },
+  });
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: true });
+  const admin: Admin = kafka.admin();
+
+  const stats: KafkaBridgeStats = {
+    running: false,
+    groupId,
+    topics,
+    batches: 0,
+    records: 0,
+    invalid: 0,
+    failedInvocations: 0,
+    deadLettered: 0,
+    buffered: 0,
+    assignedPartitions: 0,
+  };
+
+  const queue: QueuedRecord[] = [];
+  let stopping = false;
+  /** Wakes the invoke loop (a record arrived, or stopping). */
+  let wakeLoop: (() => void) | undefined;
+  /** Wakes eachBatch calls waiting for room in the queue. */
+  let roomWaiters: (() => void)[] = [];
+  /** Wakes a retry backoff early when stopping. */
+  let wakeBackoff: (() => void) | undefined;
+
+  const notifyLoop = (): void => {
+    const wake = wakeLoop;
+    wakeLoop = undefined;
+    wake?.();
+  };
+  const notifyRoom = (): void => {
+    const waiters = roomWaiters;
+    roomWaiters = [];
+    for (const waiter of waiters) waiter();
+  };
+
+  const waitFor = (ms: number, register: (wake: () => void) => void): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      register(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+
+  /** Takes the next event's records off the queue: up to batchSize and under the payload limit. */
+  const takeBatch = (): QueuedRecord[] => {
+    let bytes = 0;
+    let count = 0;
+    while (count < queue.length && count < batchSize) {
+      if (count > 0 && bytes + queue[count].bytes > MAX_EVENT_BYTES) break;
+      bytes += queue[count].bytes;
+      count++;
+    }
+    const batch = queue.splice(0, count);
+    stats.buffered = queue.length;
+    notifyRoom();
+    return batch;
+  };
+
+  const batchReady = (): boolean => {
+    if (queue.length >= batchSize) return true;
+    let bytes = 0;
+    for (const record of queue) bytes += record.bytes;
+    return bytes >= MAX_EVENT_BYTES;
+  };
+
+  const deadLetter = async (batch: QueuedRecord[], error: unknown, attempts: number): Promise<void> => {
+    const reason = errorMessage(error).slice(0, 1000);
+    await producer.send({
+      topic: deadLetterTopic,
+      messages: batch.map((record) => ({
+        key: (record.input.key as Buffer | null | undefined) ?? null,
+        value: record.input.value as Buffer | null,
+        timestamp: String(record.input.timestamp ?? Date.now()),
+        headers: {
+          ...flattenHeaders(record.input.headers as IHeaders | undefined),
+          'dlq.topic': record.topic,
+          'dlq.partition': String(record.partition),
+          'dlq.offset': record.offset,
+          'dlq.group': groupId,
+          'dlq.attempts': String(attempts),
+          'dlq.error': reason,
+        },
+      })),
+    });
+    stats.deadLettered += batch.length;
+    log(`kafka-bridge: sent ${batch.length} records to ${deadLetterTopic} after ${attempts} failed invocations: ${reason}`);
+  };
+
+  /** Commits, per partition, the offset after the last record of the batch. */
+  const commit = async (batch: QueuedRecord[]): Promise<void> => {
+    const next = new Map<string, { topic: string; partition: number; offset: string }>();
+    for (const record of batch) {
+      next.set(`${record.topic}\u0000${record.partition}`, {
+        topic: record.topic,
+        partition: record.partition,
+        offset: (BigInt(record.offset) + 1n).toString(),
+      });
+    }
+    try {
+      await consumer.commitOffsets([...next.values()]);
+    } catch (error) {
+      // After a rebalance the commit of an old generation fails; the new owner of the partition
+      // reads these records again (at least once), so this is logged, not fatal.
+      stats.lastError = `commit: ${errorMessage(error)}`;
+      log(`kafka-bridge: commit failed (records will be read again): ${errorMessage(error)}`);
+    }
+  };
+
+  /**
+   * Invokes the handler for one batch until it succeeds, the retries run out (dead letter), or the
+   * bridge stops (nothing committed: the records are read again after a restart).
+   */
+  const processBatch = async (batch: QueuedRecord[]): Promise<void> => {
+    const event = buildMskEvent(
+      batch.map((record) => record.input),
+      { bootstrapServers, ...(options.eventSourceArn ? { eventSourceArn: options.eventSourceArn } : {}) },
+    );
+    for (let attempt = 1; ; attempt++) {
+      const started = Date.now();
+      try {
+        const report = await options.invoke(event);
+        stats.lastInvokeMs = Date.now() - started;
+        stats.batches++;
+        stats.records += batch.length;
+        const invalid = (report as { invalid?: unknown } | undefined)?.invalid;
+        if (typeof invalid === 'number') stats.invalid += invalid;
+        await commit(batch);
+        return;
+      } catch (error) {
+        stats.failedInvocations++;
+        stats.lastError = `invoke: ${errorMessage(error)}`;
+        const first = batch[0];
+        log(
+          `kafka-bridge: invocation ${attempt} of ${maxRetries + 1} failed for ${batch.length} records from ` +
+            `${first.topic}:${first.partition}:${first.offset}: ${errorMessage(error)}`,
+        );
+        if (stopping) return;
+        if (attempt > maxRetries) {
+          try {
+            await deadLetter(batch, error, attempt);
+            await commit(batch);
+          } catch (dlqError) {
+            // Not committed: the records are read again after a restart rather than lost.
+            stats.lastError = `dead letter: ${errorMessage(dlqError)}`;
+            log(`kafka-bridge: could not send to ${deadLetterTopic}: ${errorMessage(dlqError)}`);
+          }
+          return;
+        }
+        const backoff = Math.min(10_000, retryBaseDelayMs * 2 ** (attempt - 1));
+        await waitFor(backoff * (0.8 + Math.random() * 0.4), (wake) => (wakeBackoff = wake));
+        wakeBackoff = undefined;
+        if (stopping) return;
+      }
+    }
+  };
+
+  /** The single invoke loop: waits for a full batch or the window, then processes it. */
+  const invokeLoop = async (): Promise<void> => {
+    while (!stopping) {
+      if (queue.length === 0) {
+        await new Promise<void>((resolve) => (wakeLoop = resolve));
+        continue;
+      }
+      const windowEnds = queue[0].queuedAt + batchWindowMs;
+      while (!stopping && !batchReady() && Date.now() < windowEnds) {
+        await waitFor(windowEnds - Date.now(), (wake) => (wakeLoop = wake));
+        wakeLoop = undefined;
+      }
+      if (stopping) break;
+      await processBatch(takeBatch());
+    }
+  };
+
+  const eachBatch = async ({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> => {
+    for (const message of batch.messages) {
+      while (queue.length >= maxBuffered && !stopping && isRunning() && !isStale()) {
+        await waitFor(1000, (wake) => roomWaiters.push(wake));
+        await heartbeat();
+      }
+      if (stopping || !isRunning() || isStale()) return;
+      const value = message.value ?? Buffer.alloc(0);
+      const keyBytes = message.key?.length ?? 0;
+      queue.push({
+        input: {
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: message.offset,
+          timestamp: Number(message.timestamp),
+          key: message.key ?? null,
+          value,
+          headers: flattenHeaders(message.headers),
+        },
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: message.offset,
+        bytes: Math.ceil(((value.length + keyBytes) * 4) / 3) + 200,
+        queuedAt: Date.now(),
+      });
+    }
+    stats.buffered = queue.length;
+    notifyLoop();
+  };
+
+  const { GROUP_JOIN, FETCH, CRASH } = consumer.events;
+  let joined = false;
+  let resolveReady: (() => void) | undefined;
+  let rejectReady: ((error: Error) => void) | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  consumer.on(GROUP_JOIN, (event) => {
+    joined = true;
+    const assignment = event.payload.memberAssignment;
+    stats.assignedPartitions = Object.values(assignment).reduce((sum, partitions) => sum + partitions.length, 0);
+    log(`kafka-bridge: joined group ${groupId} with ${stats.assignedPartitions} partitions of ${topics.join(', ')}`);
+  });
+  consumer.on(FETCH, () => {
+    // The first fetch after joining has resolved the start offsets of new partitions.
+    if (joined) resolveReady?.();
+  });
+  consumer.on(CRASH, (event) => {
+    const { error, restart } = event.payload;
+    stats.lastError = `consumer: ${errorMessage(error)}`;
+    log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
+    if (!restart) rejectReady?.(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
+  });
+
+  try {
+    await Promise.all([consumer.connect(), producer.connect(), admin.connect()]);
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false });
+  } catch (error) {
+    await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect()]);
+    throw new KafkaBridgeError(
+      `cannot reach Kafka at ${bootstrapServers}: ${errorMessage(error)}. ` +
+        'Start a local broker with `npm run kafka:start`, or set KAFKA_BROKERS to a reachable one.',
+      { cause: error },
+    );
+  }
+
+  stats.running = true;
+  const loopDone = invokeLoop().catch((error: unknown) => {
+    stats.lastError = `invoke loop: ${errorMessage(error)}`;
+    log(`kafka-bridge: invoke loop stopped: ${errorMessage(error)}`);
+  });
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, partitionsConsumedConcurrently: 1, eachBatch });
+
+  const readyTimeoutMs = 30_000;
+  let readyTimer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      ready,
+      new Promise<never>((_, reject) => {
+        readyTimer = setTimeout(
+          () => reject(new KafkaBridgeError(`consumer group ${groupId} did not join within ${readyTimeoutMs / 1000}s`)),
+          readyTimeoutMs,
+        );
+      }),
+    ]);
+  } catch (error) {
+    stopping = true;
+    notifyLoop();
+    await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect()]);
+    throw error;
+  } finally {
+    clearTimeout(readyTimer);
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    stop(): Promise<void> {
+      stopped ??= (async () => {
+        stopping = true;
+        stats.running = false;
+        notifyLoop();
+        notifyRoom();
+        wakeBackoff?.();
+        // The invocation in flight finishes and commits first; queued records stay uncommitted.
+        await loopDone;
+        await consumer.disconnect();
+        await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
+        queue.length = 0;
+        stats.buffered = 0;
+        log(`kafka-bridge: stopped (${stats.batches} batches, ${stats.records} records)`);
+      })();
+      return stopped;
+    },
+    async lag(): Promise<number> {
+      let total = 0;
+      const committed = await admin.fetchOffsets({ groupId, topics });
+      for (const { topic, partitions } of committed) {
+        const ends = await admin.fetchTopicOffsets(topic);
+        for (const end of ends) {
+          const at = partitions.find((partition) => partition.partition === end.partition);
+          const committedOffset = at ? Number(at.offset) : -1;
+          const high = Number(end.high);
+          const low = Number(end.low);
+          // A partition with no commit yet starts at the end unless fromBeginning.
+          const from = committedOffset >= 0 ? committedOffset : options.fromBeginning ? low : high;
+          total += Math.max(0, high - from);
+        }
+      }
+      return total;
+    },
+    stats(): KafkaBridgeStats {
+      return { ...stats };
+    },
+  };
+}
