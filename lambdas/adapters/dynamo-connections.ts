@@ -1,0 +1,73 @@
+/** The connections table over DynamoDB. */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { CallCounter, ConnectionItem, ConnectionStore } from '../core/ports';
+import type { NormalisedFilter } from '../core/protocol';
+
+/** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
+export class DynamoConnectionStore implements ConnectionStore, CallCounter {
+  calls = 0;
+
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async put(item: ConnectionItem): Promise<void> {
+    this.calls++;
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
+  }
+
+  async get(connectionId: string): Promise<ConnectionItem | undefined> {
+    this.calls++;
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { connectionId }, ConsistentRead: true }),
+    );
+    return out.Item as ConnectionItem | undefined;
+  }
+
+  async setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter): Promise<boolean> {
+    this.calls++;
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { connectionId },
+          UpdateExpression: 'SET subscriptions.#id = :filter',
+          ConditionExpression: 'attribute_exists(connectionId)',
+          ExpressionAttributeNames: { '#id': subscriptionId },
+          ExpressionAttributeValues: { ':filter': filter },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async removeSubscription(connectionId: string, subscriptionId: string): Promise<void> {
+    this.calls++;
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { connectionId },
+          UpdateExpression: 'REMOVE subscriptions.#id',
+          ConditionExpression: 'attribute_exists(connectionId)',
+          ExpressionAttributeNames: { '#id': subscriptionId },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+  }
+
+  async delete(connectionId: string): Promise<ConnectionItem | undefined> {
+    this.calls++;
+    const out = await this.doc.send(
+      new DeleteCommand({ TableName: this.tableName, Key: { connectionId }, ReturnValues: 'ALL_OLD' }),
+    );
+    return out.Attributes as ConnectionItem | undefined;
+  }
+}

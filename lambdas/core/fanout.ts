@@ -1,0 +1,98 @@
+/**
+ * Fan-out planning: which connections get which records, and the text frames each connection is
+ * sent. Pure: no I/O.
+ */
+import { matchesFilter } from './filter';
+import { LIMITS, recordFrame, utf8Length, type NormalisedFilter, type PushFrame, type StreamRecord } from './protocol';
+
+/** A subscription as the index returns it. */
+export interface SubscriptionEntry {
+  indexKey: string;
+  connectionId: string;
+  subscriptionId: string;
+  filter: NormalisedFilter;
+}
+
+/**
+ * Routes records to connections: for each record, the subscriptions stored under its index keys
+ * are checked against the full filter, and each matching connection gets the record once, however
+ * many of its subscriptions match. Records keep their batch order per connection.
+ */
+export function routeRecords(
+  records: readonly StreamRecord[],
+  keysOf: (record: StreamRecord) => readonly string[],
+  index: ReadonlyMap<string, readonly SubscriptionEntry[]>,
+): Map<string, StreamRecord[]> {
+  const byConnection = new Map<string, StreamRecord[]>();
+  const delivered = new Set<string>();
+  for (const record of records) {
+    delivered.clear();
+    for (const key of keysOf(record)) {
+      const entries = index.get(key);
+      if (!entries) continue;
+      for (const entry of entries) {
+        if (delivered.has(entry.connectionId) || !matchesFilter(entry.filter, record)) continue;
+        delivered.add(entry.connectionId);
+        let list = byConnection.get(entry.connectionId);
+        if (!list) byConnection.set(entry.connectionId, (list = []));
+        list.push(record);
+      }
+    }
+  }
+  return byConnection;
+}
+
+const BATCH_OPEN = '{"type":"batch","messages":[';
+const BATCH_CLOSE = ']}';
+
+/**
+ * Packs serialised frames for one connection into as few text messages as fit: one frame alone as
+ * itself, several as `batch` frames each at most `maxBytes` (API Gateway's 32 KB frame size). A
+ * single frame larger than `maxBytes` travels alone.
+ */
+export function packTexts(texts: readonly string[], maxBytes: number = LIMITS.maxFrameBytes): string[] {
+  if (texts.length <= 1) return [...texts];
+  const out: string[] = [];
+  const overhead = BATCH_OPEN.length + BATCH_CLOSE.length;
+  let parts: string[] = [];
+  let size = overhead;
+  const flush = () => {
+    if (parts.length === 1) out.push(parts[0]);
+    else if (parts.length > 1) out.push(BATCH_OPEN + parts.join(',') + BATCH_CLOSE);
+    parts = [];
+    size = overhead;
+  };
+  for (const text of texts) {
+    const bytes = utf8Length(text);
+    if (parts.length && size + 1 + bytes > maxBytes) flush();
+    size += bytes + (parts.length ? 1 : 0);
+    parts.push(text);
+  }
+  flush();
+  return out;
+}
+
+/** {@link packTexts} over frame objects. */
+export function packFrames(frames: readonly PushFrame[], maxBytes: number = LIMITS.maxFrameBytes): string[] {
+  return packTexts(frames.map((frame) => JSON.stringify(frame)), maxBytes);
+}
+
+/** The messages to post to each connection for the routed records. */
+export function buildMessages(
+  routed: ReadonlyMap<string, readonly StreamRecord[]>,
+  now: number,
+  maxBytes: number = LIMITS.maxFrameBytes,
+): Map<string, string[]> {
+  // A record goes to many connections: serialise its frame once, not once per connection.
+  const textOf = new Map<StreamRecord, string>();
+  const messages = new Map<string, string[]>();
+  for (const [connectionId, records] of routed) {
+    const texts = records.map((record) => {
+      let text = textOf.get(record);
+      if (text === undefined) textOf.set(record, (text = JSON.stringify(recordFrame(record, now))));
+      return text;
+    });
+    messages.set(connectionId, packTexts(texts, maxBytes));
+  }
+  return messages;
+}

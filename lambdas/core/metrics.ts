@@ -1,0 +1,153 @@
+/**
+ * Product metrics as plain data: each invocation adds to a {@link MetricsBatch}, an adapter adds
+ * the batch to a shared store in one write, and {@link renderPrometheus} turns the summed store
+ * back into Prometheus text exposition format 0.0.4. Pure: no I/O.
+ */
+
+/** Metric names of the design contract. */
+export const METRIC = {
+  connections: 'websocket_connections',
+  messagesSent: 'websocket_messages_sent_total',
+  messagesReceived: 'websocket_messages_received_total',
+  connectionDuration: 'websocket_connection_duration_seconds',
+  processingDuration: 'websocket_message_processing_duration_seconds',
+  pushLatency: 'websocket_push_latency_seconds',
+  streamRecords: 'stream_records_total',
+  staleConnections: 'websocket_stale_connections_total',
+} as const;
+export type MetricName = (typeof METRIC)[keyof typeof METRIC];
+
+type Kind = 'gauge' | 'counter' | 'histogram';
+
+/** Type and help text of each metric. */
+export const METRIC_INFO: Record<MetricName, { kind: Kind; help: string }> = {
+  websocket_connections: { kind: 'gauge', help: 'Open WebSocket connections.' },
+  websocket_messages_sent_total: { kind: 'counter', help: 'Messages posted to clients (a batch frame counts once).' },
+  websocket_messages_received_total: { kind: 'counter', help: 'Messages received from clients.' },
+  websocket_connection_duration_seconds: { kind: 'histogram', help: 'Lifetime of closed connections.' },
+  websocket_message_processing_duration_seconds: {
+    kind: 'histogram',
+    help: 'Time to handle one client message or one stream batch.',
+  },
+  websocket_push_latency_seconds: { kind: 'histogram', help: 'Record timestamp to post, per delivered record.' },
+  stream_records_total: { kind: 'counter', help: 'Kafka records seen by the stream handler, by topic and outcome.' },
+  websocket_stale_connections_total: {
+    kind: 'counter',
+    help: 'Connections found gone (410) when posting, and removed.',
+  },
+};
+
+/** Histogram bucket upper bounds (seconds), from sub-millisecond work to multi-second stalls. */
+export const BUCKETS: Record<string, readonly number[]> = {
+  default: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  websocket_connection_duration_seconds: [1, 10, 60, 300, 900, 1800, 3600, 5400, 7200, 7500],
+};
+
+function bucketsOf(name: string): readonly number[] {
+  return BUCKETS[name] ?? BUCKETS.default;
+}
+
+/** Labels of a series; values are escaped when rendered. */
+export type Labels = Record<string, string>;
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+/** The key of one series: `name` or `name{a="x",b="y"}`, labels sorted. Also its exposition text. */
+export function seriesKey(name: string, labels?: Labels): string {
+  const entries = Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return name;
+  return `${name}{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+}
+
+/**
+ * Additions to metrics made by one invocation. Histograms are kept as non-cumulative bucket
+ * counts (`name_bucket{le="..."}` keys) so that batches from many invocations simply add up.
+ */
+export class MetricsBatch {
+  /** Series key to amount added. */
+  readonly values = new Map<string, number>();
+
+  /** Adds to a counter or gauge (negative for a gauge going down). */
+  add(name: MetricName, value = 1, labels?: Labels): this {
+    if (value === 0) return this;
+    const key = seriesKey(name, labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + value);
+    return this;
+  }
+
+  /** Records one observation (seconds) in a histogram. */
+  observe(name: MetricName, seconds: number): this {
+    const bounds = bucketsOf(name);
+    const index = bounds.findIndex((bound) => seconds <= bound);
+    const le = index === -1 ? '+Inf' : String(bounds[index]);
+    this.bump(`${name}_bucket{le="${le}"}`, 1);
+    this.bump(`${name}_sum`, seconds);
+    this.bump(`${name}_count`, 1);
+    return this;
+  }
+
+  /** Merges another batch into this one. */
+  merge(other: MetricsBatch): this {
+    for (const [key, value] of other.values) this.bump(key, value);
+    return this;
+  }
+
+  get isEmpty(): boolean {
+    return this.values.size === 0;
+  }
+
+  private bump(key: string, value: number): void {
+    this.values.set(key, (this.values.get(key) ?? 0) + value);
+  }
+}
+
+function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  // Sums of floats drift (0.1 + 0.2); 12 significant digits is plenty for a scrape.
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(12)));
+}
+
+function baseName(key: string): string {
+  const brace = key.indexOf('{');
+  return brace === -1 ? key : key.slice(0, brace);
+}
+
+/**
+ * Renders summed series (as stored: counters, gauges, non-cumulative histogram buckets) in the
+ * Prometheus text format 0.0.4. Every metric of the contract appears, at zero when nothing was
+ * recorded, so that dashboards and alerts see a series from the first scrape.
+ */
+export function renderPrometheus(values: ReadonlyMap<string, number>): string {
+  const lines: string[] = [];
+  for (const name of Object.values(METRIC)) {
+    const { kind, help } = METRIC_INFO[name];
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${kind}`);
+    if (kind === 'histogram') {
+      let cumulative = 0;
+      for (const bound of bucketsOf(name)) {
+        cumulative += values.get(`${name}_bucket{le="${bound}"}`) ?? 0;
+        lines.push(`${name}_bucket{le="${bound}"} ${formatNumber(cumulative)}`);
+      }
+      cumulative += values.get(`${name}_bucket{le="+Inf"}`) ?? 0;
+      lines.push(`${name}_bucket{le="+Inf"} ${formatNumber(cumulative)}`);
+      lines.push(`${name}_sum ${formatNumber(values.get(`${name}_sum`) ?? 0)}`);
+      lines.push(`${name}_count ${formatNumber(values.get(`${name}_count`) ?? 0)}`);
+      continue;
+    }
+    const series = [...values.entries()].filter(([key]) => baseName(key) === name).sort(([a], [b]) => a.localeCompare(b));
+    if (!series.length) {
+      if (name !== METRIC.streamRecords) lines.push(`${name} 0`);
+      continue;
+    }
+    for (const [key, value] of series) {
+      // A gauge kept as a sum of +1/-1 can dip below zero when a disconnect is counted before its
+      // connect reaches the store; it is never really negative.
+      lines.push(`${key} ${formatNumber(kind === 'gauge' ? Math.max(0, value) : value)}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,68 @@
+/**
+ * The ports the core needs from the outside world. Adapters in ../adapters implement them over
+ * DynamoDB and the API Gateway Management API; tests may implement them in memory.
+ */
+import type { SubscriptionEntry } from './fanout';
+import type { MetricsBatch } from './metrics';
+import type { NormalisedFilter } from './protocol';
+
+/** A connection as stored. */
+export interface ConnectionItem {
+  connectionId: string;
+  /** Epoch ms. */
+  connectedAt: number;
+  /** Epoch seconds, DynamoDB TTL. */
+  expiresAt: number;
+  /** Claims of the token the connection presented, when it had one. */
+  claims?: Record<string, unknown>;
+  /** Subscriptions by id. */
+  subscriptions: Record<string, NormalisedFilter>;
+}
+
+/** Storage of connections and the subscriptions they hold. */
+export interface ConnectionStore {
+  put(item: ConnectionItem): Promise<void>;
+  get(connectionId: string): Promise<ConnectionItem | undefined>;
+  /** Sets one subscription; false when the connection does not exist. */
+  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter): Promise<boolean>;
+  removeSubscription(connectionId: string, subscriptionId: string): Promise<void>;
+  /** Deletes the connection and returns what was stored, or undefined when it was already gone. */
+  delete(connectionId: string): Promise<ConnectionItem | undefined>;
+}
+
+/** The subscription index the stream handler looks records up in. */
+export interface SubscriptionIndex {
+  /** Stores a subscription under the given index keys. */
+  put(entries: readonly SubscriptionEntry[], expiresAt: number): Promise<void>;
+  /** Removes index items. */
+  remove(entries: readonly Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[]): Promise<void>;
+  /** Every live subscription stored under each key. */
+  lookup(keys: readonly string[]): Promise<Map<string, SubscriptionEntry[]>>;
+}
+
+/** Result of posting one message to one connection. */
+export type PostOutcome = 'ok' | 'gone' | 'failed';
+
+/** The API Gateway Management API, as far as the core needs it. */
+export interface Poster {
+  /** Posts one text message; retries throttling itself and reports how many retries it made. */
+  post(connectionId: string, text: string): Promise<{ outcome: PostOutcome; retries: number; error?: string }>;
+}
+
+/** Where invocations add their metrics. */
+export interface MetricsSink {
+  flush(batch: MetricsBatch): Promise<void>;
+}
+
+/** Counts requests an adapter made, for reports and benchmarks. */
+export interface CallCounter {
+  readonly calls: number;
+}
+
+/** A minimal structured logger (Powertools Logger fits). */
+export interface Log {
+  debug(message: string, ...extra: Record<string, unknown>[]): void;
+  info(message: string, ...extra: Record<string, unknown>[]): void;
+  warn(message: string, ...extra: Record<string, unknown>[]): void;
+  error(message: string, ...extra: Record<string, unknown>[]): void;
+}

@@ -1,0 +1,158 @@
+/**
+ * The life of a connection: connect, client messages (subscribe, unsubscribe, ping), disconnect.
+ * Every route handler is a thin wrapper over these functions.
+ */
+import { randomBytes } from 'node:crypto';
+import type { SubscriptionEntry } from './fanout';
+import { indexKeysForFilter, normaliseFilter } from './filter';
+import { MAX_CONNECTION_SECONDS } from '../config/tables';
+import { METRIC, MetricsBatch } from './metrics';
+import type { ConnectionItem, ConnectionStore, SubscriptionIndex } from './ports';
+import {
+  LIMITS,
+  errorFrame,
+  parseClientFrame,
+  type ErrorFrame,
+  type PongFrame,
+  type SubscribeFrame,
+  type SubscribedFrame,
+  type UnsubscribeFrame,
+  type UnsubscribedFrame,
+} from './protocol';
+
+/** What the session functions need. */
+export interface SessionDeps {
+  connections: ConnectionStore;
+  index: SubscriptionIndex;
+  now?: () => number;
+}
+
+/** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
+const TTL_MARGIN_SECONDS = 15 * 60;
+
+/** Registers a new connection. */
+export async function openConnection(
+  deps: SessionDeps,
+  connectionId: string,
+  claims?: Record<string, unknown>,
+): Promise<ConnectionItem> {
+  const now = (deps.now ?? Date.now)();
+  const item: ConnectionItem = {
+    connectionId,
+    connectedAt: now,
+    expiresAt: Math.ceil(now / 1000) + MAX_CONNECTION_SECONDS + TTL_MARGIN_SECONDS,
+    subscriptions: {},
+  };
+  if (claims && Object.keys(claims).length) item.claims = claims;
+  await deps.connections.put(item);
+  return item;
+}
+
+function entriesOf(connectionId: string, subscriptionId: string, filter: ConnectionItem['subscriptions'][string]) {
+  return indexKeysForFilter(filter).map(
+    (indexKey): SubscriptionEntry => ({ indexKey, connectionId, subscriptionId, filter }),
+  );
+}
+
+/**
+ * Removes a connection and every index item of its subscriptions. Returns the removed item, or
+ * undefined when another path (a $disconnect, a 410 on post) removed it first, so that callers
+ * count each connection's end once.
+ */
+export async function closeConnection(
+  deps: SessionDeps,
+  connectionId: string,
+  knownEntries: readonly Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[] = [],
+): Promise<ConnectionItem | undefined> {
+  const removed = await deps.connections.delete(connectionId);
+  const entries = new Map<string, Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>>();
+  for (const entry of knownEntries) entries.set(`${entry.indexKey}\n${entry.subscriptionId}`, entry);
+  for (const [subscriptionId, filter] of Object.entries(removed?.subscriptions ?? {})) {
+    for (const entry of entriesOf(connectionId, subscriptionId, filter)) {
+      entries.set(`${entry.indexKey}\n${subscriptionId}`, entry);
+    }
+  }
+  if (entries.size) await deps.index.remove([...entries.values()]);
+  return removed;
+}
+
+let idCounter = 0;
+function newSubscriptionId(): string {
+  idCounter = (idCounter + 1) % 0x10000;
+  return `s-${randomBytes(4).toString('hex')}${idCounter.toString(16)}`;
+}
+
+async function subscribe(
+  deps: SessionDeps,
+  connectionId: string,
+  frame: SubscribeFrame,
+): Promise<SubscribedFrame | ErrorFrame> {
+  const id = frame.id ?? newSubscriptionId();
+  const filter = normaliseFilter(frame.filter);
+  const connection = await deps.connections.get(connectionId);
+  if (!connection) return errorFrame('forbidden', 'this connection is not registered; reconnect', id);
+  const previous = connection.subscriptions[id];
+  if (!previous && Object.keys(connection.subscriptions).length >= LIMITS.maxSubscriptionsPerConnection) {
+    return errorFrame(
+      'too_large',
+      `a connection may hold at most ${LIMITS.maxSubscriptionsPerConnection} subscriptions; unsubscribe one first`,
+      id,
+    );
+  }
+  const next = entriesOf(connectionId, id, filter);
+  // Write the index before the connection item: a crash between the two leaves index items that
+  // the stream handler removes on its first 410, never a subscription that silently gets nothing.
+  await deps.index.put(next, connection.expiresAt);
+  if (previous) {
+    const kept = new Set(next.map((entry) => entry.indexKey));
+    const stale = entriesOf(connectionId, id, previous).filter((entry) => !kept.has(entry.indexKey));
+    if (stale.length) await deps.index.remove(stale);
+  }
+  if (!(await deps.connections.setSubscription(connectionId, id, filter))) {
+    await deps.index.remove(next);
+    return errorFrame('forbidden', 'this connection is not registered; reconnect', id);
+  }
+  return { type: 'subscribed', id, filter };
+}
+
+async function unsubscribe(
+  deps: SessionDeps,
+  connectionId: string,
+  frame: UnsubscribeFrame,
+): Promise<UnsubscribedFrame | ErrorFrame> {
+  const connection = await deps.connections.get(connectionId);
+  if (!connection) return errorFrame('forbidden', 'this connection is not registered; reconnect', frame.id);
+  const filter = connection.subscriptions[frame.id];
+  if (!filter) return errorFrame('bad_request', `no subscription with id "${frame.id}"`, frame.id);
+  await deps.connections.removeSubscription(connectionId, frame.id);
+  await deps.index.remove(entriesOf(connectionId, frame.id, filter));
+  return { type: 'unsubscribed', id: frame.id };
+}
+
+/** The reply to one client message, and the metrics it produced. */
+export interface MessageOutcome {
+  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | ErrorFrame;
+  metrics: MetricsBatch;
+}
+
+/**
+ * Handles one client message on any route. Bad input gets an error frame and changes nothing;
+ * the connection stays open.
+ */
+export async function handleClientMessage(
+  deps: SessionDeps,
+  connectionId: string,
+  body: string | null | undefined,
+): Promise<MessageOutcome> {
+  const started = performance.now();
+  const metrics = new MetricsBatch().add(METRIC.messagesReceived);
+  const parsed = parseClientFrame(body);
+  let reply: MessageOutcome['reply'];
+  if (!parsed.ok) reply = parsed.error;
+  else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: (deps.now ?? Date.now)() };
+  else if (parsed.frame.action === 'subscribe') reply = await subscribe(deps, connectionId, parsed.frame);
+  else reply = await unsubscribe(deps, connectionId, parsed.frame);
+  // The reply goes back as the route response: one message sent.
+  metrics.add(METRIC.messagesSent).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
+  return { reply, metrics };
+}

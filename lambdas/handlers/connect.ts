@@ -1,0 +1,46 @@
+/** `$connect`: registers the connection with the claims its authorizer passed on. */
+import { METRIC, MetricsBatch } from '../core/metrics';
+import type { Log, MetricsSink } from '../core/ports';
+import { openConnection, type SessionDeps } from '../core/sessions';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsStore, lazy } from './defaults';
+import type { WebSocketEvent, WebSocketResult } from './types';
+
+/** Dependencies of the $connect handler. */
+export interface ConnectDeps {
+  sessions: SessionDeps;
+  metrics: MetricsSink;
+  log: Log;
+}
+
+/** The claims the authorizer put in its context (as a JSON string, since context values are flat). */
+export function claimsOf(event: WebSocketEvent): Record<string, unknown> | undefined {
+  const raw = event.requestContext.authorizer?.claims;
+  if (typeof raw !== 'string') return undefined;
+  try {
+    return JSON.parse(raw) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Builds the $connect handler. */
+export function createConnectHandler(deps: ConnectDeps) {
+  return async (event: WebSocketEvent): Promise<WebSocketResult> => {
+    const { connectionId } = event.requestContext;
+    await openConnection(deps.sessions, connectionId, claimsOf(event));
+    try {
+      await deps.metrics.flush(new MetricsBatch().add(METRIC.connections, 1));
+    } catch (error) {
+      deps.log.warn('metrics not recorded', { error: (error as Error).message });
+    }
+    return { statusCode: 200 };
+  };
+}
+
+export const handler = lazy(() =>
+  createConnectHandler({
+    sessions: { connections: defaultConnections(), index: defaultIndex() },
+    metrics: defaultMetricsStore(),
+    log: defaultLogger(),
+  }),
+);

@@ -1,0 +1,2 @@
+/** The `$default` route: see ./message.ts. */
+export { messageHandler as handler } from './message';

@@ -1,0 +1,49 @@
+/**
+ * The default dependencies of the handlers on AWS, built once per container on first use from
+ * the environment. Tests and the local runtime build their own and call the handler factories.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoConnectionStore } from '../adapters/dynamo-connections';
+import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
+import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
+import { ManagementApiPoster } from '../adapters/management-poster';
+import { createDocumentClient, createManagementClient } from '../adapters/clients';
+import { ENV } from '../config/env-names';
+import { intEnv, requireEnv } from '../config/config';
+
+let logger: Logger | undefined;
+/** The shared Powertools logger (service name from POWERTOOLS_SERVICE_NAME). */
+export function defaultLogger(): Logger {
+  return (logger ??= new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'iot-dashboard' }));
+}
+
+let doc: ReturnType<typeof createDocumentClient> | undefined;
+function documentClient() {
+  return (doc ??= createDocumentClient());
+}
+
+/** Connections store on the table named by CONNECTIONS_TABLE. */
+export function defaultConnections(): DynamoConnectionStore {
+  return new DynamoConnectionStore(documentClient(), requireEnv(ENV.connectionsTable));
+}
+
+/** Subscription index on the table named by SUBSCRIPTIONS_TABLE. */
+export function defaultIndex(): DynamoSubscriptionIndex {
+  return new DynamoSubscriptionIndex(documentClient(), requireEnv(ENV.subscriptionsTable));
+}
+
+/** Metrics store on the table named by METRICS_TABLE. */
+export function defaultMetricsStore(): DynamoMetricsStore {
+  return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable));
+}
+
+/** Poster on the stage named by WS_CALLBACK_URL. */
+export function defaultPoster(): ManagementApiPoster {
+  return new ManagementApiPoster(createManagementClient(requireEnv(ENV.callbackUrl), {}, intEnv(ENV.postConcurrency, 32) * 2));
+}
+
+/** Memoises a handler built on first call, so configuration is read once per container. */
+export function lazy<E, R>(build: () => (event: E) => Promise<R>): (event: E) => Promise<R> {
+  let built: ((event: E) => Promise<R>) | undefined;
+  return (event) => (built ??= build())(event);
+}

@@ -1,0 +1,39 @@
+/**
+ * The handler of every message route (subscribe, unsubscribe, ping, $default): each route file
+ * exports it. Routing happens in API Gateway on `$request.body.action`; the core checks the
+ * message again, so a message that reached the wrong route still gets the right answer.
+ */
+import { handleClientMessage } from '../core/sessions';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsStore, lazy } from './defaults';
+import type { ConnectDeps } from './connect';
+import type { WebSocketEvent, WebSocketResult } from './types';
+
+/** Builds the message handler; its reply is the route response sent back to the client. */
+export function createMessageHandler(deps: ConnectDeps) {
+  return async (event: WebSocketEvent): Promise<WebSocketResult> => {
+    const body = event.isBase64Encoded && event.body ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+    const { reply, metrics } = await handleClientMessage(deps.sessions, event.requestContext.connectionId, body);
+    if (reply.type === 'error') {
+      deps.log.info('client message rejected', {
+        connectionId: event.requestContext.connectionId,
+        code: reply.code,
+        reason: reply.message,
+      });
+    }
+    try {
+      await deps.metrics.flush(metrics);
+    } catch (error) {
+      deps.log.warn('metrics not recorded', { error: (error as Error).message });
+    }
+    return { statusCode: 200, body: JSON.stringify(reply) };
+  };
+}
+
+/** The default instance, shared by the route entry files. */
+export const messageHandler = lazy(() =>
+  createMessageHandler({
+    sessions: { connections: defaultConnections(), index: defaultIndex() },
+    metrics: defaultMetricsStore(),
+    log: defaultLogger(),
+  }),
+);

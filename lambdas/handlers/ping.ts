@@ -1,0 +1,2 @@
+/** The `ping` route: see ./message.ts. */
+export { messageHandler as handler } from './message';

@@ -1,0 +1,2 @@
+/** The `subscribe` route: see ./message.ts. */
+export { messageHandler as handler } from './message';

@@ -1,0 +1,2 @@
+/** The `unsubscribe` route: see ./message.ts. */
+export { messageHandler as handler } from './message';
