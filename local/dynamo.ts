@@ -1,0 +1,99 @@
+/**
+ * The local DynamoDB: dynalite (a DynamoDB-compatible server) in this process, the product's
+ * tables created in it, and a sweeper for expired items, since dynalite implements no TTL.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { BatchWriteCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import dynalite from 'dynalite';
+import { CONNECTIONS_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../lambdas/config/tables';
+
+/** Table names the local runtime uses. */
+export const LOCAL_TABLES = {
+  connections: 'iot-connections',
+  subscriptions: 'iot-subscriptions',
+  metrics: 'iot-metrics',
+} as const;
+
+/** Credentials and region for local endpoints (no account needed; any value works). */
+export const LOCAL_AWS = {
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+} as const;
+
+/** Starts dynalite in memory on `port` (0: a free port) and returns its endpoint. */
+export async function startDynalite(port = 0, host = '127.0.0.1'): Promise<{ endpoint: string; server: Server }> {
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return { endpoint: `http://${host}:${address.port}`, server };
+}
+
+/** Creates the product's tables (idempotent), with the key schemas the CDK stack uses. */
+export async function createTables(endpoint: string, names = LOCAL_TABLES): Promise<void> {
+  const client = new DynamoDBClient({ endpoint, ...LOCAL_AWS });
+  const definitions = [
+    { name: names.connections, keys: [CONNECTIONS_TABLE.partitionKey] },
+    { name: names.subscriptions, keys: [SUBSCRIPTIONS_TABLE.partitionKey, SUBSCRIPTIONS_TABLE.sortKey] },
+    { name: names.metrics, keys: [METRICS_TABLE.partitionKey, METRICS_TABLE.sortKey] },
+  ];
+  try {
+    for (const { name, keys } of definitions) {
+      try {
+        await client.send(
+          new CreateTableCommand({
+            TableName: name,
+            BillingMode: 'PAY_PER_REQUEST',
+            AttributeDefinitions: keys.map((key) => ({ AttributeName: key, AttributeType: 'S' })),
+            KeySchema: keys.map((key, i) => ({ AttributeName: key, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+          }),
+        );
+      } catch (error) {
+        if (!(error instanceof ResourceInUseException)) throw error;
+      }
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/**
+ * Deletes items whose `expiresAt` (epoch seconds) has passed, as DynamoDB's TTL does on AWS.
+ * Returns how many were deleted.
+ */
+export async function sweepExpired(
+  doc: DynamoDBDocumentClient,
+  tables: { name: string; keys: string[] }[],
+  nowSeconds = Date.now() / 1000,
+): Promise<number> {
+  let deleted = 0;
+  for (const { name, keys } of tables) {
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await doc.send(
+        new ScanCommand({
+          TableName: name,
+          FilterExpression: 'expiresAt < :now',
+          ExpressionAttributeValues: { ':now': nowSeconds },
+          ProjectionExpression: keys.join(', '),
+          ExclusiveStartKey: start,
+        }),
+      );
+      const items = out.Items ?? [];
+      for (let i = 0; i < items.length; i += 25) {
+        await doc.send(
+          new BatchWriteCommand({
+            RequestItems: { [name]: items.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } })) },
+          }),
+        );
+      }
+      deleted += items.length;
+      start = out.LastEvaluatedKey;
+    } while (start);
+  }
+  return deleted;
+}

@@ -1,0 +1,410 @@
+/**
+ * A local API Gateway WebSocket API: a `ws` server that invokes the same handlers API Gateway
+ * invokes, with events of the same shape, routed on `$request.body.action`, and the `@connections`
+ * Management API (POST, GET, DELETE) over HTTP on the same port, so the Lambdas' real SDK client
+ * posts to it. API Gateway's limits are enforced: 128 KB messages (larger ones close the socket
+ * with 1009), the 10-minute idle timeout and the 2-hour connection limit.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS } from '../lambdas/config/tables';
+import { LIMITS } from '../lambdas/core/protocol';
+import type { WebSocketEvent, WebSocketResult } from '../lambdas/handlers/types';
+
+type RouteHandler = (event: WebSocketEvent) => Promise<WebSocketResult | void>;
+
+/** The Lambdas behind the routes. */
+export interface GatewayHandlers {
+  /** REQUEST authorizer of $connect; absent means every connection is accepted. */
+  authorizer?: (event: APIGatewayRequestAuthorizerEvent) => Promise<APIGatewayAuthorizerResult>;
+  connect: RouteHandler;
+  disconnect: RouteHandler;
+  /** Message routes by route key; `$default` takes everything else. */
+  routes: Record<string, RouteHandler> & { $default: RouteHandler };
+}
+
+/** Options of {@link LocalGateway}. */
+export interface GatewayOptions {
+  /** Port; 0 picks a free one. Default 8081. */
+  port?: number;
+  /** Interface to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Host name used in URLs. Default localhost. */
+  urlHost?: string;
+  /** Stage name in events. Default `local`. */
+  stage?: string;
+  /** Close a connection that has received nothing for this long. Default 10 minutes. */
+  idleTimeoutMs?: number;
+  /** Close every connection after this long. Default 2 hours. */
+  maxConnectionMs?: number;
+  /** Largest message in either direction. Default 128 KB. */
+  maxMessageBytes?: number;
+  log?: (line: string) => void;
+}
+
+interface Connection {
+  id: string;
+  ws: WebSocket;
+  connectedAt: number;
+  lastActiveAt: number;
+  sourceIp: string;
+  userAgent: string;
+  authorizer?: Record<string, unknown>;
+  queue: Promise<void>;
+  idleTimer?: NodeJS.Timeout;
+  maxTimer?: NodeJS.Timeout;
+}
+
+/** A connection id like API Gateway's: 16 characters of base64, ending in `=`. */
+function newConnectionId(): string {
+  return randomBytes(11).toString('base64').replace(/\+/g, 'A').replace(/\//g, 'B');
+}
+
+function rejectUpgrade(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ message });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function flatHeaders(req: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return headers;
+}
+
+/** The local WebSocket API and its Management API. */
+export class LocalGateway {
+  private server?: http.Server;
+  private wss?: WebSocketServer;
+  private readonly connections = new Map<string, Connection>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly opts: Required<Omit<GatewayOptions, 'log'>> & { log: (line: string) => void };
+  private boundPort = 0;
+  private readonly apiId = 'local';
+
+  constructor(
+    private readonly handlers: GatewayHandlers,
+    options: GatewayOptions = {},
+  ) {
+    this.opts = {
+      port: options.port ?? 8081,
+      host: options.host ?? '127.0.0.1',
+      urlHost: options.urlHost ?? 'localhost',
+      stage: options.stage ?? 'local',
+      idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_SECONDS * 1000,
+      maxConnectionMs: options.maxConnectionMs ?? MAX_CONNECTION_SECONDS * 1000,
+      maxMessageBytes: options.maxMessageBytes ?? LIMITS.maxMessageBytes,
+      log: options.log ?? (() => {}),
+    };
+  }
+
+  /** ws://host:port */
+  get url(): string {
+    return `ws://${this.opts.urlHost}:${this.boundPort}`;
+  }
+
+  /** The Management API endpoint (the stage's callback URL): http://host:port */
+  get managementUrl(): string {
+    return `http://${this.opts.urlHost}:${this.boundPort}`;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get running(): boolean {
+    return this.server !== undefined;
+  }
+
+  /** Starts listening; after {@link stop}, starts again on the same port. */
+  async start(): Promise<void> {
+    if (this.server) return;
+    const server = http.createServer((req, res) => this.onHttp(req, res));
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxMessageBytes });
+    server.on('upgrade', (req, socket, head) => this.onUpgrade(wss, req, socket, head));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.boundPort || this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.boundPort = (server.address() as AddressInfo).port;
+    this.server = server;
+    this.wss = wss;
+  }
+
+  /**
+   * Stops listening and closes every connection with 1001 (going away), as API Gateway does on a
+   * deployment; $disconnect runs for each.
+   */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const open = [...this.connections.values()];
+    const closed = open.map(
+      (connection) =>
+        new Promise<void>((resolve) => {
+          if (connection.ws.readyState === connection.ws.CLOSED) resolve();
+          else connection.ws.once('close', () => resolve());
+        }),
+    );
+    for (const connection of open) connection.ws.close(1001, 'Going away');
+    // Peers that do not finish the close handshake within a second are cut.
+    const cut = setTimeout(() => open.forEach((connection) => connection.ws.terminate()), 1000);
+    await Promise.all(closed);
+    clearTimeout(cut);
+    await this.settle();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    this.wss?.close();
+    this.wss = undefined;
+  }
+
+  /** Resolves when every handler invocation under way has finished. */
+  async settle(): Promise<void> {
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.pending.add(promise);
+    void promise.finally(() => this.pending.delete(promise)).catch(() => {});
+    return promise;
+  }
+
+  private baseContext(connectionId: string, routeKey: string, eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT', connectedAt: number) {
+    const now = Date.now();
+    return {
+      routeKey,
+      eventType,
+      messageId: eventType === 'MESSAGE' ? randomBytes(8).toString('base64') : undefined,
+      extendedRequestId: randomUUID(),
+      requestTime: new Date(now).toUTCString(),
+      messageDirection: 'IN' as const,
+      stage: this.opts.stage,
+      connectedAt,
+      requestTimeEpoch: now,
+      requestId: randomUUID(),
+      domainName: `${this.opts.urlHost}:${this.boundPort}`,
+      connectionId,
+      apiId: this.apiId,
+    };
+  }
+
+  private async onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const query = Object.fromEntries(url.searchParams.entries());
+    const headers = flatHeaders(req);
+    const connectionId = newConnectionId();
+    const connectedAt = Date.now();
+    let authorizer: Record<string, unknown> | undefined;
+    try {
+      if (this.handlers.authorizer) {
+        const result = await this.track(
+          this.handlers.authorizer({
+            type: 'REQUEST',
+            methodArn: `arn:aws:execute-api:local:000000000000:${this.apiId}/${this.opts.stage}/$connect`,
+            resource: '$connect',
+            path: url.pathname,
+            httpMethod: 'GET',
+            headers,
+            multiValueHeaders: {},
+            queryStringParameters: query,
+            multiValueQueryStringParameters: {},
+            pathParameters: {},
+            stageVariables: {},
+            requestContext: this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt) as never,
+          }),
+        );
+        const allowed = result.policyDocument.Statement.some((s) => 'Effect' in s && s.Effect === 'Allow');
+        if (!allowed) return rejectUpgrade(socket, 403, 'Forbidden');
+        authorizer = { ...(result.context ?? {}), principalId: result.principalId };
+      }
+      const event = {
+        requestContext: { ...this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt), authorizer },
+        headers,
+        queryStringParameters: Object.keys(query).length ? query : undefined,
+        isBase64Encoded: false,
+      } as unknown as WebSocketEvent;
+      const result = await this.track(this.handlers.connect(event));
+      const status = result?.statusCode ?? 200;
+      if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
+    } catch (error) {
+      this.opts.log(`$connect failed: ${(error as Error).message}`);
+      // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
+      return rejectUpgrade(socket, 500, 'Internal server error');
+    }
+    if (!this.server || socket.destroyed) {
+      // The gateway stopped, or the client left, while $connect ran: undo it.
+      void this.track(this.invokeDisconnect(connectionId, connectedAt, authorizer, 1006, 'Client left during $connect'));
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, connectionId, connectedAt, req, authorizer));
+  }
+
+  private onOpen(ws: WebSocket, id: string, connectedAt: number, req: IncomingMessage, authorizer?: Record<string, unknown>): void {
+    const connection: Connection = {
+      id,
+      ws,
+      connectedAt,
+      lastActiveAt: Date.now(),
+      sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+      userAgent: String(req.headers['user-agent'] ?? ''),
+      authorizer,
+      queue: Promise.resolve(),
+    };
+    this.connections.set(id, connection);
+    this.resetIdle(connection);
+    connection.maxTimer = setTimeout(() => ws.close(1001, 'Going away'), this.opts.maxConnectionMs);
+    connection.maxTimer.unref();
+    ws.on('message', (data, isBinary) => this.onMessage(connection, data as Buffer, isBinary));
+    ws.on('pong', () => this.resetIdle(connection));
+    ws.on('error', (error) => this.opts.log(`connection ${id}: ${error.message}`));
+    ws.on('close', (code, reason) => {
+      clearTimeout(connection.idleTimer);
+      clearTimeout(connection.maxTimer);
+      this.connections.delete(id);
+      // $disconnect runs after the messages already queued for this connection.
+      connection.queue = connection.queue.then(() =>
+        this.invokeDisconnect(id, connectedAt, authorizer, code, reason.toString()),
+      );
+      void this.track(connection.queue);
+    });
+  }
+
+  private async invokeDisconnect(
+    id: string,
+    connectedAt: number,
+    authorizer: Record<string, unknown> | undefined,
+    code: number,
+    reason: string,
+  ): Promise<void> {
+    try {
+      await this.handlers.disconnect({
+        requestContext: {
+          ...this.baseContext(id, '$disconnect', 'DISCONNECT', connectedAt),
+          authorizer,
+          disconnectStatusCode: code,
+          disconnectReason: reason,
+        },
+        isBase64Encoded: false,
+      } as unknown as WebSocketEvent);
+    } catch (error) {
+      this.opts.log(`$disconnect failed for ${id}: ${(error as Error).message}`);
+    }
+  }
+
+  private resetIdle(connection: Connection): void {
+    connection.lastActiveAt = Date.now();
+    clearTimeout(connection.idleTimer);
+    connection.idleTimer = setTimeout(() => connection.ws.close(1001, 'Going away'), this.opts.idleTimeoutMs);
+    connection.idleTimer.unref();
+  }
+
+  private onMessage(connection: Connection, data: Buffer, isBinary: boolean): void {
+    this.resetIdle(connection);
+    const body = isBinary ? data.toString('base64') : data.toString('utf8');
+    let routeKey = '$default';
+    if (!isBinary) {
+      try {
+        const action = (JSON.parse(body) as { action?: unknown })?.action;
+        if (typeof action === 'string' && action !== '$default' && action in this.handlers.routes) routeKey = action;
+      } catch {
+        // Not JSON: API Gateway's route selection falls back to $default.
+      }
+    }
+    const handler = this.handlers.routes[routeKey];
+    const event = {
+      requestContext: {
+        ...this.baseContext(connection.id, routeKey, 'MESSAGE', connection.connectedAt),
+        authorizer: connection.authorizer,
+      },
+      body,
+      isBase64Encoded: isBinary,
+    } as unknown as WebSocketEvent;
+    // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
+    // order the client sent its messages, which is what clients assume.
+    connection.queue = connection.queue.then(async () => {
+      let reply: string | undefined;
+      try {
+        const result = await handler(event);
+        reply = result?.body;
+      } catch (error) {
+        this.opts.log(`route ${routeKey} failed: ${(error as Error).message}`);
+        reply = JSON.stringify({
+          message: 'Internal server error',
+          connectionId: connection.id,
+          requestId: event.requestContext.requestId,
+        });
+      }
+      if (reply !== undefined && connection.ws.readyState === connection.ws.OPEN) connection.ws.send(reply);
+    });
+    void this.track(connection.queue);
+  }
+
+  private onHttp(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const match = /^(?:\/[^/]+)?\/@connections\/([^/]+)$/.exec(url.pathname);
+    const send = (status: number, body?: unknown, errorType?: string) => {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (errorType) headers['x-amzn-errortype'] = errorType;
+      res.writeHead(status, headers);
+      res.end(body === undefined ? undefined : JSON.stringify(body));
+    };
+    if (!match) return send(404, { message: 'Not Found' });
+    let id: string;
+    try {
+      id = decodeURIComponent(match[1]);
+    } catch {
+      return send(400, { message: 'Invalid connection id' }, 'BadRequestException');
+    }
+    const connection = this.connections.get(id);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > this.opts.maxMessageBytes) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!connection || connection.ws.readyState !== connection.ws.OPEN) {
+        return send(410, { message: `Connection ${id} is gone` }, 'GoneException');
+      }
+      if (req.method === 'POST') {
+        if (tooLarge) return send(413, { message: 'Message too long' }, 'PayloadTooLargeException');
+        connection.ws.send(Buffer.concat(chunks), { binary: false });
+        return send(200);
+      }
+      if (req.method === 'GET') {
+        return send(200, {
+          ConnectedAt: new Date(connection.connectedAt).toISOString(),
+          Identity: { SourceIp: connection.sourceIp, UserAgent: connection.userAgent },
+          LastActiveAt: new Date(connection.lastActiveAt).toISOString(),
+        });
+      }
+      if (req.method === 'DELETE') {
+        connection.ws.close(1000, 'Closed by server');
+        return send(204);
+      }
+      return send(405, { message: 'Method Not Allowed' });
+    });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * `npm start`: the whole product on this machine. Flags (each also an environment variable):
+ *   --port N          dashboard, /metrics, /health (PORT, default 8080)
+ *   --ws-port N       WebSocket API and Management API (WS_PORT, default 8081)
+ *   --devices N       simulated devices (DEVICES, default 50)
+ *   --rate N          simulated readings per second in all (RATE, default 2 per device)
+ *   --no-simulator    no simulated devices
+ *   --kafka BROKERS   read from Kafka, e.g. localhost:9092 (KAFKA_BROKERS); the simulator then produces to it
+ *   --auth none       accept connections without a token (AUTH=none; default: a development token)
+ */
+import { parseArgs } from 'node:util';
+import { startLocalRuntime } from './runtime';
+
+function intOption(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) {
+    console.error(`--${name} must be a whole number, got "${value}"`);
+    process.exit(2);
+  }
+  return parsed;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      'ws-port': { type: 'string' },
+      devices: { type: 'string' },
+      rate: { type: 'string' },
+      'no-simulator': { type: 'boolean' },
+      kafka: { type: 'string' },
+      auth: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log('usage: npm start -- [--port 8080] [--ws-port 8081] [--devices 50] [--rate 100] [--no-simulator] [--kafka localhost:9092] [--auth none]');
+    return;
+  }
+  const env = process.env;
+  const devices = intOption('devices', values.devices ?? env.DEVICES, 50);
+  const rate = intOption('rate', values.rate ?? env.RATE, devices * 2);
+  const brokers = (values.kafka ?? env.KAFKA_BROKERS)?.split(',').map((b) => b.trim()).filter(Boolean);
+  const auth = (values.auth ?? env.AUTH ?? 'dev') === 'none' ? 'none' : 'dev';
+  const started = Date.now();
+  const runtime = await startLocalRuntime({
+    dashboardPort: intOption('port', values.port ?? env.PORT, 8080),
+    wsPort: intOption('ws-port', values['ws-port'] ?? env.WS_PORT, 8081),
+    auth,
+    simulator: values['no-simulator'] ? false : { devices, readingsPerSecond: rate },
+    kafka: brokers?.length ? { brokers } : undefined,
+    log: (line) => {
+      if (!line.startsWith('info')) console.log(line);
+    },
+  });
+  const dashboard = runtime.token ? `${runtime.dashboardUrl}?token=${encodeURIComponent(runtime.token)}` : runtime.dashboardUrl;
+  console.log(`IoT live dashboard running (started in ${Date.now() - started} ms)`);
+  console.log(`  dashboard      ${runtime.dashboardUrl}`);
+  console.log(`  WebSocket API  ${runtime.wsUrl}${runtime.token ? '  (connect with ?token=, see below)' : ''}`);
+  console.log(`  Management API ${runtime.managementUrl}/@connections/{connectionId}`);
+  console.log(`  metrics        ${runtime.dashboardUrl}metrics`);
+  console.log(`  health         ${runtime.dashboardUrl}health`);
+  console.log(`  DynamoDB       ${runtime.dynamoEndpoint} (dynalite, in memory)`);
+  console.log(
+    `  records        ${brokers?.length ? `Kafka ${brokers.join(',')}, topics device-data and alerts` : 'simulator straight into the stream handler'}` +
+      (values['no-simulator'] ? ' (no simulated devices)' : `; ${devices} simulated devices, ${rate} readings/s`),
+  );
+  if (runtime.token) console.log(`  dev token      ${runtime.token}`);
+  console.log(`Open ${dashboard} — Ctrl-C stops.`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping…`);
+    await runtime.stop();
+    console.log('stopped.');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: NodeJS.ErrnoException) => {
+  if (error.code === 'EADDRINUSE') {
+    console.error(`A port is already in use (${error.message}). Stop the other process or pick ports with --port / --ws-port.`);
+  } else {
+    console.error(`Could not start: ${error.stack ?? error.message}`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,325 @@
+/**
+ * The whole product on one machine: dynalite with the product's tables, the local API Gateway
+ * (WebSocket API and Management API), the dashboard with /config.json, /metrics and /health, and
+ * simulated devices feeding the stream handler (directly, or through Kafka). It composes the same
+ * handlers and adapters the Lambdas use on AWS; it holds no second copy of their logic.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Server } from 'node:http';
+import type { MSKEvent } from 'aws-lambda';
+import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
+import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
+import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
+import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
+import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
+import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
+import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
+import type { HealthCheck } from '../lambdas/core/health';
+import type { Log } from '../lambdas/core/ports';
+import { TOPICS } from '../lambdas/core/protocol';
+import type { StreamReport } from '../lambdas/core/stream-processor';
+import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
+import { createConnectHandler } from '../lambdas/handlers/connect';
+import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
+import { createMessageHandler } from '../lambdas/handlers/message';
+import { createStreamHandler } from '../lambdas/handlers/stream';
+import { createDashboardServer } from './dashboard-server';
+import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite, sweepExpired } from './dynamo';
+import { LocalGateway } from './gateway';
+import { startKafkaBridge } from './kafka-bridge';
+import { startKafkaSimulator } from './simulate-kafka';
+import { buildMskEvent, type KafkaRecordInput } from './msk-event';
+import { DeviceSimulator, type SimulatorOptions } from './simulator';
+
+/** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
+export interface LocalRuntimeOptions {
+  /** Dashboard, /metrics and /health. Default 8080. */
+  dashboardPort?: number;
+  /** WebSocket API and Management API. Default 8081. */
+  wsPort?: number;
+  /** dynalite. Default 0 (a free port). */
+  dynamoPort?: number;
+  /** Interface to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Host name in the URLs handed out. Default localhost. */
+  urlHost?: string;
+  /** `dev` mints an HS256 token at start and requires it; `none` accepts every connection. Default dev. */
+  auth?: 'dev' | 'none';
+  /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
+  simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
+  /** Read records from Kafka through the local MSK event source instead of feeding them directly. */
+  kafka?: { brokers: string[]; groupId?: string; batchSize?: number; batchWindowMs?: number };
+  /** Directory of the built dashboard. Default frontend/dist. */
+  frontendDir?: string;
+  /** API Gateway's idle timeout. Default 10 minutes. */
+  idleTimeoutMs?: number;
+  /** API Gateway's connection limit. Default 2 hours. */
+  maxConnectionMs?: number;
+  /** Concurrent posts per stream invocation. Default 32. */
+  postConcurrency?: number;
+  /** Interval of the TTL sweep. Default 60 s. */
+  sweepIntervalMs?: number;
+  /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
+  statusIntervalMs?: number;
+  /** Where log lines go. Default: nowhere. */
+  log?: (line: string) => void;
+}
+
+/** Running totals of the stream handler. */
+export interface StreamTotals {
+  batches: number;
+  records: number;
+  invalid: number;
+  deliveries: number;
+  posts: number;
+  stale: number;
+  failed: number;
+}
+
+/** A running local runtime. */
+export interface LocalRuntime {
+  /** http://localhost:8080/ */
+  dashboardUrl: string;
+  /** ws://localhost:8081 */
+  wsUrl: string;
+  /** The Management API endpoint. */
+  managementUrl: string;
+  /** dynalite's endpoint. */
+  dynamoEndpoint: string;
+  /** Development token (auth `dev`), else undefined. */
+  token?: string;
+  /** The WebSocket URL with the token, ready for a client. */
+  clientUrl: string;
+  gateway: LocalGateway;
+  /** Feeds records through the stream handler as one MSK batch. */
+  publish(records: KafkaRecordInput[]): Promise<StreamReport>;
+  /** Invokes the stream handler with an MSK event, one invocation at a time, as one partition's poller does. */
+  invokeStream(event: MSKEvent): Promise<StreamReport>;
+  /** Totals of every stream batch so far. */
+  totals: StreamTotals;
+  /** DynamoDB requests made so far by the stream handler's index lookups. */
+  indexCalls(): number;
+  /** Management API requests made so far by the stream handler. */
+  postCalls(): number;
+  /** The /metrics text. */
+  metricsText(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function quietLog(log?: (line: string) => void): Log {
+  const write = (level: string) => (message: string, ...extra: Record<string, unknown>[]) =>
+    log?.(`${level} ${message}${extra.length ? ' ' + JSON.stringify(Object.assign({}, ...extra)) : ''}`);
+  return { debug: () => {}, info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** Starts the local runtime. */
+export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+  const host = options.host ?? '127.0.0.1';
+  const urlHost = options.urlHost ?? 'localhost';
+  const log = quietLog(options.log);
+  const stops: (() => Promise<unknown> | unknown)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      try {
+        await stop();
+      } catch (error) {
+        options.log?.(`stop: ${(error as Error).message}`);
+      }
+    }
+  };
+
+  try {
+    const dynamo = await startDynalite(options.dynamoPort ?? 0, host);
+    stops.push(() => new Promise<void>((resolve) => (dynamo.server as Server).close(() => resolve())));
+    await createTables(dynamo.endpoint);
+    const doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+    stops.push(() => doc.destroy());
+
+    const connections = new DynamoConnectionStore(doc, LOCAL_TABLES.connections);
+    const index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
+    const streamIndex = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
+    const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
+    const sessions = { connections, index };
+
+    const secret = randomBytes(32).toString('hex');
+    const auth = options.auth ?? 'dev';
+    const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer' }) : undefined;
+    const verifier = createTokenVerifier(auth === 'dev' ? { mode: 'hs256', secret } : { mode: 'none' });
+
+    const messageHandler = createMessageHandler({ sessions, metrics: metricsStore, log });
+    const gateway = new LocalGateway(
+      {
+        authorizer: createAuthorizerHandler({ verifier, log }),
+        connect: createConnectHandler({ sessions, metrics: metricsStore, log }),
+        disconnect: createDisconnectHandler({ sessions, metrics: metricsStore, log }),
+        routes: {
+          subscribe: messageHandler,
+          unsubscribe: messageHandler,
+          ping: messageHandler,
+          $default: messageHandler,
+        },
+      },
+      {
+        port: options.wsPort ?? 8081,
+        host,
+        urlHost,
+        idleTimeoutMs: options.idleTimeoutMs,
+        maxConnectionMs: options.maxConnectionMs,
+        log: options.log,
+      },
+    );
+    await gateway.start();
+    stops.push(() => gateway.stop());
+
+    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, (options.postConcurrency ?? 32) * 2);
+    stops.push(() => management.destroy());
+    const poster = new ManagementApiPoster(management);
+
+    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
+    const streamHandler = createStreamHandler({
+      sessions: { connections, index: streamIndex },
+      poster,
+      metrics: metricsStore,
+      log,
+      concurrency: options.postConcurrency ?? 32,
+      onReport: (report) => {
+        totals.batches++;
+        totals.records += report.records;
+        totals.invalid += report.invalid;
+        totals.deliveries += report.deliveries;
+        totals.posts += report.posts;
+        totals.stale += report.stale;
+        totals.failed += report.failed;
+      },
+    });
+    // One invocation at a time, as Lambda polls one partition: batches keep their order.
+    let streamQueue: Promise<unknown> = Promise.resolve();
+    const invokeStream = (event: MSKEvent): Promise<StreamReport> => {
+      const run = streamQueue.then(() => streamHandler(event));
+      streamQueue = run.catch(() => {});
+      return run;
+    };
+    const offsets = new Map<string, number>();
+    const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
+
+    const sweepTimer = setInterval(() => {
+      sweepExpired(doc, [
+        { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
+        { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
+      ]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+    }, options.sweepIntervalMs ?? 60_000);
+    sweepTimer.unref();
+    stops.push(() => clearInterval(sweepTimer));
+
+    const healthChecks: Record<string, HealthCheck> = {
+      dynamodb: dynamoCheck(doc, LOCAL_TABLES.connections, { connectionId: 'health-check' }),
+      managementApi: managementApiCheck(management),
+    };
+
+    if (options.kafka) {
+      const bridge = await startKafkaBridge({
+        brokers: options.kafka.brokers,
+        groupId: options.kafka.groupId,
+        batchSize: options.kafka.batchSize,
+        batchWindowMs: options.kafka.batchWindowMs,
+        invoke: invokeStream,
+        log: options.log,
+      });
+      stops.push(() => bridge.stop());
+      healthChecks.kafka = async () => ({ lag: await bridge.lag() });
+    }
+
+    if (options.simulator !== false) {
+      const sim = options.simulator ?? {};
+      const simulator = new DeviceSimulator(sim);
+      const rate = sim.readingsPerSecond ?? simulator.devices.length * 2;
+      if (options.kafka) {
+        const producer = await startKafkaSimulator({
+          brokers: options.kafka.brokers,
+          devices: simulator.devices.length,
+          rate,
+          log: options.log,
+        });
+        stops.push(() => producer.stop());
+      } else {
+        stops.push(startEmbeddedFeed(simulator, rate, sim.batchWindowMs ?? 250, publish, log));
+      }
+    }
+
+    const dashboard = await createDashboardServer({
+      port: options.dashboardPort ?? 8080,
+      host,
+      urlHost,
+      frontendDir: options.frontendDir ?? path.resolve(__dirname, '../frontend/dist'),
+      config: () => ({ wsUrl: gateway.url, ...(token ? { token } : {}) }),
+      metrics: async () => metricsStore.read(),
+      health: healthChecks,
+    });
+    stops.push(() => dashboard.close());
+
+    const clientUrl = token ? `${gateway.url}/?token=${encodeURIComponent(token)}` : gateway.url;
+    return {
+      dashboardUrl: dashboard.url,
+      wsUrl: gateway.url,
+      clientUrl,
+      managementUrl: gateway.managementUrl,
+      dynamoEndpoint: dynamo.endpoint,
+      token,
+      gateway,
+      publish,
+      invokeStream,
+      totals,
+      indexCalls: () => streamIndex.calls,
+      postCalls: () => poster.calls,
+      metricsText: () => dashboard.metricsText(),
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/**
+ * Feeds simulated readings into the stream handler every `windowMs`, as an event source mapping
+ * with that batching window would. Returns its stop function.
+ */
+function startEmbeddedFeed(
+  simulator: DeviceSimulator,
+  readingsPerSecond: number,
+  windowMs: number,
+  publish: (records: KafkaRecordInput[]) => Promise<StreamReport>,
+  log: Log,
+): () => Promise<void> {
+  let carry = 0;
+  let running: Promise<unknown> = Promise.resolve();
+  let busy = false;
+  const partitions = 3;
+  const partitionOf = (deviceId: string) => {
+    let hash = 0;
+    for (let i = 0; i < deviceId.length; i++) hash = (hash * 31 + deviceId.charCodeAt(i)) | 0;
+    return Math.abs(hash) % partitions;
+  };
+  const timer = setInterval(() => {
+    carry += (readingsPerSecond * windowMs) / 1000;
+    const count = Math.floor(carry);
+    // A slow batch is not stacked on: the readings of a skipped window come with the next one.
+    if (busy || count === 0) return;
+    carry -= count;
+    const { readings, alerts } = simulator.next(count);
+    const records: KafkaRecordInput[] = [
+      ...readings.map((r) => ({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) })),
+      ...alerts.map((a) => ({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) })),
+    ];
+    busy = true;
+    running = publish(records)
+      .catch((error) => log.warn('simulated batch failed', { error: (error as Error).message }))
+      .finally(() => (busy = false));
+  }, windowMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
