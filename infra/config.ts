@@ -1,0 +1,273 @@
+/**
+ * The deployment settings of the stack, read once from CDK context (`cdk.json` or `-c key=value`)
+ * and validated before any construct is built, so a bad value fails synth with a message that says
+ * what to set. Constructs receive these typed values; none of them reads context itself.
+ */
+import type { Node } from 'constructs';
+
+/** Where the stream Lambda reads Kafka from. */
+export type KafkaSource = 'msk' | 'self-managed';
+
+/**
+ * How the event source mapping authenticates to Kafka. `iam` is MSK only; `sasl-scram-512` works
+ * for both; `sasl-scram-256` and `basic` (SASL/PLAIN) are self-managed only; `none` is
+ * self-managed only and needs a VPC (brokers reachable without credentials).
+ */
+export type KafkaAuth = 'iam' | 'sasl-scram-512' | 'sasl-scram-256' | 'basic' | 'none';
+
+/** How the $connect authorizer verifies tokens: an HS256 shared secret, or RS256 through a JWKS URL. */
+export type AuthMode = 'hs256' | 'jwks';
+
+/** Where the stream Lambda's event source mapping sends records it could not process. */
+export type FailureDestination = 'sqs' | 's3';
+
+/** Kafka position a new consumer group starts from. */
+export type StartingPosition = 'LATEST' | 'TRIM_HORIZON';
+
+/** Log level of the Lambdas (Powertools Logger `LOG_LEVEL`). */
+export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+/**
+ * The placeholder MSK cluster ARN `cdk.json` ships with, so that `cdk synth` works on a machine
+ * with no AWS account. Deploying with it fails at the event source mapping; synth warns.
+ */
+export const PLACEHOLDER_MSK_CLUSTER_ARN =
+  'arn:aws:kafka:us-east-1:111111111111:cluster/iot-placeholder/00000000-0000-0000-0000-000000000000-1';
+
+/** Every deployment setting, with the context key it comes from and its default. */
+export interface DeployConfig {
+  /** Context `serviceName`: Powertools service name, also the `service` dimension of custom metrics. Default `iot-live-dashboard`. */
+  readonly serviceName: string;
+  /** Context `metricsNamespace`: CloudWatch namespace of the EMF metrics. Default `IotLiveDashboard`. */
+  readonly metricsNamespace: string;
+  /** Context `stageName`: WebSocket API stage name, the last path segment of the wss URL. Default `live`. */
+  readonly stageName: string;
+  /** Context `logLevel`. Default `INFO`. */
+  readonly logLevel: LogLevel;
+  /** Context `logRetentionDays`: retention of every log group the stack creates. Default 30. */
+  readonly logRetentionDays: number;
+
+  /** Context `authMode`. Default `hs256`. */
+  readonly authMode: AuthMode;
+  /** Context `jwtSecretArn`: existing Secrets Manager secret holding the HS256 key. Default: the stack creates one. */
+  readonly jwtSecretArn?: string;
+  /** Context `jwksUrl`: required when `authMode` is `jwks`. */
+  readonly jwksUrl?: string;
+  /** Context `jwtIssuer`: expected `iss` claim. Default: not checked. */
+  readonly jwtIssuer?: string;
+  /** Context `jwtAudience`: expected `aud` claim. Default: not checked. */
+  readonly jwtAudience?: string;
+  /** Context `metricsTokenSecretArn`: existing secret holding the GET /metrics bearer token. Default: the stack creates one. */
+  readonly metricsTokenSecretArn?: string;
+
+  /** Context `kafkaSource`. Default `msk`. */
+  readonly kafkaSource: KafkaSource;
+  /** Context `mskClusterArn`: required for `msk`. Default {@link PLACEHOLDER_MSK_CLUSTER_ARN} (synth only). */
+  readonly mskClusterArn: string;
+  /** Context `kafkaBootstrapServers`: `host:port` list (array or comma-separated), required for `self-managed`. */
+  readonly kafkaBootstrapServers: string[];
+  /** Context `kafkaAuth`. Default `iam` for MSK, `sasl-scram-512` for self-managed. */
+  readonly kafkaAuth: KafkaAuth;
+  /** Context `kafkaSecretArn`: SASL credentials secret, required for every auth but `iam` and `none`. */
+  readonly kafkaSecretArn?: string;
+  /** Context `kafkaSecretKmsKeyArn`: the customer managed key encrypting that secret (MSK SCRAM secrets need one). */
+  readonly kafkaSecretKmsKeyArn?: string;
+  /** Context `kafkaVpcId`, `kafkaSubnetIds`, `kafkaSecurityGroupId`: self-managed brokers reachable only in a VPC. */
+  readonly kafkaVpc?: { readonly vpcId: string; readonly subnetIds: string[]; readonly securityGroupId: string };
+  /** Context `kafkaTopics`: topics to consume (array or comma-separated). Default `device-data,alerts`. */
+  readonly kafkaTopics: string[];
+  /** Context `kafkaConsumerGroupPrefix`: consumer group id is `<prefix>-<topic>`. Default `iot-live-dashboard`. */
+  readonly kafkaConsumerGroupPrefix: string;
+  /** Context `kafkaBatchSize`: records per invocation, 1..10000. Default 100. */
+  readonly kafkaBatchSize: number;
+  /** Context `kafkaBatchingWindowSeconds`: wait for a fuller batch, 0..300 s. Default 1. */
+  readonly kafkaBatchingWindowSeconds: number;
+  /** Context `kafkaStartingPosition`. Default `LATEST` (a live dashboard does not replay history). */
+  readonly kafkaStartingPosition: StartingPosition;
+  /** Context `failureDestination`. Default `sqs`. */
+  readonly failureDestination: FailureDestination;
+  /** Context `postConcurrency`: concurrent PostToConnection calls per stream invocation. Default 32. */
+  readonly postConcurrency: number;
+
+  /** Context `wsThrottleRate` / `wsThrottleBurst`: stage-wide request rate (per s) and burst. Default 500 / 1000. */
+  readonly wsThrottle: { readonly rateLimit: number; readonly burstLimit: number };
+  /** Context `httpThrottleRate` / `httpThrottleBurst` for GET /metrics and /health. Default 20 / 40. */
+  readonly httpThrottle: { readonly rateLimit: number; readonly burstLimit: number };
+  /**
+   * Context `apiGatewayLogsRole`: create the account-level role that lets API Gateway write
+   * WebSocket access logs (account and region wide, retained on delete). Default true; set false
+   * when the account already has one.
+   */
+  readonly apiGatewayLogsRole: boolean;
+
+  /** Context `dashboardAssetPath`: the built dashboard (`npm run build:frontend`). Default `frontend/dist`. */
+  readonly dashboardAssetPath: string;
+
+  /** Context `alarmEmail`: subscribe this address to the alarm topic. Default: no subscription. */
+  readonly alarmEmail?: string;
+  /** Context `offsetLagThreshold`: alarm when the consumer lags by more records than this. Default 1000. */
+  readonly offsetLagThreshold: number;
+  /** Context `staleConnectionsThreshold`: alarm when more stale connections than this are found in 5 minutes. Default 100. */
+  readonly staleConnectionsThreshold: number;
+}
+
+/** Thrown when a context value is missing or invalid; the message names the key to set. */
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A source of context values: a construct node, or a plain record in tests. */
+export type ContextSource = Pick<Node, 'tryGetContext'> | Record<string, unknown>;
+
+function getter(source: ContextSource): (key: string) => unknown {
+  if (typeof (source as Node).tryGetContext === 'function') {
+    return (key) => (source as Node).tryGetContext(key);
+  }
+  return (key) => (source as Record<string, unknown>)[key];
+}
+
+/**
+ * Reads and validates every deployment setting from context.
+ * @throws ConfigError naming the key to fix.
+ */
+export function readConfig(source: ContextSource): DeployConfig {
+  const get = getter(source);
+
+  const str = (key: string, fallback: string): string => optStr(key) ?? fallback;
+  const optStr = (key: string): string | undefined => {
+    const v = get(key);
+    if (v === undefined || v === null || v === '') return undefined;
+    if (typeof v !== 'string') throw new ConfigError(`context "${key}" must be a string, got ${JSON.stringify(v)}`);
+    return v.trim();
+  };
+  const oneOf = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
+    const v = str(key, fallback);
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(`context "${key}" must be one of ${allowed.join(', ')}; got "${v}"`);
+    }
+    return v as T;
+  };
+  const int = (key: string, fallback: number, min: number, max: number): number => {
+    const raw = get(key);
+    // `-c key=5` arrives as the string "5"; cdk.json gives a number.
+    const v = raw === undefined || raw === null || raw === '' ? fallback : Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new ConfigError(`context "${key}" must be an integer in ${min}..${max}; got ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = get(key);
+    if (v === undefined || v === null || v === '') return fallback;
+    if (v === true || v === 'true') return true;
+    if (v === false || v === 'false') return false;
+    throw new ConfigError(`context "${key}" must be true or false; got ${JSON.stringify(v)}`);
+  };
+  const list = (key: string, fallback: string[]): string[] => {
+    const v = get(key);
+    if (v === undefined || v === null || v === '') return fallback;
+    const items = Array.isArray(v) ? v.map(String) : typeof v === 'string' ? v.split(',') : undefined;
+    if (!items) throw new ConfigError(`context "${key}" must be a list or a comma-separated string`);
+    return items.map((s) => s.trim()).filter((s) => s.length > 0);
+  };
+  const arn = (key: string, service: string): string | undefined => {
+    const v = optStr(key);
+    if (v !== undefined && !new RegExp(`^arn:aws[a-z-]*:${service}:`).test(v)) {
+      throw new ConfigError(`context "${key}" must be an ARN of service ${service}; got "${v}"`);
+    }
+    return v;
+  };
+
+  const authMode = oneOf<AuthMode>('authMode', ['hs256', 'jwks'], 'hs256');
+  const jwksUrl = optStr('jwksUrl');
+  if (authMode === 'jwks' && !jwksUrl) {
+    throw new ConfigError('context "jwksUrl" is required when authMode is jwks (e.g. a Cognito user pool\'s /.well-known/jwks.json)');
+  }
+  if (jwksUrl !== undefined && !/^https:\/\//.test(jwksUrl)) {
+    throw new ConfigError(`context "jwksUrl" must be an https URL; got "${jwksUrl}"`);
+  }
+
+  const kafkaSource = oneOf<KafkaSource>('kafkaSource', ['msk', 'self-managed'], 'msk');
+  const kafkaAuth = oneOf<KafkaAuth>(
+    'kafkaAuth',
+    ['iam', 'sasl-scram-512', 'sasl-scram-256', 'basic', 'none'],
+    kafkaSource === 'msk' ? 'iam' : 'sasl-scram-512',
+  );
+  const mskClusterArn = arn('mskClusterArn', 'kafka') ?? PLACEHOLDER_MSK_CLUSTER_ARN;
+  const kafkaBootstrapServers = list('kafkaBootstrapServers', []);
+  const kafkaSecretArn = arn('kafkaSecretArn', 'secretsmanager');
+  const vpcId = optStr('kafkaVpcId');
+  const subnetIds = list('kafkaSubnetIds', []);
+  const securityGroupId = optStr('kafkaSecurityGroupId');
+  const kafkaVpc = vpcId ? { vpcId, subnetIds, securityGroupId: securityGroupId ?? '' } : undefined;
+
+  if (kafkaSource === 'msk') {
+    if (!['iam', 'sasl-scram-512'].includes(kafkaAuth)) {
+      throw new ConfigError(`context "kafkaAuth" for MSK must be iam or sasl-scram-512; got "${kafkaAuth}"`);
+    }
+    if (!/^arn:aws[a-z-]*:kafka:[a-z0-9-]+:\d{12}:cluster\/[^/]+\/[^/]+$/.test(mskClusterArn)) {
+      throw new ConfigError(`context "mskClusterArn" must be arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>; got "${mskClusterArn}"`);
+    }
+  } else {
+    if (kafkaAuth === 'iam') throw new ConfigError('context "kafkaAuth" iam is for MSK only; use sasl-scram-512, sasl-scram-256, basic or none');
+    if (kafkaBootstrapServers.length === 0) {
+      throw new ConfigError('context "kafkaBootstrapServers" (host:port,...) is required when kafkaSource is self-managed');
+    }
+    if (kafkaVpc && (kafkaVpc.subnetIds.length === 0 || !kafkaVpc.securityGroupId)) {
+      throw new ConfigError('context "kafkaVpcId" needs "kafkaSubnetIds" and "kafkaSecurityGroupId" as well');
+    }
+    if (kafkaAuth === 'none' && !kafkaVpc) {
+      throw new ConfigError('context "kafkaAuth" none needs brokers in a VPC: set kafkaVpcId, kafkaSubnetIds, kafkaSecurityGroupId');
+    }
+  }
+  if (!['iam', 'none'].includes(kafkaAuth) && !kafkaSecretArn) {
+    throw new ConfigError(`context "kafkaSecretArn" is required when kafkaAuth is ${kafkaAuth}`);
+  }
+
+  const kafkaTopics = list('kafkaTopics', ['device-data', 'alerts']);
+  if (kafkaTopics.length === 0) throw new ConfigError('context "kafkaTopics" must name at least one topic');
+
+  const stageName = str('stageName', 'live');
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(stageName) || stageName === '$default') {
+    throw new ConfigError(`context "stageName" must be letters, digits, - or _; got "${stageName}"`);
+  }
+
+  const retention = int('logRetentionDays', 30, 1, 3653);
+  return {
+    serviceName: str('serviceName', 'iot-live-dashboard'),
+    metricsNamespace: str('metricsNamespace', 'IotLiveDashboard'),
+    stageName,
+    logLevel: oneOf<LogLevel>('logLevel', ['DEBUG', 'INFO', 'WARN', 'ERROR'], 'INFO'),
+    logRetentionDays: retention,
+    authMode,
+    jwtSecretArn: arn('jwtSecretArn', 'secretsmanager'),
+    jwksUrl,
+    jwtIssuer: optStr('jwtIssuer'),
+    jwtAudience: optStr('jwtAudience'),
+    metricsTokenSecretArn: arn('metricsTokenSecretArn', 'secretsmanager'),
+    kafkaSource,
+    mskClusterArn,
+    kafkaBootstrapServers,
+    kafkaAuth,
+    kafkaSecretArn,
+    kafkaSecretKmsKeyArn: arn('kafkaSecretKmsKeyArn', 'kms'),
+    kafkaVpc,
+    kafkaTopics,
+    kafkaConsumerGroupPrefix: str('kafkaConsumerGroupPrefix', 'iot-live-dashboard'),
+    kafkaBatchSize: int('kafkaBatchSize', 100, 1, 10000),
+    kafkaBatchingWindowSeconds: int('kafkaBatchingWindowSeconds', 1, 0, 300),
+    kafkaStartingPosition: oneOf<StartingPosition>('kafkaStartingPosition', ['LATEST', 'TRIM_HORIZON'], 'LATEST'),
+    failureDestination: oneOf<FailureDestination>('failureDestination', ['sqs', 's3'], 'sqs'),
+    postConcurrency: int('postConcurrency', 32, 1, 1000),
+    wsThrottle: { rateLimit: int('wsThrottleRate', 500, 1, 10000), burstLimit: int('wsThrottleBurst', 1000, 1, 5000) },
+    httpThrottle: { rateLimit: int('httpThrottleRate', 20, 1, 10000), burstLimit: int('httpThrottleBurst', 40, 1, 5000) },
+    apiGatewayLogsRole: bool('apiGatewayLogsRole', true),
+    dashboardAssetPath: str('dashboardAssetPath', 'frontend/dist'),
+    alarmEmail: optStr('alarmEmail'),
+    offsetLagThreshold: int('offsetLagThreshold', 1000, 1, 1_000_000_000),
+    staleConnectionsThreshold: int('staleConnectionsThreshold', 100, 1, 1_000_000_000),
+  };
+}

@@ -1,0 +1,55 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import { Construct } from 'constructs';
+import { CONNECTIONS_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../../lambdas/config/tables';
+
+/** Properties of {@link DataTables}. */
+export interface DataTablesProps {
+  /**
+   * What happens to the tables when the stack is deleted. They hold only state that expires
+   * (connections, subscriptions) or is rebuilt (metric counters).
+   * @default RemovalPolicy.DESTROY
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * The three DynamoDB tables, on demand, with point-in-time recovery and server-side encryption.
+ * Key schemas and TTL attributes come from lambdas/config/tables.ts, which the Lambdas and the
+ * local runtime use as well.
+ */
+export class DataTables extends Construct {
+  /** Connections: partition key `connectionId`, TTL `expiresAt`. */
+  public readonly connections: dynamodb.TableV2;
+  /** Subscription index: `pk` index key, `sk` connection#subscription, TTL `expiresAt`. */
+  public readonly subscriptions: dynamodb.TableV2;
+  /** Aggregated metrics: `pk` family, `sk` shard. */
+  public readonly metrics: dynamodb.TableV2;
+
+  constructor(scope: Construct, id: string, props: DataTablesProps = {}) {
+    super(scope, id);
+    const common = {
+      billing: dynamodb.Billing.onDemand(),
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.DESTROY,
+    } as const;
+    const str = (name: string): dynamodb.Attribute => ({ name, type: dynamodb.AttributeType.STRING });
+
+    this.connections = new dynamodb.TableV2(this, 'Connections', {
+      ...common,
+      partitionKey: str(CONNECTIONS_TABLE.partitionKey),
+      timeToLiveAttribute: CONNECTIONS_TABLE.ttlAttribute,
+    });
+    this.subscriptions = new dynamodb.TableV2(this, 'Subscriptions', {
+      ...common,
+      partitionKey: str(SUBSCRIPTIONS_TABLE.partitionKey),
+      sortKey: str(SUBSCRIPTIONS_TABLE.sortKey),
+      timeToLiveAttribute: SUBSCRIPTIONS_TABLE.ttlAttribute,
+    });
+    this.metrics = new dynamodb.TableV2(this, 'Metrics', {
+      ...common,
+      partitionKey: str(METRICS_TABLE.partitionKey),
+      sortKey: str(METRICS_TABLE.sortKey),
+    });
+  }
+}

@@ -1,0 +1,203 @@
+import { Aws, RemovalPolicy } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { ENV } from '../../lambdas/config/env-names';
+import type { AuthMode } from '../config';
+import type { HandlerName } from '../lambda-bundling';
+import type { DataTables } from './data-tables';
+import { ServiceFunction, type FunctionDefaults } from './service-function';
+
+/** How the $connect authorizer verifies the `token` query parameter. */
+export interface TokenVerification {
+  /** `hs256` (shared secret in Secrets Manager) or `jwks` (RS256 keys from a JWKS URL). */
+  readonly mode: AuthMode;
+  /** The HS256 secret; required for `hs256`. */
+  readonly secret?: ISecret;
+  /** The JWKS URL; required for `jwks`. */
+  readonly jwksUrl?: string;
+  /** Expected `iss` claim. @default not checked */
+  readonly issuer?: string;
+  /** Expected `aud` claim. @default not checked */
+  readonly audience?: string;
+}
+
+/** Properties of {@link RealtimeApi}. */
+export interface RealtimeApiProps {
+  /** The tables the route Lambdas use. */
+  readonly tables: DataTables;
+  /** Shared function settings. */
+  readonly functionDefaults: FunctionDefaults;
+  /** Token verification of the $connect authorizer. */
+  readonly auth: TokenVerification;
+  /** Stage name, the last path segment of the wss URL. @default 'live' */
+  readonly stageName?: string;
+  /** Stage-wide throttling. @default 500 requests/s, burst 1000 */
+  readonly throttle?: apigwv2.ThrottleSettings;
+  /**
+   * Create the account-level role API Gateway needs to write WebSocket access logs. It is one
+   * setting per account and region, so it is retained when the stack is deleted.
+   * @default true
+   */
+  readonly createAccountLogsRole?: boolean;
+}
+
+/** The route keys of the WebSocket API besides $connect and $disconnect. */
+export const CLIENT_ROUTES = ['subscribe', 'unsubscribe', 'ping'] as const;
+
+/**
+ * The API Gateway WebSocket API: routes chosen by `$request.body.action`, a Lambda REQUEST
+ * authorizer on $connect reading the `token` query parameter, one Lambda per route, and a stage
+ * with access logs and throttling. Client routes answer through the route response.
+ */
+export class RealtimeApi extends Construct {
+  /** The WebSocket API. */
+  public readonly api: apigwv2.WebSocketApi;
+  /** Its stage; `stage.url` is the wss URL, `stage.callbackUrl` the Management API endpoint. */
+  public readonly stage: apigwv2.WebSocketStage;
+  /** The $connect authorizer function. */
+  public readonly authorizer: ServiceFunction;
+  /** One function per route key (`$connect`, `$disconnect`, `$default`, `subscribe`, ...). */
+  public readonly routeFunctions: Readonly<Record<string, ServiceFunction>>;
+  /** The stage's access log group. */
+  public readonly accessLogs: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: RealtimeApiProps) {
+    super(scope, id);
+    const { tables, functionDefaults: defaults } = props;
+    const fn = (name: HandlerName, description: string) =>
+      new ServiceFunction(this, `${name[0]!.toUpperCase()}${name.slice(1)}`, { handler: name, description, defaults });
+
+    this.authorizer = fn('authorizer', 'WebSocket $connect authorizer: verifies the token query parameter');
+    this.authorizer.setEnv(ENV.authMode, props.auth.mode);
+    if (props.auth.mode === 'hs256') {
+      if (!props.auth.secret) throw new Error('RealtimeApi: auth.secret is required for hs256');
+      this.authorizer.linkSecret(ENV.jwtSecretArn, props.auth.secret);
+    } else {
+      if (!props.auth.jwksUrl) throw new Error('RealtimeApi: auth.jwksUrl is required for jwks');
+      this.authorizer.setEnv(ENV.jwksUrl, props.auth.jwksUrl);
+    }
+    if (props.auth.issuer) this.authorizer.setEnv(ENV.jwtIssuer, props.auth.issuer);
+    if (props.auth.audience) this.authorizer.setEnv(ENV.jwtAudience, props.auth.audience);
+
+    const connect = fn('connect', 'WebSocket $connect: records the connection')
+      .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
+      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+    const disconnect = fn('disconnect', 'WebSocket $disconnect: removes the connection and its subscriptions');
+    const subscribe = fn('subscribe', 'WebSocket subscribe route: stores a subscription filter');
+    const unsubscribe = fn('unsubscribe', 'WebSocket unsubscribe route: removes a subscription');
+    for (const f of [disconnect, subscribe, unsubscribe]) {
+      f.linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
+        .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
+        .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+    }
+    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
+      ENV.metricsTable,
+      tables.metrics,
+      'readWrite',
+    );
+    this.routeFunctions = {
+      $connect: connect,
+      $disconnect: disconnect,
+      $default: fallback,
+      subscribe,
+      unsubscribe,
+      ping,
+    };
+
+    const integration = (name: string, f: ServiceFunction) => new WebSocketLambdaIntegration(`${name}Integration`, f.function);
+    this.api = new apigwv2.WebSocketApi(this, 'Api', {
+      description: 'Real-time IoT dashboard: subscriptions and live pushes',
+      routeSelectionExpression: '$request.body.action',
+      connectRouteOptions: {
+        integration: integration('Connect', connect),
+        authorizer: new WebSocketLambdaAuthorizer('TokenAuthorizer', this.authorizer.function, {
+          // Without a token API Gateway rejects the handshake with 401 before any Lambda runs.
+          identitySource: ['route.request.querystring.token'],
+        }),
+      },
+      disconnectRouteOptions: { integration: integration('Disconnect', disconnect) },
+      defaultRouteOptions: { integration: integration('Default', fallback), returnResponse: true },
+    });
+    this.api.addRoute('subscribe', { integration: integration('Subscribe', subscribe), returnResponse: true });
+    this.api.addRoute('unsubscribe', { integration: integration('Unsubscribe', unsubscribe), returnResponse: true });
+    this.api.addRoute('ping', { integration: integration('Ping', ping), returnResponse: true });
+
+    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      retention: defaults.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.stage = new apigwv2.WebSocketStage(this, 'Stage', {
+      webSocketApi: this.api,
+      stageName: props.stageName ?? 'live',
+      autoDeploy: true,
+      throttle: props.throttle ?? { rateLimit: 500, burstLimit: 1000 },
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(this.accessLogs),
+        format: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            time: '$context.requestTimeEpoch',
+            routeKey: '$context.routeKey',
+            eventType: '$context.eventType',
+            connectionId: '$context.connectionId',
+            status: '$context.status',
+            error: '$context.error.message',
+            authorizerError: '$context.authorizer.error',
+            integrationError: '$context.integration.error',
+            latency: '$context.integrationLatency',
+            ip: '$context.identity.sourceIp',
+          }),
+        ),
+      },
+    });
+
+    if (props.createAccountLogsRole ?? true) {
+      // WebSocket (unlike HTTP) APIs write access logs through this account-wide role.
+      const role = new iam.Role(this, 'ApiGatewayLogsRole', {
+        assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+        managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonAPIGatewayPushToCloudWatchLogs')],
+      });
+      role.applyRemovalPolicy(RemovalPolicy.RETAIN);
+      const account = new apigw.CfnAccount(this, 'ApiGatewayAccount', { cloudWatchRoleArn: role.roleArn });
+      account.applyRemovalPolicy(RemovalPolicy.RETAIN);
+      this.stage.node.addDependency(account);
+    }
+  }
+
+  /** The wss URL clients connect to: `wss://{api}.execute-api.{region}.amazonaws.com/{stage}`. */
+  public get url(): string {
+    return this.stage.url;
+  }
+
+  /** The Management API endpoint of the stage, for WS_CALLBACK_URL. */
+  public get callbackUrl(): string {
+    return this.stage.callbackUrl;
+  }
+
+  /**
+   * Allows `fn` to call the Management API on this stage only, for the given HTTP methods
+   * (POST to push, GET to read a connection, DELETE to close one).
+   */
+  public grantManageConnections(fn: ServiceFunction, methods: ReadonlyArray<'POST' | 'GET' | 'DELETE'>): void {
+    fn.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['execute-api:ManageConnections'],
+        // Pseudo parameters rather than the stack's literal region/account keep this ARN (and the
+        // cdk-nag finding naming it, see infra/nag.ts) the same in every environment.
+        resources: methods.map((m) => this.connectionsArn(m)),
+      }),
+    );
+  }
+
+  /** `arn:{partition}:execute-api:{region}:{account}:{apiId}/{stage}/{method}/@connections/*`. */
+  public connectionsArn(method: 'POST' | 'GET' | 'DELETE'): string {
+    return `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${this.api.apiId}/${this.stage.stageName}/${method}/@connections/*`;
+  }
+}

@@ -1,0 +1,121 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { ITableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import type { EnvName } from '../../lambdas/config/env-names';
+import { ESBUILD_SETTINGS, handlerEntry, PROJECT_ROOT, type HandlerName } from '../lambda-bundling';
+
+/** Settings every function of the app shares. */
+export interface FunctionDefaults {
+  /** Powertools service name (`POWERTOOLS_SERVICE_NAME`), also the `service` metric dimension. */
+  readonly serviceName: string;
+  /** CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`). */
+  readonly metricsNamespace: string;
+  /** Powertools Logger level (`LOG_LEVEL`). */
+  readonly logLevel: string;
+  /** Retention of each function's log group. */
+  readonly logRetention: logs.RetentionDays;
+}
+
+/** Properties of a {@link ServiceFunction}. */
+export interface ServiceFunctionProps {
+  /** The handler entry, `lambdas/handlers/<handler>.ts`. */
+  readonly handler: HandlerName;
+  /** What the function does, shown in the console. */
+  readonly description: string;
+  /** Shared Powertools and logging settings. */
+  readonly defaults: FunctionDefaults;
+  /** Extra environment variables. @default none */
+  readonly environment?: Partial<Record<EnvName, string>>;
+  /** Memory in MB. @default 256 */
+  readonly memorySize?: number;
+  /** Timeout. @default 10 seconds */
+  readonly timeout?: Duration;
+}
+
+/** Access a function gets to a linked table. */
+export type TableAccess = 'read' | 'write' | 'readWrite';
+
+/**
+ * One Lambda of the app: a NodejsFunction (Node.js 22, arm64, bundled by the local esbuild) with
+ * its own role and its own log group, so each function holds only the grants it is linked to.
+ * `link*` sets the environment variable and the IAM grant in one step.
+ */
+export class ServiceFunction extends Construct {
+  /** The function. */
+  public readonly function: NodejsFunction;
+  /** Its execution role; starts with nothing but write access to its own log group. */
+  public readonly role: iam.Role;
+  /** Its log group. */
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ServiceFunctionProps) {
+    super(scope, id);
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.defaults.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // An own role instead of the default one: the default attaches AWSLambdaBasicExecutionRole,
+    // which may write to every log group in the account.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of the ${props.handler} Lambda`,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: handlerEntry(props.handler),
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: `${PROJECT_ROOT}/package-lock.json`,
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      description: props.description,
+      memorySize: props.memorySize ?? 256,
+      timeout: props.timeout ?? Duration.seconds(10),
+      role: this.role,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: {
+        POWERTOOLS_SERVICE_NAME: props.defaults.serviceName,
+        POWERTOOLS_METRICS_NAMESPACE: props.defaults.metricsNamespace,
+        LOG_LEVEL: props.defaults.logLevel,
+        // The bundles carry source maps; this makes stack traces name TypeScript lines.
+        NODE_OPTIONS: '--enable-source-maps',
+        ...props.environment,
+      },
+      bundling: {
+        forceDockerBundling: false,
+        format: OutputFormat.CJS,
+        ...ESBUILD_SETTINGS,
+        externalModules: [...ESBUILD_SETTINGS.externalModules],
+      },
+    });
+  }
+
+  /** Sets `envName` to the table's name and grants the given access to it. */
+  public linkTable(envName: EnvName, table: ITableV2, access: TableAccess): this {
+    this.function.addEnvironment(envName, table.tableName);
+    if (access === 'read') table.grantReadData(this.function);
+    else if (access === 'write') table.grantWriteData(this.function);
+    else table.grantReadWriteData(this.function);
+    return this;
+  }
+
+  /** Sets `envName` to the secret's ARN and grants read access to its value. */
+  public linkSecret(envName: EnvName, secret: ISecret): this {
+    this.function.addEnvironment(envName, secret.secretArn);
+    secret.grantRead(this.function);
+    return this;
+  }
+
+  /** Sets a plain environment variable. */
+  public setEnv(envName: EnvName, value: string): this {
+    this.function.addEnvironment(envName, value);
+    return this;
+  }
+}

@@ -1,0 +1,173 @@
+import { Annotations, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Duration } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import { PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
+import { OperationalAlarms } from './constructs/alarms';
+import { DashboardSite } from './constructs/dashboard-site';
+import { DataTables } from './constructs/data-tables';
+import { OpsApi } from './constructs/ops-api';
+import { RealtimeApi } from './constructs/realtime-api';
+import type { FunctionDefaults } from './constructs/service-function';
+import { StreamConsumer } from './constructs/stream-consumer';
+import { applyNagSuppressions } from './nag';
+
+/** Properties of {@link IotDashboardStack}. */
+export interface IotDashboardStackProps extends StackProps {
+  /** Every deployment setting, usually from {@link readConfig}. */
+  readonly config: DeployConfig;
+}
+
+/**
+ * The whole product in one stack: tables, the WebSocket API and its Lambdas, the Kafka consumer,
+ * the metrics/health HTTP API, the dashboard on CloudFront and the alarms. It only wires the
+ * constructs together; each concern lives in its construct.
+ */
+export class IotDashboardStack extends Stack {
+  /** The DynamoDB tables. */
+  public readonly tables: DataTables;
+  /** The WebSocket API. */
+  public readonly realtime: RealtimeApi;
+  /** The Kafka consumer. */
+  public readonly stream: StreamConsumer;
+  /** GET /metrics and GET /health. */
+  public readonly ops: OpsApi;
+  /** The dashboard site. */
+  public readonly site: DashboardSite;
+  /** The alarms. */
+  public readonly alarms: OperationalAlarms;
+  /** The HS256 secret of the authorizer, when `authMode` is `hs256`. */
+  public readonly jwtSecret?: secretsmanager.ISecret;
+  /** The bearer token secret of GET /metrics. */
+  public readonly metricsTokenSecret: secretsmanager.ISecret;
+
+  constructor(scope: Construct, id: string, props: IotDashboardStackProps) {
+    super(scope, id, props);
+    const config = props.config;
+    const functionDefaults: FunctionDefaults = {
+      serviceName: config.serviceName,
+      metricsNamespace: config.metricsNamespace,
+      logLevel: config.logLevel,
+      logRetention: retentionDays(config.logRetentionDays),
+    };
+
+    if (config.authMode === 'hs256') {
+      this.jwtSecret = config.jwtSecretArn
+        ? secretsmanager.Secret.fromSecretCompleteArn(this, 'JwtSecret', config.jwtSecretArn)
+        : new secretsmanager.Secret(this, 'JwtSecret', {
+            description: 'HS256 key the WebSocket authorizer verifies tokens with (the raw SecretString is the key)',
+            generateSecretString: { passwordLength: 64, excludePunctuation: true },
+          });
+    }
+    this.metricsTokenSecret = config.metricsTokenSecretArn
+      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'MetricsTokenSecret', config.metricsTokenSecretArn)
+      : new secretsmanager.Secret(this, 'MetricsTokenSecret', {
+          description: 'Bearer token GET /metrics requires (the raw SecretString is the token)',
+          generateSecretString: { passwordLength: 48, excludePunctuation: true },
+        });
+
+    this.tables = new DataTables(this, 'Tables');
+    this.realtime = new RealtimeApi(this, 'Realtime', {
+      tables: this.tables,
+      functionDefaults,
+      stageName: config.stageName,
+      throttle: config.wsThrottle,
+      createAccountLogsRole: config.apiGatewayLogsRole,
+      auth: {
+        mode: config.authMode,
+        secret: this.jwtSecret,
+        jwksUrl: config.jwksUrl,
+        issuer: config.jwtIssuer,
+        audience: config.jwtAudience,
+      },
+    });
+
+    if (config.kafkaSource === 'msk' && config.mskClusterArn === PLACEHOLDER_MSK_CLUSTER_ARN) {
+      Annotations.of(this).addWarningV2(
+        'iot-dashboard:placeholder-msk-cluster',
+        'mskClusterArn is the placeholder from cdk.json: synth works, deploy will not. Pass -c mskClusterArn=<your cluster ARN>.',
+      );
+    }
+    this.stream = new StreamConsumer(this, 'Stream', {
+      tables: this.tables,
+      realtimeApi: this.realtime,
+      functionDefaults,
+      source:
+        config.kafkaSource === 'msk'
+          ? { kind: 'msk', clusterArn: config.mskClusterArn }
+          : { kind: 'self-managed', bootstrapServers: config.kafkaBootstrapServers, vpc: config.kafkaVpc },
+      auth: config.kafkaAuth,
+      secretArn: config.kafkaSecretArn,
+      secretKmsKeyArn: config.kafkaSecretKmsKeyArn,
+      topics: config.kafkaTopics,
+      consumerGroupPrefix: config.kafkaConsumerGroupPrefix,
+      batchSize: config.kafkaBatchSize,
+      batchingWindow: Duration.seconds(config.kafkaBatchingWindowSeconds),
+      startingPosition: config.kafkaStartingPosition,
+      failureDestination: config.failureDestination,
+      postConcurrency: config.postConcurrency,
+    });
+
+    this.ops = new OpsApi(this, 'Ops', {
+      tables: this.tables,
+      realtimeApi: this.realtime,
+      metricsTokenSecret: this.metricsTokenSecret,
+      functionDefaults,
+      throttle: config.httpThrottle,
+    });
+
+    this.site = new DashboardSite(this, 'Dashboard', {
+      assetPath: config.dashboardAssetPath,
+      wsUrl: this.realtime.url,
+      connectOrigins: [
+        `wss://${this.realtime.api.apiId}.execute-api.${this.region}.${this.urlSuffix}`,
+        this.ops.api.apiEndpoint,
+      ],
+    });
+
+    const functions = [
+      this.realtime.authorizer,
+      ...Object.values(this.realtime.routeFunctions),
+      this.stream.handler,
+      this.ops.metricsFunction,
+      this.ops.healthFunction,
+    ].map((f) => f.function);
+    this.alarms = new OperationalAlarms(this, 'Alarms', {
+      streamFunction: this.stream.handler.function,
+      functions,
+      metricsNamespace: config.metricsNamespace,
+      serviceName: config.serviceName,
+      offsetLagThreshold: config.offsetLagThreshold,
+      staleConnectionsThreshold: config.staleConnectionsThreshold,
+      email: config.alarmEmail,
+    });
+
+    new CfnOutput(this, 'WebSocketUrl', { value: this.realtime.url, description: 'wss URL of the WebSocket API stage' });
+    new CfnOutput(this, 'DashboardUrl', { value: this.site.url, description: 'The dashboard on CloudFront' });
+    new CfnOutput(this, 'MetricsUrl', { value: this.ops.metricsUrl, description: 'Prometheus metrics (bearer token)' });
+    new CfnOutput(this, 'HealthUrl', { value: this.ops.healthUrl, description: 'Health of each dependency' });
+    new CfnOutput(this, 'MetricsTokenSecretArn', {
+      value: this.metricsTokenSecret.secretArn,
+      description: 'Secret holding the /metrics bearer token',
+    });
+    if (this.jwtSecret) {
+      new CfnOutput(this, 'JwtSecretArn', { value: this.jwtSecret.secretArn, description: 'Secret holding the HS256 token key' });
+    }
+    new CfnOutput(this, 'FailedBatchesDestination', {
+      value: this.stream.failureQueue?.queueUrl ?? `s3://${this.stream.failureBucket!.bucketName}`,
+      description: 'Where the stream Lambda sends metadata of batches it could not process',
+    });
+
+    applyNagSuppressions(this);
+  }
+}
+
+/** Maps a day count to the nearest CloudWatch Logs retention that is not shorter. */
+export function retentionDays(days: number): logs.RetentionDays {
+  const allowed = Object.values(logs.RetentionDays)
+    .filter((v): v is number => typeof v === 'number' && v > 0)
+    .sort((a, b) => a - b);
+  const pick = allowed.find((v) => v >= days) ?? allowed[allowed.length - 1]!;
+  return pick as logs.RetentionDays;
+}
