@@ -20,6 +20,7 @@ const LEVEL_COLOURS: Record<AlertLevel, string> = { info: '#3b82f6', warning: '#
 interface ThresholdLine {
   value: number;
   level: AlertLevel;
+  label: string;
 }
 const thresholdPlugin: Plugin = {
   id: 'thresholds',
@@ -33,7 +34,8 @@ const thresholdPlugin: Plugin = {
     ctx.font = '11px system-ui, sans-serif';
     ctx.textAlign = 'right';
     ctx.textBaseline = 'bottom';
-    for (const line of options.lines) {
+    const labelled: number[] = [];
+    for (const line of [...options.lines].sort((a, b) => b.value - a.value)) {
       const y = scale.getPixelForValue(line.value);
       if (y < chartArea.top || y > chartArea.bottom) continue;
       ctx.strokeStyle = LEVEL_COLOURS[line.level];
@@ -42,7 +44,11 @@ const thresholdPlugin: Plugin = {
       ctx.moveTo(chartArea.left, y);
       ctx.lineTo(chartArea.right, y);
       ctx.stroke();
-      ctx.fillText(`${line.level} ≥ ${line.value}`, chartArea.right - 4, y - 2);
+      // Several device types may have rules close together: label only lines with room for text.
+      if (labelled.every((other) => Math.abs(other - y) >= 12)) {
+        ctx.fillText(line.label, chartArea.right - 4, y - 2);
+        labelled.push(y);
+      }
     }
     ctx.restore();
   },
@@ -131,7 +137,12 @@ export class MetricChart extends ChartCard {
         interaction: { mode: 'nearest', intersect: false },
         elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 1.5, tension: 0 } },
         scales: {
-          x: { type: 'time', ticks: { maxRotation: 0, autoSkipPadding: 16 }, time: { tooltipFormat: 'HH:mm:ss.SSS' } },
+          x: {
+            type: 'time',
+            ticks: { maxRotation: 0, autoSkipPadding: 16 },
+            // 24-hour clock everywhere: plant floors run round the clock and logs use it.
+            time: { tooltipFormat: 'HH:mm:ss.SSS', displayFormats: { millisecond: 'HH:mm:ss.SSS', second: 'HH:mm:ss', minute: 'HH:mm', hour: 'HH:mm' } },
+          },
           y: { type: 'linear', title: { display: false, text: metric } },
         },
         plugins: {
@@ -159,10 +170,11 @@ export class MetricChart extends ChartCard {
       };
       this.chart.data.datasets.push(dataset);
     }
-    const lines = [...(this.model.thresholds.get(this.metric) ?? new Map<number, AlertLevel>())].map(([value, level]) => ({
-      value,
-      level,
-    }));
+    // Threshold lines of the device types plotted here only: other types' rules would mislead.
+    const plottedTypes = new Set([...byDevice.keys()].map((deviceId) => this.model.devices.get(deviceId)?.deviceType));
+    const lines: ThresholdLine[] = [...(this.model.thresholds.get(this.metric)?.values() ?? [])]
+      .filter((threshold) => plottedTypes.has(threshold.deviceType))
+      .map(({ deviceType, value, level }) => ({ value, level, label: `${deviceType} ${level} > ${value}` }));
     const options = this.chart.options;
     // Options of this module's own plugin, which Chart.js's option types do not know.
     (options.plugins as { thresholds?: { lines: ThresholdLine[] } }).thresholds = { lines };
@@ -188,11 +200,15 @@ export class AggregateChart extends ChartCard {
   protected readonly chart: Chart<'bar', number[], string>;
   readonly select: HTMLSelectElement;
   private rows: { deviceType: string; mean: number; devices: number }[] = [];
+  private userChose = false;
 
   constructor(private readonly model: DashboardModel) {
     super('mean-by-type', 'Mean per device type', 'aggregate-chart');
     this.select = el('select', { 'data-testid': 'aggregate-metric', 'aria-label': 'Metric to average' });
-    this.select.addEventListener('change', () => this.refresh());
+    this.select.addEventListener('change', () => {
+      this.userChose = true;
+      this.refresh();
+    });
     this.tools.prepend(this.select);
     this.chart = new Chart(this.canvas, {
       type: 'bar',
@@ -201,7 +217,7 @@ export class AggregateChart extends ChartCard {
         responsive: true,
         maintainAspectRatio: false,
         plugins: { legend: { display: false } },
-        scales: { y: { beginAtZero: false } },
+        scales: { y: { beginAtZero: true } },
       },
     });
   }
@@ -211,7 +227,7 @@ export class AggregateChart extends ChartCard {
     if (metrics.length !== this.select.options.length) {
       const chosen = this.select.value;
       this.select.replaceChildren(...metrics.map((metric) => el('option', { value: metric }, metric)));
-      this.select.value = metrics.includes(chosen) ? chosen : (metrics[0] ?? '');
+      this.select.value = this.userChose && metrics.includes(chosen) ? chosen : this.mostShared(metrics);
     }
     const metric = this.select.value;
     this.rows = metric ? this.model.meanByType(metric) : [];
@@ -220,6 +236,17 @@ export class AggregateChart extends ChartCard {
     this.chart.data.datasets[0].label = `mean ${metric}`;
     this.chart.update('none');
     this.summary.textContent = metric ? `mean ${metric} · ${this.rows.length} types` : 'waiting for data';
+  }
+
+  /** The metric reported by the most device types: the most telling comparison to start with. */
+  private mostShared(metrics: string[]): string {
+    let best = metrics[0] ?? '';
+    let bestTypes = -1;
+    for (const metric of metrics) {
+      const types = this.model.meanByType(metric).length;
+      if (types > bestTypes) [best, bestTypes] = [metric, types];
+    }
+    return best;
   }
 
   csv(): string {

@@ -22,6 +22,13 @@ export interface DeviceState {
   metrics: Record<string, number>;
 }
 
+/** A threshold of an alert rule, learnt from the alerts that name it. */
+export interface Threshold {
+  readonly deviceType: string;
+  readonly value: number;
+  readonly level: AlertLevel;
+}
+
 export interface AlertEntry {
   readonly alert: AlertRecord;
   /** Unique key: the cursor when the record had one, else the alert id. */
@@ -58,8 +65,8 @@ export class DashboardModel {
   readonly devices = new Map<string, DeviceState>();
   /** metric -> deviceId -> points, oldest first. */
   readonly series = new Map<string, Map<string, Point[]>>();
-  /** metric -> threshold value -> highest alert level seen at it. */
-  readonly thresholds = new Map<string, Map<number, AlertLevel>>();
+  /** metric -> `deviceType|value` -> the threshold an alert rule named, at the highest level seen. */
+  readonly thresholds = new Map<string, Map<string, Threshold>>();
   /** Newest first. */
   readonly alerts: AlertEntry[] = [];
   private readonly alertKeys = new Set<string>();
@@ -139,9 +146,10 @@ export class DashboardModel {
     if (alert.metric !== undefined && alert.threshold !== undefined) {
       let levels = this.thresholds.get(alert.metric);
       if (!levels) this.thresholds.set(alert.metric, (levels = new Map()));
-      const known = levels.get(alert.threshold);
-      if (known === undefined || ALERT_LEVEL_RANK[alert.level] > ALERT_LEVEL_RANK[known]) {
-        levels.set(alert.threshold, alert.level);
+      const key = `${alert.deviceType}|${alert.threshold}`;
+      const known = levels.get(key);
+      if (known === undefined || ALERT_LEVEL_RANK[alert.level] > ALERT_LEVEL_RANK[known.level]) {
+        levels.set(key, { deviceType: alert.deviceType, value: alert.threshold, level: alert.level });
         this.changedMetrics.add(alert.metric);
       }
     }

@@ -1,0 +1,75 @@
+/**
+ * The dashboard fed by the runtime's device simulator, at phone, tablet and desktop widths:
+ * simulated critical alerts reach the alert panel, the layout fits each width, and the
+ * screenshots under docs/screenshots/ (shown in the README) are taken from it.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import type { LocalRuntime } from '../../local/runtime';
+import { launchChromium } from './helpers/browser';
+import { ROOT, startRuntime } from './helpers/runtime';
+
+jest.setTimeout(90_000);
+
+const SHOTS = join(ROOT, 'docs/screenshots');
+const WIDTHS = [
+  { name: 'phone', width: 375, height: 812 },
+  { name: 'tablet', width: 768, height: 1024 },
+  { name: 'desktop', width: 1440, height: 900 },
+] as const;
+
+let runtime: LocalRuntime;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  // Spikes are made frequent so that critical alerts come within seconds.
+  runtime = await startRuntime({
+    simulator: { devices: 20, readingsPerSecond: 40, spikeProbability: 0.01, seed: 7 },
+  });
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  await page.goto(runtime.dashboardUrl);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await runtime?.stop();
+});
+
+test('a critical alert from the simulator appears in the alert panel', async () => {
+  await page.locator('[data-testid="connection-status"][data-status="connected"]').waitFor();
+  const critical = page.locator('[data-testid="alert-item"][data-level="critical"]').first();
+  await critical.waitFor({ timeout: 30_000 });
+  await expect(critical.textContent()).resolves.toMatch(/above/);
+  await page.getByTestId('critical-banner').waitFor();
+});
+
+test('the simulated fleet fills the charts, list and summaries', async () => {
+  await page.waitForFunction(() => {
+    const charts = document.querySelectorAll<HTMLElement>('[data-testid="metric-chart"]');
+    return charts.length >= 6 && [...charts].every((chart) => Number(chart.dataset.points) >= 40);
+  });
+  await expect(page.getByTestId('device-row').count()).resolves.toBe(20);
+  await expect(page.getByTestId('status-chart').getByTestId('chart-summary').textContent()).resolves.toBe('20 devices');
+  await expect(page.getByTestId('aggregate-chart').getByTestId('chart-summary').textContent()).resolves.toMatch(/^mean temperature · 4 types$/);
+});
+
+test.each(WIDTHS)('fits the $name width ($width px) and is screenshotted', async ({ width, height }) => {
+  await page.setViewportSize({ width, height });
+  // Let Chart.js observe the resize and redraw at the new size.
+  await page.waitForFunction((w) => document.documentElement.clientWidth === w, width);
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  expect(overflow).toBe(0);
+  // Every card fits inside the viewport horizontally.
+  const widest = await page.evaluate(() =>
+    Math.max(...[...document.querySelectorAll('.card')].map((card) => card.getBoundingClientRect().right)),
+  );
+  expect(widest).toBeLessThanOrEqual(width);
+  await expect(page.getByTestId('connection-status').isVisible()).resolves.toBe(true);
+  await expect(page.getByTestId('alert-panel').isVisible()).resolves.toBe(true);
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `dashboard-${width}.png`), fullPage: true });
+});
