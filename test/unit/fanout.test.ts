@@ -1,0 +1,44 @@
+import { buildMessages, packTexts } from '../../lambdas/core/fanout';
+import { LIMITS, parseServerFrame, unpackFrame, utf8Length, type StreamRecord } from '../../lambdas/core/protocol';
+
+const record = (i: number, extra = ''): StreamRecord => ({
+  type: 'device_data',
+  cursor: `device-data:0:${i}`,
+  data: {
+    deviceId: `pump-${i}${extra}`,
+    deviceType: 'pump',
+    location: 'plant-a/line-2',
+    timestamp: 1764090000000 + i,
+    status: 'online',
+    metrics: { temperature: 70 + i / 100 },
+  },
+});
+
+describe('packing frames', () => {
+  it('sends one record as a plain frame', () => {
+    const messages = buildMessages(new Map([['c1', [record(1)]]]), 5);
+    const [text] = messages.get('c1')!;
+    expect(parseServerFrame(text)).toEqual({ type: 'device_data', data: record(1).data, timestamp: 5, cursor: 'device-data:0:1' });
+  });
+
+  it('packs many records for one connection into batch frames under 32 KB, keeping order', () => {
+    const records = Array.from({ length: 1000 }, (_, i) => record(i));
+    const texts = buildMessages(new Map([['c1', records]]), 5).get('c1')!;
+    expect(texts.length).toBeGreaterThan(1);
+    expect(texts.length).toBeLessThan(10);
+    for (const text of texts) expect(utf8Length(text)).toBeLessThanOrEqual(LIMITS.maxFrameBytes);
+    const frames = texts.flatMap((t) => unpackFrame(parseServerFrame(t)));
+    expect(frames.map((f) => (f as { cursor: string }).cursor)).toEqual(records.map((r) => r.cursor));
+  });
+
+  it('counts multi-byte characters in the 32 KB limit', () => {
+    const records = Array.from({ length: 300 }, (_, i) => record(i, '-温度計'.repeat(10)));
+    const texts = buildMessages(new Map([['c1', records]]), 5).get('c1')!;
+    for (const text of texts) expect(Buffer.byteLength(text)).toBeLessThanOrEqual(LIMITS.maxFrameBytes);
+  });
+
+  it('sends a frame larger than the limit alone rather than dropping it', () => {
+    const big = 'x'.repeat(100);
+    expect(packTexts(['{"a":1}', `{"b":"${big}"}`, '{"c":3}'], 50)).toEqual(['{"a":1}', `{"b":"${big}"}`, '{"c":3}']);
+  });
+});
