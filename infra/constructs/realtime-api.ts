@@ -71,7 +71,12 @@ export class RealtimeApi extends Construct {
     super(scope, id);
     const { tables, functionDefaults: defaults } = props;
     const fn = (name: HandlerName, description: string) =>
-      new ServiceFunction(this, `${name[0]!.toUpperCase()}${name.slice(1)}`, { handler: name, description, defaults });
+      // 'Default' is a reserved construct id (it vanishes from paths and logical ids).
+      new ServiceFunction(this, name === 'default' ? 'DefaultRoute' : `${name[0]!.toUpperCase()}${name.slice(1)}`, {
+        handler: name,
+        description,
+        defaults,
+      });
 
     this.authorizer = fn('authorizer', 'WebSocket $connect authorizer: verifies the token query parameter');
     this.authorizer.setEnv(ENV.authMode, props.auth.mode);

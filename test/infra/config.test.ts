@@ -1,0 +1,55 @@
+import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
+import { cdkJsonContext } from './stack-fixture';
+
+const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';
+
+describe('readConfig', () => {
+  it('gives the same settings from cdk.json as from its own defaults, so the two cannot drift', () => {
+    const fromCdkJson = readConfig(cdkJsonContext());
+    const fromDefaults = readConfig({});
+    expect(fromCdkJson).toEqual(fromDefaults);
+    expect(fromDefaults.mskClusterArn).toBe(PLACEHOLDER_MSK_CLUSTER_ARN);
+    expect(fromDefaults.kafkaTopics).toEqual(['device-data', 'alerts']);
+    expect(fromDefaults.kafkaAuth).toBe('iam');
+    expect(fromDefaults.authMode).toBe('hs256');
+  });
+
+  it('accepts `-c` strings for numbers, booleans and lists', () => {
+    const c = readConfig({
+      kafkaBatchSize: '500',
+      kafkaTopics: 'a, b ,c',
+      apiGatewayLogsRole: 'false',
+      kafkaSource: 'self-managed',
+      kafkaBootstrapServers: 'b1:9096,b2:9096',
+      kafkaSecretArn: SECRET,
+    });
+    expect(c.kafkaBatchSize).toBe(500);
+    expect(c.kafkaTopics).toEqual(['a', 'b', 'c']);
+    expect(c.apiGatewayLogsRole).toBe(false);
+    expect(c.kafkaBootstrapServers).toEqual(['b1:9096', 'b2:9096']);
+    expect(c.kafkaAuth).toBe('sasl-scram-512');
+  });
+
+  it.each([
+    [{ authMode: 'jwks' }, /jwksUrl/],
+    [{ authMode: 'jwks', jwksUrl: 'http://insecure/jwks.json' }, /https/],
+    [{ authMode: 'rs256' }, /authMode/],
+    [{ kafkaSource: 'self-managed', kafkaSecretArn: SECRET }, /kafkaBootstrapServers/],
+    [{ kafkaSource: 'self-managed', kafkaBootstrapServers: 'b:9092', kafkaAuth: 'iam' }, /MSK only/],
+    [{ kafkaSource: 'self-managed', kafkaBootstrapServers: 'b:9092', kafkaAuth: 'none' }, /VPC/],
+    [{ kafkaSource: 'self-managed', kafkaBootstrapServers: 'b:9092' }, /kafkaSecretArn/],
+    [{ kafkaAuth: 'basic', kafkaSecretArn: SECRET }, /MSK must be iam or sasl-scram-512/],
+    [{ kafkaAuth: 'sasl-scram-512' }, /kafkaSecretArn/],
+    [{ mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:topic/x/y/z' }, /mskClusterArn/],
+    [{ kafkaSecretArn: 'arn:aws:kms:eu-west-1:123456789012:key/k' }, /kafkaSecretArn/],
+    [{ kafkaBatchSize: 0 }, /kafkaBatchSize/],
+    [{ kafkaBatchingWindowSeconds: 301 }, /kafkaBatchingWindowSeconds/],
+    [{ kafkaStartingPosition: 'AT_TIMESTAMP' }, /kafkaStartingPosition/],
+    [{ kafkaTopics: [] as string[] }, /kafkaTopics/],
+    [{ stageName: 'bad stage' }, /stageName/],
+    [{ apiGatewayLogsRole: 'yes' }, /apiGatewayLogsRole/],
+  ])('rejects %j naming the key to fix', (context, message) => {
+    expect(() => readConfig(context)).toThrow(ConfigError);
+    expect(() => readConfig(context)).toThrow(message);
+  });
+});
