@@ -16,8 +16,11 @@ import type { StreamRecord } from './protocol';
 export interface StreamDeps {
   index: SubscriptionIndex;
   poster: Poster;
-  /** Removes a connection found gone, with the index items the lookup returned for it. */
-  removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) => Promise<boolean>;
+  /**
+   * Removes a connection found gone, with the index items the lookup returned for it; resolves
+   * with the removed connection, or undefined when another path removed it first.
+   */
+  removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) => Promise<{ connectedAt: number } | undefined>;
   /** Concurrent posts. Default 32. */
   concurrency?: number;
   now?: () => number;
@@ -121,8 +124,10 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     }
     const removed = await mapWithConcurrency([...gone], 8, (id) => deps.removeConnection(id, entriesOf.get(id) ?? []));
     stale = gone.size;
+    const ended = removed.filter((item): item is { connectedAt: number } => item !== undefined);
     // Only the path that actually deleted the item moves the gauge, so it is counted once.
-    metrics.add(METRIC.connections, -removed.filter(Boolean).length);
+    metrics.add(METRIC.connections, -ended.length);
+    for (const item of ended) metrics.observe(METRIC.connectionDuration, Math.max(0, postTime - item.connectedAt) / 1000);
     metrics.add(METRIC.staleConnections, stale);
   }
   metrics.add(METRIC.messagesSent, posts);

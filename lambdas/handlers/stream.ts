@@ -4,7 +4,6 @@ import type { SubscriptionEntry } from '../core/fanout';
 import type { Log, MetricsSink, Poster, SubscriptionIndex } from '../core/ports';
 import { closeConnection, type SessionDeps } from '../core/sessions';
 import { processStreamEvent, type StreamReport } from '../core/stream-processor';
-import { METRIC } from '../core/metrics';
 import { ENV } from '../config/env-names';
 import { intEnv } from '../config/config';
 import {
@@ -40,14 +39,8 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       concurrency: deps.concurrency,
       now: deps.sessions.now,
       log: deps.log,
-      removeConnection: async (connectionId: string, entries: readonly SubscriptionEntry[]) => {
-        const removed = await closeConnection(deps.sessions, connectionId, entries);
-        if (removed) {
-          const now = (deps.sessions.now ?? Date.now)();
-          metrics.observe(METRIC.connectionDuration, Math.max(0, now - removed.connectedAt) / 1000);
-        }
-        return removed !== undefined;
-      },
+      removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) =>
+        closeConnection(deps.sessions, connectionId, entries),
     });
     try {
       await deps.metrics.flush(metrics);

@@ -62,7 +62,7 @@ describe('stream processor on an MSK event with poison records', () => {
       index,
       poster,
       log,
-      removeConnection: async () => true,
+      removeConnection: async () => ({ connectedAt: 0 }),
       now: () => 1764090001000,
     });
     expect(report).toMatchObject({ records: 5, valid: 3, invalid: 2, connections: 3, deliveries: 3 + 2 + 1, stale: 0, failed: 0 });
@@ -100,7 +100,7 @@ describe('stream processor on an MSK event with poison records', () => {
       poster,
       removeConnection: async (id, entries) => {
         removed.push([id, entries.length]);
-        return true;
+        return { connectedAt: Date.now() - 5000 };
       },
     });
     expect(report.stale).toBe(1);
@@ -108,6 +108,7 @@ describe('stream processor on an MSK event with poison records', () => {
     expect(poster.frames('alive')).toHaveLength(3);
     expect(metrics.values.get('websocket_stale_connections_total')).toBe(1);
     expect(metrics.values.get('websocket_connections')).toBe(-1);
+    expect(metrics.values.get('websocket_connection_duration_seconds_bucket{le="10"}')).toBe(1);
   });
 
   it('rejects the batch when the index cannot be read, so that it is retried', async () => {
@@ -116,7 +117,7 @@ describe('stream processor on an MSK event with poison records', () => {
       throw new Error('ECONNREFUSED');
     };
     await expect(
-      processStreamEvent(event as MSKEvent, { index, poster: new RecordingPoster(), removeConnection: async () => true }),
+      processStreamEvent(event as MSKEvent, { index, poster: new RecordingPoster(), removeConnection: async () => ({ connectedAt: 0 }) }),
     ).rejects.toThrow('ECONNREFUSED');
   });
 });
