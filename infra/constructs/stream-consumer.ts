@@ -1,7 +1,6 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -121,11 +120,19 @@ export class StreamConsumer extends Construct {
     }
 
     const secret = props.secretArn
-      ? secretsmanager.Secret.fromSecretAttributes(this, 'KafkaSecret', {
-          secretCompleteArn: props.secretArn,
-          encryptionKey: props.secretKmsKeyArn ? kms.Key.fromKeyArn(this, 'KafkaSecretKey', props.secretKmsKeyArn) : undefined,
-        })
+      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'KafkaSecret', props.secretArn)
       : undefined;
+    if (props.secretKmsKeyArn) {
+      // MSK SCRAM secrets are encrypted with a customer managed key; the event source mapping
+      // reads the secret with the function's role, through Secrets Manager only.
+      this.handler.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [props.secretKmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+        }),
+      );
+    }
 
     const topics = props.topics ?? ['device-data', 'alerts'];
     const groupPrefix = props.consumerGroupPrefix ?? 'iot-live-dashboard';
