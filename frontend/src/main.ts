@@ -15,6 +15,15 @@ import { LiveSocket, socketUrl } from './ws-client';
 const STORAGE_KEY = 'iot-dashboard.subscriptions';
 /** The aggregate and status charts summarise all devices; redrawing them 4 times a second is plenty. */
 const SUMMARY_INTERVAL_MS = 250;
+/** A metric chart is redrawn at most this often (10 Hz): smoother than the eye follows a busy line chart. */
+const CHART_INTERVAL_MS = 100;
+/**
+ * Chart drawing per animation frame stops once this much time has gone; the charts left over are
+ * drawn on the next frames, round-robin, so no frame becomes a long task however many charts change.
+ */
+const FRAME_BUDGET_MS = 8;
+/** The alert panel is redrawn at most this often. */
+const ALERT_INTERVAL_MS = 250;
 
 function byId<T extends HTMLElement>(id: string): T {
   const node = document.getElementById(id);
@@ -77,6 +86,11 @@ async function main(): Promise<void> {
   let frameRequested = false;
   let lastSummary = 0;
   let summaryPending = false;
+  let alertsPending = false;
+  let lastAlerts = -Infinity;
+  let newCritical = 0;
+  const dirtyCharts = new Set<string>();
+  const lastDrawn = new Map<string, number>();
   const schedule = (): void => {
     if (frameRequested) return;
     frameRequested = true;
@@ -88,6 +102,8 @@ async function main(): Promise<void> {
     if (changes.cleared) {
       for (const chart of charts.values()) chart.destroy();
       charts.clear();
+      dirtyCharts.clear();
+      lastDrawn.clear();
     }
     for (const metric of model.metricNames()) {
       if (charts.has(metric)) continue;
@@ -98,9 +114,31 @@ async function main(): Promise<void> {
       metricGrid.insertBefore(chart.root, next ? charts.get(next)!.root : null);
     }
     waiting.hidden = charts.size > 0;
-    for (const metric of changes.metrics) charts.get(metric)?.refresh();
+    for (const metric of changes.metrics) dirtyCharts.add(metric);
+    const deadline = performance.now() + FRAME_BUDGET_MS;
+    for (const metric of dirtyCharts) {
+      if (performance.now() >= deadline) break;
+      if (now - (lastDrawn.get(metric) ?? -Infinity) < CHART_INTERVAL_MS) continue;
+      // Deleting then re-adding on the next change moves a drawn chart to the back of the queue.
+      dirtyCharts.delete(metric);
+      lastDrawn.set(metric, now);
+      charts.get(metric)?.refresh();
+    }
+    if (dirtyCharts.size) schedule();
     if (changes.devices.size) devices.refresh(changes.devices);
-    if (changes.alerts) alerts.refresh(changes.newCritical);
+    if (changes.alerts || alertsPending) {
+      // Alerts are drawn at most 4 times a second; the critical cue is therefore at most 250 ms late.
+      if (now - lastAlerts >= ALERT_INTERVAL_MS) {
+        lastAlerts = now;
+        alertsPending = false;
+        alerts.refresh(newCritical + changes.newCritical);
+        newCritical = 0;
+      } else {
+        alertsPending = true;
+        newCritical += changes.newCritical;
+        schedule();
+      }
+    }
     if (changes.devices.size || changes.cleared) summaryPending = true;
     if (summaryPending) {
       if (now - lastSummary >= SUMMARY_INTERVAL_MS || changes.cleared) {
@@ -140,7 +178,7 @@ async function main(): Promise<void> {
   let lastTime = performance.now();
   setInterval(() => {
     const now = performance.now();
-    indicator.showRate(((model.recordsApplied - lastCount) * 1000) / (now - lastTime));
+    indicator.showRate(((model.recordsApplied - lastCount) * 1000) / (now - lastTime), model.recordsApplied);
     lastCount = model.recordsApplied;
     lastTime = now;
   }, 1000);

@@ -117,6 +117,7 @@ export class AlertPanel {
   private audio: AudioContext | undefined;
   private lastBeep = 0;
   private readonly maxShown = 100;
+  private readonly empty = el('li', { class: 'empty' }, 'No alerts');
 
   constructor(private readonly model: DashboardModel) {
     this.list = el('ol', { class: 'alert-list', 'data-testid': 'alert-list', 'aria-live': 'polite' });
@@ -186,13 +187,21 @@ export class AlertPanel {
       }
       return item;
     });
-    this.list.replaceChildren(...nodes);
-    if (nodes.length === 0) this.list.append(el('li', { class: 'empty' }, 'No alerts'));
+    // Move only what is out of place (usually just the new alerts at the top): re-inserting the
+    // whole list on every alert costs a full layout of it, many times a second on a busy floor.
+    this.empty.remove();
+    let cursor = this.list.firstChild;
+    for (const node of nodes) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else this.list.insertBefore(node, cursor);
+    }
+    if (nodes.length === 0) this.list.append(this.empty);
 
     const critical = this.model.unacknowledgedCritical();
     this.banner.hidden = critical === 0;
-    this.banner.textContent = `${critical} unacknowledged critical alert${critical === 1 ? '' : 's'}`;
-    document.title = critical ? `(${critical}) IoT live dashboard` : 'IoT live dashboard';
+    setText(this.banner, `${critical} unacknowledged critical alert${critical === 1 ? '' : 's'}`);
+    const title = critical ? `(${critical}) IoT live dashboard` : 'IoT live dashboard';
+    if (document.title !== title) document.title = title;
     if (newCritical > 0) {
       this.banner.classList.remove('flash');
       // Restart the flash animation: reading offsetWidth forces a style flush between the class changes.
@@ -378,8 +387,10 @@ export class ConnectionIndicator {
     this.connections.textContent = `${count} connection${count === 1 ? '' : 's'}`;
   }
 
-  showRate(recordsPerSecond: number): void {
+  /** Shows the record rate; `total` (records applied so far) is kept as `data-total` for tools. */
+  showRate(recordsPerSecond: number, total: number): void {
     setText(this.rate, `${Math.round(recordsPerSecond)} rec/s`);
+    this.rate.dataset.total = String(total);
   }
 }
 
