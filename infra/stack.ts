@@ -1,7 +1,6 @@
-import { Annotations, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Duration } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
 import { OperationalAlarms } from './constructs/alarms';
@@ -15,7 +14,7 @@ import { applyNagSuppressions } from './nag';
 
 /** Properties of {@link IotDashboardStack}. */
 export interface IotDashboardStackProps extends StackProps {
-  /** Every deployment setting, usually from {@link readConfig}. */
+  /** Every deployment setting, usually from `readConfig` (infra/config.ts). */
   readonly config: DeployConfig;
 }
 
