@@ -51,6 +51,9 @@ export interface KafkaLatencyResult {
   p99: number;
   max: number;
   mean: number;
+  /** Stream handler invocations during the run, and their mean size in records. */
+  invocations: number;
+  recordsPerInvocation: number;
 }
 
 export interface KafkaLatencyReport {
@@ -140,6 +143,7 @@ export async function runKafkaLatencyBench(options: KafkaLatencyBenchOptions): P
       const url = runtime.token ? `${runtime.wsUrl}?token=${encodeURIComponent(runtime.token)}` : runtime.wsUrl;
       const clients = await Promise.all(Array.from({ length: clientCount }, () => connectClient(url, deviceType, window)));
 
+      const before = bridge.stats();
       log(`kafka-latency: ${rate} records/s for ${seconds} s (+${WARM_UP_MS / 1000} s warm-up), ${clientCount} clients`);
       const started = Date.now();
       window.at = started + WARM_UP_MS;
@@ -179,6 +183,8 @@ export async function runKafkaLatencyBench(options: KafkaLatencyBenchOptions): P
       const drainDeadline = Date.now() + DRAIN_TIMEOUT_MS;
       while (clients.reduce((sum, c) => sum + c.received, 0) < expected && Date.now() < drainDeadline) await sleep(100);
 
+      const after = bridge.stats();
+      const invocations = after.batches - before.batches;
       const latencies = clients.flatMap((c) => c.latencies).sort((a, b) => a - b);
       const received = clients.reduce((sum, c) => sum + c.received, 0);
       const result: KafkaLatencyResult = {
@@ -193,6 +199,8 @@ export async function runKafkaLatencyBench(options: KafkaLatencyBenchOptions): P
         p99: percentile(latencies, 99),
         max: latencies.length ? latencies[latencies.length - 1] : NaN,
         mean: latencies.length ? Math.round(latencies.reduce((a, b) => a + b, 0) / latencies.length) : NaN,
+        invocations,
+        recordsPerInvocation: invocations ? Math.round((after.records - before.records) / invocations) : 0,
       };
       results.push(result);
       log(
@@ -222,11 +230,12 @@ async function main(): Promise<void> {
   const batchSize = args.has('batch-size') ? Number(args.get('batch-size')) : undefined;
   const batchWindowMs = args.has('batch-window-ms') ? Number(args.get('batch-window-ms')) : undefined;
   const report = await runKafkaLatencyBench({ brokers, rates, seconds, batchSize, batchWindowMs, log: (line) => console.error(line) });
-  console.log('rate/s  achieved/s  p50 ms  p95 ms  p99 ms  max ms  delivered');
+  console.log(`batch size ${report.batchSize}, window ${report.batchWindowMs} ms, ${report.clients} clients`);
+  console.log('rate/s  achieved/s  p50 ms  p95 ms  p99 ms  max ms       delivered  invocations  records/inv');
   for (const r of report.results) {
     console.log(
-      [r.rate, r.achievedRate, r.p50, r.p95, r.p99, r.max, `${r.received}/${r.expected}`]
-        .map((v, i) => String(v).padStart(i === 6 ? 14 : [6, 10, 6, 6, 6, 6][i]))
+      [r.rate, r.achievedRate, r.p50, r.p95, r.p99, r.max, `${r.received}/${r.expected}`, r.invocations, r.recordsPerInvocation]
+        .map((v, i) => String(v).padStart([6, 10, 6, 6, 6, 6, 15, 11, 11][i]))
         .join('  '),
     );
   }

@@ -381,6 +381,7 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
     const { error, restart } = event.payload;
     stats.lastError = `consumer: ${errorMessage(error)}`;
     log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
+    if (!restart) stats.running = false;
     if (!restart) rejectReady?.(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
   });
 
