@@ -92,22 +92,26 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     }
   }
 
-  const jobs: { connectionId: string; text: string }[] = [];
-  for (const [connectionId, texts] of messages) for (const text of texts) jobs.push({ connectionId, text });
+  let attempts = 0;
   const gone = new Set<string>();
   let posts = 0;
   let failed = 0;
   let retries = 0;
-  await mapWithConcurrency(jobs, deps.concurrency ?? 32, async ({ connectionId, text }) => {
-    // Once a connection is known gone, its remaining messages are not worth a request.
-    if (gone.has(connectionId)) return;
-    const result = await deps.poster.post(connectionId, text);
-    retries += result.retries;
-    if (result.outcome === 'ok') posts++;
-    else if (result.outcome === 'gone') gone.add(connectionId);
-    else {
-      failed++;
-      deps.log?.warn('post failed', { connectionId, error: result.error });
+  // Concurrent across connections, in order within one: a client sees records in stream order.
+  await mapWithConcurrency([...messages], deps.concurrency ?? 32, async ([connectionId, texts]) => {
+    for (const text of texts) {
+      attempts++;
+      const result = await deps.poster.post(connectionId, text);
+      retries += result.retries;
+      if (result.outcome === 'ok') posts++;
+      else if (result.outcome === 'gone') {
+        // Its remaining messages are not worth a request.
+        gone.add(connectionId);
+        return;
+      } else {
+        failed++;
+        deps.log?.warn('post failed', { connectionId, error: result.error });
+      }
     }
   });
 
@@ -142,7 +146,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     connections: routed.size,
     deliveries,
     posts,
-    attempts: jobs.length,
+    attempts,
     stale,
     failed,
     retries,
