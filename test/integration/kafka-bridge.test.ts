@@ -181,16 +181,16 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     const device = `pump-${id}-retry`;
     const client = await connect();
     await client.subscribe('retry', { deviceIds: [device] });
-    let failuresLeft = 2;
+    // First attempt: the handler fails before posting anything (as when DynamoDB is unreachable).
+    // Second: it fails after posting (as a Lambda that timed out late). Third: it succeeds.
+    const failures = ['before the fan-out', 'after the fan-out'];
     const bridge = await startBridge('retry', {
       retryBaseDelayMs: 50,
       invoke: async (event) => {
+        const failure = eventKeys(event).includes(device) ? failures.shift() : undefined;
+        if (failure === 'before the fan-out') throw new Error(`simulated failure ${failure}`);
         const report = await runtime.invokeStream(event);
-        // As a Lambda that timed out after posting: the records went out, yet the batch failed.
-        if (failuresLeft > 0 && eventKeys(event).includes(device)) {
-          failuresLeft--;
-          throw new Error('simulated failure after the fan-out');
-        }
+        if (failure) throw new Error(`simulated failure ${failure}`);
         return report;
       },
     });
@@ -201,7 +201,8 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     await settle(bridge, client);
     const unique = dedupe(client.records);
     expect(seqs(unique)).toEqual(Array.from({ length: 20 }, (_, seq) => seq));
-    // The failed attempts had already delivered records: the client saw them again, same cursors.
+    // The attempt that failed after posting had delivered records: the client saw them again, same cursors.
+    expect(failures).toEqual([]);
     expect(client.records.length).toBeGreaterThan(20);
     expect(new Set(client.records.map((f) => f.cursor)).size).toBe(20);
     expect(bridge.stats().failedInvocations).toBeGreaterThanOrEqual(2);
@@ -278,5 +279,37 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     const unique = dedupe(client.records);
     expect(seqs(unique)).toEqual(Array.from({ length: 20 }, (_, seq) => seq));
     expect(second.stats().records).toBeGreaterThanOrEqual(10);
+  });
+
+  it('loses nothing fetched but not yet handled when it stops: only handled records are committed', async () => {
+    const device = `pump-${id}-inflight`;
+    const client = await connect();
+    await client.subscribe('inflight', { deviceIds: [device] });
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let invoked = 0;
+    const first = await startBridge('inflight', {
+      batchSize: 5,
+      invoke: async (event) => {
+        if (eventKeys(event).includes(device)) {
+          invoked++;
+          await gate;
+        }
+        return runtime.invokeStream(event);
+      },
+    });
+    await producer.send(TOPICS.deviceData, Array.from({ length: 10 }, (_, seq) => reading(device, { metrics: { seq } })));
+    // The first 5 are being handled, the other 5 were fetched and wait in the bridge.
+    await waitUntil(() => invoked === 1 && first.stats().buffered === 5, 'one batch in flight and one waiting');
+    const stopping = first.stop();
+    openGate();
+    await stopping;
+    await client.barrier();
+    expect(seqs(dedupe(client.records))).toEqual([0, 1, 2, 3, 4]);
+
+    const second = await startBridge('inflight');
+    await client.waitFor((c) => dedupe(c.records).length >= 10, 'the 5 records that were waiting');
+    await settle(second, client);
+    expect(seqs(dedupe(client.records))).toEqual(Array.from({ length: 10 }, (_, seq) => seq));
   });
 });
