@@ -1,0 +1,109 @@
+/**
+ * `npm run bench -- --quick` works: it finishes, writes a results JSON with every figure present
+ * and numeric, loses nothing, and runs the naive baseline beside the fan-out. Its speed is not
+ * checked here (the machine running the tests is not the benchmark machine).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { BenchResults } from '../../bench/run';
+
+const root = path.resolve(__dirname, '../..');
+
+function runQuickBench(resultsDir: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/run.ts', '--quick', '--skip-browser', '--skip-kafka', '--results-dir', resultsDir],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+function expectNumber(value: unknown, what: string): void {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`${what} is ${JSON.stringify(value)}, not a number`);
+}
+
+describe('npm run bench -- --quick', () => {
+  const resultsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-quick-'));
+  let results: BenchResults;
+  let output = '';
+
+  beforeAll(async () => {
+    const run = await runQuickBench(resultsDir);
+    output = run.output;
+    if (run.code !== 0) throw new Error(`bench exited with ${run.code}:\n${output.slice(-4000)}`);
+    results = JSON.parse(readFileSync(path.join(resultsDir, 'latest.json'), 'utf8')) as BenchResults;
+  }, 300_000);
+
+  afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
+
+  it('writes a timestamped JSON, latest.json and latest.md naming the machine', () => {
+    const files = readdirSync(resultsDir);
+    expect(files).toEqual(expect.arrayContaining(['latest.json', 'latest.md']));
+    expect(files.some((f) => /^\d{4}-.*-quick\.json$/.test(f))).toBe(true);
+    const markdown = readFileSync(path.join(resultsDir, 'latest.md'), 'utf8');
+    expect(markdown).toContain(`${results.machine.cores} cores`);
+    expect(markdown).toContain(results.machine.node);
+    expectNumber(results.machine.memoryGB, 'machine.memoryGB');
+  });
+
+  it('measures the cost of a batch at each connection count and batch size', () => {
+    const bc = results.batchCost!;
+    expect(bc).toBeDefined();
+    expect(new Set(bc.rows.map((r) => r.connections))).toEqual(new Set([100, 1000]));
+    expect(new Set(bc.rows.map((r) => r.batchSize))).toEqual(new Set([10, 100, 1000]));
+    for (const row of bc.rows) {
+      for (const [name, value] of Object.entries(row)) expectNumber(value, `batchCost ${row.connections}/${row.batchSize} ${name}`);
+      expect(row.dynamoCallsPerBatch).toBeGreaterThan(0);
+      expect(row.deliveriesPerBatch).toBeGreaterThan(0);
+    }
+    expect(bc.deliveriesReceived).toBe(bc.deliveriesReported);
+    expect(bc.staleOrFailed).toBe(0);
+    expect(bc.flat.every((f) => f.dynamoCalls.length === 2)).toBe(true);
+  });
+
+  it('runs each fan-out scenario and the naive baseline with every figure, losing nothing', () => {
+    expect(results.scenarios.length).toBeGreaterThanOrEqual(2);
+    for (const scenario of results.scenarios) {
+      expect(scenario.connected).toBe(scenario.connections);
+      expect(scenario.naive).toBeDefined();
+      for (const design of [scenario.fanout, scenario.naive!]) {
+        const figures = {
+          recordsPerSecond: design.recordsPerSecond,
+          p50: design.latencyMs.p50,
+          p95: design.latencyMs.p95,
+          p99: design.latencyMs.p99,
+          max: design.latencyMs.max,
+          postsPerDelivery: design.postsPerDelivery,
+          dynamoCallsPerBatch: design.dynamoCallsPerBatch,
+          framesPerClient: design.framesPerClient,
+          bytesPerClient: design.bytesPerClient,
+          lost: design.lost,
+          serverRssMaxMB: design.serverRssMaxMB,
+          serverCpuPercent: design.serverCpuPercent,
+        };
+        for (const [name, value] of Object.entries(figures)) expectNumber(value, `${scenario.name} ${design.design} ${name}`);
+        expect(design.recordsProduced).toBeGreaterThan(0);
+        expect(design.delivered).toBeGreaterThan(0);
+      }
+      expect(scenario.fanout.lost).toBe(0);
+      expect(scenario.fanout.duplicates).toBe(0);
+      expect(scenario.fanout.delivered).toBe(scenario.fanout.expectedDeliveries);
+      expect(scenario.naive!.postsPerDelivery).toBeCloseTo(1, 1);
+      expectNumber(scenario.ratios?.postsPerDelivery, `${scenario.name} ratio of posts per delivery`);
+      expectNumber(scenario.ratios?.cpuPerDelivery, `${scenario.name} ratio of CPU per delivery`);
+    }
+  });
+
+  it('says why the browser and Kafka parts were skipped, and checks the targets', () => {
+    expect(results.skipped.join(' ')).toMatch(/browser bench \(--skip-browser\)/);
+    expect(results.skipped.join(' ')).toMatch(/Kafka latency bench \(--skip-kafka\)/);
+    expect(results.targets.some((t) => /flat in connection count/.test(t.target) && t.holds === true)).toBe(true);
+  });
+});
