@@ -19,6 +19,7 @@ import type { HealthCheck } from '../lambdas/core/health';
 import type { Log } from '../lambdas/core/ports';
 import { TOPICS } from '../lambdas/core/protocol';
 import type { StreamReport } from '../lambdas/core/stream-processor';
+import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
@@ -211,6 +212,22 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
+
+    const statusIntervalMs = options.statusIntervalMs ?? 5000;
+    if (statusIntervalMs > 0) {
+      // Its own poster, so that the stream handler's post count stays the stream's alone.
+      const statusPoster = new ManagementApiPoster(management);
+      let sending = false;
+      const statusTimer = setInterval(() => {
+        if (sending) return;
+        sending = true;
+        broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
+          .catch((error) => log.warn('system_status not sent', { error: (error as Error).message }))
+          .finally(() => (sending = false));
+      }, statusIntervalMs);
+      statusTimer.unref();
+      stops.push(() => clearInterval(statusTimer));
+    }
 
     const healthChecks: Record<string, HealthCheck> = {
       dynamodb: dynamoCheck(doc, LOCAL_TABLES.connections, { connectionId: 'health-check' }),

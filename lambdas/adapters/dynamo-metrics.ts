@@ -2,12 +2,15 @@
  * Metrics aggregated across every Lambda instance in DynamoDB: each invocation adds its batch to
  * one of a few shard items in one UpdateItem (ADD is atomic), and a scrape sums the shards.
  */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { MetricsBatch } from '../core/metrics';
 import type { CallCounter, MetricsSink } from '../core/ports';
 
 /** Partition of the metric items. */
 const METRICS_PK = 'metrics';
+/** Partition of the status broadcast gate, apart from the summed items. */
+const STATUS_PK = 'status';
 
 /** Options of {@link DynamoMetricsStore}. */
 export interface DynamoMetricsStoreOptions {
@@ -50,6 +53,29 @@ export class DynamoMetricsStore implements MetricsSink, CallCounter {
         ExpressionAttributeValues: values,
       }),
     );
+  }
+
+  /**
+   * Claims the next `system_status` broadcast: true for exactly one caller per interval, across
+   * every Lambda instance (a conditional write decides).
+   */
+  async claimStatusSlot(now: number, intervalMs: number): Promise<boolean> {
+    this.calls++;
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: STATUS_PK, sk: 'gate' },
+          UpdateExpression: 'SET lastAt = :now',
+          ConditionExpression: 'attribute_not_exists(lastAt) OR lastAt <= :cutoff',
+          ExpressionAttributeValues: { ':now': now, ':cutoff': now - intervalMs },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
   }
 
   /** Sums every shard: series key to value. */

@@ -7,6 +7,7 @@ import type { SubscriptionEntry } from './fanout';
 import { indexKeysForFilter, normaliseFilter } from './filter';
 import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
+import { statusEntry } from './status';
 import type { ConnectionItem, ConnectionStore, SubscriptionIndex } from './ports';
 import {
   LIMITS,
@@ -66,6 +67,11 @@ export async function closeConnection(
 ): Promise<ConnectionItem | undefined> {
   const removed = await deps.connections.delete(connectionId);
   const entries = new Map<string, Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>>();
+  // A connection that ever subscribed has a status entry, even after unsubscribing everything.
+  if (removed) {
+    const status = statusEntry(connectionId);
+    entries.set(`${status.indexKey}\n${status.subscriptionId}`, status);
+  }
   for (const entry of knownEntries) entries.set(`${entry.indexKey}\n${entry.subscriptionId}`, entry);
   for (const [subscriptionId, filter] of Object.entries(removed?.subscriptions ?? {})) {
     for (const entry of entriesOf(connectionId, subscriptionId, filter)) {
@@ -100,6 +106,8 @@ async function subscribe(
     );
   }
   const next = entriesOf(connectionId, id, filter);
+  // The first subscription also makes the connection a recipient of system_status frames.
+  if (Object.keys(connection.subscriptions).length === 0) next.push(statusEntry(connectionId));
   // Write the index before the connection item: a crash between the two leaves index items that
   // the stream handler removes on its first 410, never a subscription that silently gets nothing.
   await deps.index.put(next, connection.expiresAt);

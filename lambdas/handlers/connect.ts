@@ -2,7 +2,7 @@
 import { METRIC, MetricsBatch } from '../core/metrics';
 import type { Log, MetricsSink } from '../core/ports';
 import { openConnection, type SessionDeps } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsStore, lazy } from './defaults';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
 /** Dependencies of the $connect handler. */
@@ -40,7 +40,7 @@ export function createConnectHandler(deps: ConnectDeps) {
 export const handler = lazy(() =>
   createConnectHandler({
     sessions: { connections: defaultConnections(), index: defaultIndex() },
-    metrics: defaultMetricsStore(),
+    metrics: defaultMetricsSink(),
     log: defaultLogger(),
   }),
 );

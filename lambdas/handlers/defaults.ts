@@ -3,6 +3,9 @@
  * the environment. Tests and the local runtime build their own and call the handler factories.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
+import type { MetricsSink } from '../core/ports';
 import { DynamoConnectionStore } from '../adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
@@ -35,6 +38,20 @@ export function defaultIndex(): DynamoSubscriptionIndex {
 /** Metrics store on the table named by METRICS_TABLE. */
 export function defaultMetricsStore(): DynamoMetricsStore {
   return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable));
+}
+
+let emf: Metrics | undefined;
+/** Powertools Metrics (namespace from POWERTOOLS_METRICS_NAMESPACE). */
+export function defaultEmf(): Metrics {
+  return (emf ??= new Metrics({
+    namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'IotDashboard',
+    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'iot-dashboard',
+  }));
+}
+
+/** Metrics to DynamoDB (for /metrics) and to CloudWatch (EMF). */
+export function defaultMetricsSink(): MetricsSink {
+  return combineSinks(defaultMetricsStore(), new EmfMetricsSink(defaultEmf()));
 }
 
 /** Poster on the stage named by WS_CALLBACK_URL. */

@@ -1,7 +1,7 @@
 /** `$disconnect`: removes the connection and its subscriptions. */
 import { METRIC, MetricsBatch } from '../core/metrics';
 import { closeConnection } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsStore, lazy } from './defaults';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import type { ConnectDeps } from './connect';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
@@ -29,7 +29,7 @@ export function createDisconnectHandler(deps: ConnectDeps) {
 export const handler = lazy(() =>
   createDisconnectHandler({
     sessions: { connections: defaultConnections(), index: defaultIndex() },
-    metrics: defaultMetricsStore(),
+    metrics: defaultMetricsSink(),
     log: defaultLogger(),
   }),
 );

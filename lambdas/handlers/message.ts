@@ -4,7 +4,7 @@
  * message again, so a message that reached the wrong route still gets the right answer.
  */
 import { handleClientMessage } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsStore, lazy } from './defaults';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import type { ConnectDeps } from './connect';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
@@ -33,7 +33,7 @@ export function createMessageHandler(deps: ConnectDeps) {
 export const messageHandler = lazy(() =>
   createMessageHandler({
     sessions: { connections: defaultConnections(), index: defaultIndex() },
-    metrics: defaultMetricsStore(),
+    metrics: defaultMetricsSink(),
     log: defaultLogger(),
   }),
 );

@@ -4,10 +4,13 @@ import type { SubscriptionEntry } from '../core/fanout';
 import type { Log, MetricsSink, Poster, SubscriptionIndex } from '../core/ports';
 import { closeConnection, type SessionDeps } from '../core/sessions';
 import { processStreamEvent, type StreamReport } from '../core/stream-processor';
+import { broadcastStatus } from '../core/status';
+import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import { ENV } from '../config/env-names';
 import { intEnv } from '../config/config';
 import {
   defaultConnections,
+  defaultEmf,
   defaultIndex,
   defaultLogger,
   defaultMetricsStore,
@@ -23,6 +26,11 @@ export interface StreamHandlerDeps {
   log: Log;
   /** Concurrent posts. Default POST_CONCURRENCY or 32. */
   concurrency?: number;
+  /**
+   * After each batch: pushes a `system_status` frame when this invocation wins the interval's
+   * slot. Status frames ride on stream invocations, so none are sent while no records flow.
+   */
+  status?: { claim: (now: number) => Promise<boolean>; broadcast: () => Promise<unknown> };
   /** Called with each batch's report, e.g. for EMF or the local runtime's counters. */
   onReport?: (report: StreamReport) => void;
 }
@@ -48,17 +56,35 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       deps.log.warn('metrics not recorded', { error: (error as Error).message });
     }
     deps.onReport?.(report);
+    if (deps.status) {
+      try {
+        if (await deps.status.claim((deps.sessions.now ?? Date.now)())) await deps.status.broadcast();
+      } catch (error) {
+        deps.log.warn('system_status not sent', { error: (error as Error).message });
+      }
+    }
     if (report.invalid || report.stale || report.failed) deps.log.info('stream batch', { ...report });
     return report;
   };
 }
 
-export const handler = lazy(() =>
-  createStreamHandler({
-    sessions: { connections: defaultConnections(), index: defaultIndex() },
-    poster: defaultPoster(),
-    metrics: defaultMetricsStore(),
+/** Interval of `system_status` frames on AWS. */
+const STATUS_INTERVAL_MS = 5000;
+
+export const handler = lazy(() => {
+  const index = defaultIndex();
+  const poster = defaultPoster();
+  const store = defaultMetricsStore();
+  const concurrency = intEnv(ENV.postConcurrency, 32);
+  return createStreamHandler({
+    sessions: { connections: defaultConnections(), index },
+    poster,
+    metrics: combineSinks(store, new EmfMetricsSink(defaultEmf())),
     log: defaultLogger(),
-    concurrency: intEnv(ENV.postConcurrency, 32),
-  }),
-);
+    concurrency,
+    status: {
+      claim: (now) => store.claimStatusSlot(now, STATUS_INTERVAL_MS),
+      broadcast: () => broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency }),
+    },
+  });
+});

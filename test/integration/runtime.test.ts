@@ -33,6 +33,7 @@ beforeAll(async () => {
     urlHost: '127.0.0.1',
     simulator: false,
     frontendDir: __dirname,
+    statusIntervalMs: 0,
   });
   doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
 });
@@ -60,7 +61,7 @@ describe('connecting', () => {
     expect(item.claims).toMatchObject({ sub: 'developer' });
     expect(Object.keys(item.subscriptions)).toEqual(['s1']);
     expect(item.expiresAt).toBeGreaterThan(Date.now() / 1000 + 2 * 3600);
-    expect((await scan(LOCAL_TABLES.subscriptions)).map((i) => i.pk).sort()).toEqual(['d#pump-001', 'd#pump-002']);
+    expect((await scan(LOCAL_TABLES.subscriptions)).map((i) => i.pk).sort()).toEqual(['d#pump-001', 'd#pump-002', 's#status']);
     await client.close();
     await runtime.gateway.settle();
     expect(await scan(LOCAL_TABLES.connections)).toEqual([]);
@@ -116,7 +117,7 @@ describe('subscriptions', () => {
     await client.until(() => client.of('device_data').length >= 1);
     await runtime.gateway.settle();
     expect(client.of('device_data').map((f) => f.data.deviceId)).toEqual(['pump-002']);
-    expect((await scan(LOCAL_TABLES.subscriptions)).map((i) => i.pk)).toEqual(['d#pump-002']);
+    expect((await scan(LOCAL_TABLES.subscriptions)).map((i) => i.pk).sort()).toEqual(['d#pump-002', 's#status']);
   });
 
   it('makes up an id when the client gives none', async () => {
@@ -244,6 +245,24 @@ describe('API Gateway behaviour', () => {
     expect(gone.headers.get('x-amzn-errortype')).toBe('GoneException');
     expect((await fetch(`${runtime.managementUrl}/@connections/${id}`, { method: 'DELETE' })).status).toBe(204);
     expect(await client.closed).toBe(1000);
+  });
+});
+
+describe('system status', () => {
+  it('pushes system_status frames with live counts to subscribed connections only', async () => {
+    const fast = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, auth: 'none', statusIntervalMs: 100, frontendDir: __dirname });
+    try {
+      const subscribed = await TestClient.connect(fast.wsUrl);
+      const silent = await TestClient.connect(fast.wsUrl);
+      await subscribed.request({ action: 'subscribe', filter: { deviceIds: ['none'] } });
+      await subscribed.until(() => subscribed.of('system_status').length >= 2, 5000, 'two status frames');
+      const [status] = subscribed.of('system_status').slice(-1);
+      expect(status.data).toMatchObject({ connections: 2, messagesReceived: 1 });
+      expect(silent.of('system_status')).toEqual([]);
+      await Promise.all([subscribed.close(), silent.close()]);
+    } finally {
+      await fast.stop();
+    }
   });
 });
 
