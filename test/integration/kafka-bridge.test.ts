@@ -33,6 +33,14 @@ async function waitUntil(condition: () => boolean | Promise<boolean>, descriptio
   }
 }
 
+/** The value of `stream_records_total{outcome="invalid",topic="device-data"}` on /metrics. */
+async function invalidRecordsMetric(runtime: Runtime): Promise<number> {
+  const line = (await runtime.metricsText())
+    .split('\n')
+    .find((l) => l.startsWith('stream_records_total{') && l.includes('outcome="invalid"') && l.includes('topic="device-data"'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 /** Keys (deviceIds) of the records of an MSK event. */
 function eventKeys(event: MSKEvent): string[] {
   return Object.values(event.records).flatMap((records) =>
@@ -151,6 +159,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     const client = await connect();
     await client.subscribe('poison', { deviceIds: [device] });
     const reports: StreamReport[] = [];
+    const invalidBefore = await invalidRecordsMetric(runtime);
     const bridge = await startBridge('poison', {
       invoke: async (event) => {
         const report = await runtime.invokeStream(event);
@@ -175,6 +184,8 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     expect(totals.valid).toBeGreaterThanOrEqual(2);
     expect(bridge.stats().invalid).toBeGreaterThanOrEqual(2);
     expect(bridge.stats().deadLettered).toBe(0);
+    // Operators see them on /metrics.
+    expect((await invalidRecordsMetric(runtime)) - invalidBefore).toBeGreaterThanOrEqual(2);
   });
 
   it('retries a failed invocation without losing records; duplicates carry cursors a client drops', async () => {
