@@ -1,0 +1,225 @@
+/**
+ * The handlers fed events in the shapes AWS documents, over the real AWS SDK against dynalite and
+ * a real HTTP Management API endpoint.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { createDocumentClient, createManagementClient } from '../../lambdas/adapters/clients';
+import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
+import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
+import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
+import { EmfMetricsSink } from '../../lambdas/adapters/emf-metrics';
+import { ManagementApiPoster } from '../../lambdas/adapters/management-poster';
+import { createTokenVerifier, mintToken } from '../../lambdas/core/auth';
+import { MetricsBatch, METRIC } from '../../lambdas/core/metrics';
+import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
+import { createConnectHandler } from '../../lambdas/handlers/connect';
+import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
+import { createMessageHandler } from '../../lambdas/handlers/message';
+import type { WebSocketEvent } from '../../lambdas/handlers/types';
+import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
+import connectEvent from '../fixtures/apigw/connect.json';
+import disconnectEvent from '../fixtures/apigw/disconnect.json';
+import subscribeEvent from '../fixtures/apigw/message-subscribe.json';
+
+const log = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('route handlers on dynalite', () => {
+  let dynamo: Awaited<ReturnType<typeof startDynalite>>;
+  let doc: ReturnType<typeof createDocumentClient>;
+  let deps: Parameters<typeof createConnectHandler>[0];
+
+  beforeAll(async () => {
+    dynamo = await startDynalite();
+    await createTables(dynamo.endpoint);
+    doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+    deps = {
+      sessions: {
+        connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
+        index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+      },
+      metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics),
+      log,
+    };
+  });
+  afterAll(async () => {
+    doc.destroy();
+    await new Promise((resolve) => dynamo.server.close(resolve));
+  });
+
+  it('$connect stores the connection with the claims from the authorizer context', async () => {
+    expect(await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent)).toEqual({ statusCode: 200 });
+    const item = await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=');
+    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', claims: { sub: 'operator-7', tenant: 'plant-a' }, subscriptions: {} });
+  });
+
+  it('subscribe answers with the normalised filter as the route response', async () => {
+    const result = await createMessageHandler(deps)(subscribeEvent as unknown as WebSocketEvent);
+    expect(result.statusCode).toBe(200);
+    expect(JSON.parse(result.body!)).toEqual({
+      type: 'subscribed',
+      id: 's1',
+      filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'] },
+    });
+    const found = await deps.sessions.index.lookup(['l#plant-a/line-2']);
+    expect(found.get('l#plant-a/line-2')).toHaveLength(1);
+  });
+
+  it('a base64-encoded body is decoded before parsing', async () => {
+    const event = { ...subscribeEvent, body: Buffer.from('{"action":"ping"}').toString('base64'), isBase64Encoded: true };
+    const result = await createMessageHandler(deps)(event as unknown as WebSocketEvent);
+    expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
+  });
+
+  it('$disconnect removes the connection and its index items', async () => {
+    await createDisconnectHandler(deps)(disconnectEvent as unknown as WebSocketEvent);
+    expect(await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=')).toBeUndefined();
+    expect((await deps.sessions.index.lookup(['l#plant-a/line-2', 's#status'])).size).toBe(0);
+    const totals = await (deps.metrics as DynamoMetricsStore).read();
+    expect(totals.get(METRIC.connections)).toBe(0);
+    expect(totals.get(`${METRIC.connectionDuration}_count`)).toBe(1);
+  });
+});
+
+describe('authorizer', () => {
+  const authorizerEvent = (token?: string): APIGatewayRequestAuthorizerEvent =>
+    ({
+      type: 'REQUEST',
+      methodArn: 'arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect',
+      headers: connectEvent.headers,
+      queryStringParameters: token ? { token } : {},
+      requestContext: connectEvent.requestContext,
+    }) as unknown as APIGatewayRequestAuthorizerEvent;
+
+  it('allows a valid HS256 token and passes its claims on; denies a bad or missing one', async () => {
+    const secret = 'a-test-secret-of-some-length-0123456789';
+    const handler = createAuthorizerHandler({ verifier: createTokenVerifier({ mode: 'hs256', secret }), log });
+    const token = await mintToken(secret, { sub: 'operator-7', tenant: 'plant-a' });
+    const allowed = await handler(authorizerEvent(token));
+    expect(allowed.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow', Resource: authorizerEvent().methodArn });
+    expect(JSON.parse(String(allowed.context!.claims))).toMatchObject({ sub: 'operator-7', tenant: 'plant-a' });
+    expect((await handler(authorizerEvent(await mintToken('another-secret-entirely-0123456789')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+    expect((await handler(authorizerEvent())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+    expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1s')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+  });
+
+  it('verifies RS256 tokens against a JWKS URL, as with a Cognito user pool', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+      const handler = createAuthorizerHandler({
+        verifier: createTokenVerifier({ mode: 'jwks', jwksUrl, issuer: 'https://issuer.example' }),
+        log,
+      });
+      const sign = (iss: string) =>
+        new SignJWT({ sub: 'user-1' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer(iss).setExpirationTime('5m').sign(privateKey);
+      expect((await handler(authorizerEvent(await sign('https://issuer.example')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+      expect((await handler(authorizerEvent(await sign('https://someone-else.example')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('Management API poster', () => {
+  let server: http.Server;
+  let endpoint: string;
+  let script: { status: number; type?: string }[] = [];
+  let requests: string[] = [];
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      req.resume();
+      req.on('end', () => {
+        const next = script.shift() ?? { status: 200 };
+        res.writeHead(next.status, next.type ? { 'x-amzn-errortype': next.type, 'content-type': 'application/json' } : {});
+        res.end(next.status === 200 ? undefined : JSON.stringify({ message: next.type }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/prod`;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+  beforeEach(() => {
+    script = [];
+    requests = [];
+  });
+
+  const poster = () => new ManagementApiPoster(createManagementClient(endpoint, LOCAL_AWS), { baseDelayMs: 5, maxDelayMs: 20 });
+
+  it('posts to /{stage}/@connections/{id} with the id URL-encoded', async () => {
+    expect(await poster().post('CJ8wVdZ4IAMCJ3w=', '{"type":"pong"}')).toEqual({ outcome: 'ok', retries: 0 });
+    expect(requests).toEqual(['POST /prod/@connections/CJ8wVdZ4IAMCJ3w%3D']);
+  });
+
+  it('retries throttling (429) with backoff, then succeeds', async () => {
+    script = [{ status: 429, type: 'LimitExceededException' }, { status: 429, type: 'LimitExceededException' }];
+    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'ok', retries: 2 });
+    expect(requests).toHaveLength(3);
+  });
+
+  it('reports a gone connection (410) without retrying', async () => {
+    script = [{ status: 410, type: 'GoneException' }];
+    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'gone', retries: 0 });
+    expect(requests).toHaveLength(1);
+  });
+
+  it('gives up after its retries and says why', async () => {
+    script = Array.from({ length: 10 }, () => ({ status: 500, type: 'InternalServerErrorException' }));
+    const result = await poster().post('c1', 'x');
+    expect(result).toMatchObject({ outcome: 'failed', retries: 4, error: expect.stringContaining('InternalServerError') });
+  });
+
+  it('does not retry a client error such as 403', async () => {
+    script = [{ status: 403, type: 'ForbiddenException' }];
+    expect(await poster().post('c1', 'x')).toMatchObject({ outcome: 'failed', retries: 0 });
+  });
+});
+
+describe('EMF through Powertools Metrics', () => {
+  it('publishes a batch as one EMF line with the service dimension only', async () => {
+    const lines: string[] = [];
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    const previous = process.env.POWERTOOLS_METRICS_DISABLED;
+    process.env.POWERTOOLS_METRICS_DISABLED = 'false';
+    try {
+      const sink = new EmfMetricsSink(new Metrics({ namespace: 'IotDashboardTest', serviceName: 'iot-dashboard' }));
+      await sink.flush(
+        new MetricsBatch()
+          .add(METRIC.streamRecords, 7, { topic: 'device-data', outcome: 'valid' })
+          .add(METRIC.streamRecords, 3, { topic: 'alerts', outcome: 'valid' })
+          .add(METRIC.streamRecords, 1, { topic: 'alerts', outcome: 'invalid' })
+          .add(METRIC.staleConnections, 2)
+          .observe(METRIC.pushLatency, 0.02),
+      );
+    } finally {
+      spy.mockRestore();
+      process.env.POWERTOOLS_METRICS_DISABLED = previous;
+    }
+    const emf = lines.map((l) => JSON.parse(l)).find((o) => o._aws);
+    expect(emf._aws.CloudWatchMetrics[0].Namespace).toBe('IotDashboardTest');
+    expect(emf._aws.CloudWatchMetrics[0].Dimensions).toEqual([['service']]);
+    expect(emf).toMatchObject({
+      service: 'iot-dashboard',
+      stream_records_valid_total: 10,
+      stream_records_invalid_total: 1,
+      websocket_stale_connections_total: 2,
+      websocket_push_latency_seconds_count: 1,
+      websocket_push_latency_seconds_sum: 0.02,
+    });
+    expect(Object.keys(emf).some((k) => k.includes('bucket'))).toBe(false);
+  });
+});
