@@ -25,9 +25,9 @@ export interface KafkaLatencyBenchOptions {
   /** Distinct devices. Default 200. */
   devices?: number;
   /**
-   * Records per event, the event source mapping's BatchSize. Default 10000 (Kafka's maximum):
-   * the stream handler's cost is per distinct index key of a batch, so at Lambda's default of 100
-   * one poller keeps up with well under 1,000 records a second from 200 devices.
+   * Records per event, the event source mapping's BatchSize. Default 10000 (Kafka's maximum): at
+   * Lambda's default of 100, 10,000 records a second would need 100 invocations a second from one
+   * poller, and part of a batch's cost is per distinct index key, not per record.
    */
   batchSize?: number;
   /** The bridge's batching window, ms. Default 50: a live dashboard wants a short one. */
