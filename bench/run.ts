@@ -3,20 +3,24 @@
  * baseline (issue 7), and, where their parts exist here, the browser bench and the Kafka latency
  * bench. Writes bench/results/<time>.json, latest.json and latest.md.
  *
- *   npm run bench                        full run (about 10 minutes on 2 cores)
+ *   npm run bench                        full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick             under two minutes: small scenarios, short runs
  *   npm run bench -- --scenario c1000-r10000 --duration 20
  *   npm run bench -- --connections 100,1000,10000 --rate 1000,10000 --devices 1000
  *
  * Options: --quick, --scenario NAME[,NAME] (batch-cost, fanout, browser, kafka, or cN-rR),
  * --connections LIST, --rate LIST, --devices N, --locations N, --duration S, --window MS,
+ * --mix location=0.2,deviceType=0.05,everything=0.01,criticalAlerts=0.1,maxDevices=5,
  * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR.
  */
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runBatchCostBench, type BatchCostReport } from './batch-cost';
+import { runBrowserBench, type BrowserBenchResult } from './browser-bench';
 import { machine, runFanoutScenario, type DesignResult, type FanoutScenarioResult } from './fanout';
+import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
+import { DEFAULT_MIX, type SubscriptionMix } from './workload';
 
 /** Parsed command line. */
 export interface BenchOptions {
@@ -28,6 +32,8 @@ export interface BenchOptions {
   locations: number;
   durationS?: number;
   windowMs: number;
+  /** Subscription mix; default {@link DEFAULT_MIX}. */
+  mix: SubscriptionMix;
   naive: boolean;
   skipBrowser: boolean;
   skipKafka: boolean;
@@ -50,8 +56,8 @@ export interface BenchResults {
   options: BenchOptions;
   batchCost?: BatchCostReport;
   scenarios: FanoutScenarioResult[];
-  browser?: unknown;
-  kafka?: unknown;
+  browser?: BrowserBenchResult;
+  kafka?: KafkaLatencyReport;
   skipped: string[];
   targets: TargetCheck[];
   durationSeconds: number;
@@ -72,7 +78,13 @@ export function parseOptions(argv: string[]): BenchOptions {
     else if (i + 1 < argv.length) values.set(name, argv[++i]);
     else throw new Error(`--${name} needs a value`);
   }
-  const known = ['scenario', 'connections', 'rate', 'devices', 'locations', 'duration', 'window', 'results-dir'];
+  const known = ['scenario', 'connections', 'rate', 'devices', 'locations', 'duration', 'window', 'mix', 'results-dir'];
+  const mix: SubscriptionMix = { ...DEFAULT_MIX };
+  for (const part of values.get('mix')?.split(',') ?? []) {
+    const [key, value] = part.split('=');
+    if (!(key in mix) || !(Number(value) >= 0)) throw new Error(`--mix takes ${Object.keys(mix).map((k) => `${k}=N`).join(',')}`);
+    mix[key as keyof SubscriptionMix] = Number(value);
+  }
   for (const name of values.keys()) if (!known.includes(name)) throw new Error(`unknown option --${name}`);
   return {
     quick: flags.has('quick'),
@@ -83,6 +95,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     locations: Number(values.get('locations') ?? 20),
     durationS: values.has('duration') ? Number(values.get('duration')) : undefined,
     windowMs: Number(values.get('window') ?? 100),
+    mix,
     naive: !flags.has('skip-naive'),
     skipBrowser: flags.has('skip-browser'),
     skipKafka: flags.has('skip-kafka'),
@@ -103,21 +116,15 @@ function fanoutPlan(options: BenchOptions): [number, number][] {
     return conns.flatMap((c) => rates.map((r): [number, number] => [c, r]));
   }
   if (options.quick) return [[100, 1000], [1000, 1000]];
-  return [[100, 1000], [1000, 1000], [1000, 10_000], [10_000, 1000]];
+  // 10,000 connections at 100 records/s as well: it separates the cost of holding connections
+  // from the cost of the deliveries that 1,000 records/s asks of 10,000 subscribers.
+  return [[100, 1000], [1000, 1000], [1000, 10_000], [10_000, 1000], [10_000, 100]];
 }
 
 function wants(options: BenchOptions, part: 'batch-cost' | 'fanout' | 'browser' | 'kafka'): boolean {
   if (!options.scenarios) return true;
   if (options.scenarios.includes(part)) return true;
   return part === 'fanout' && options.scenarios.some((s) => /^c\d+-r\d+$/.test(s));
-}
-
-/** Loads a module written by another part of the team, if it is there. */
-async function optionalModule(file: string): Promise<Record<string, unknown> | undefined> {
-  const full = path.join(__dirname, file);
-  if (!existsSync(`${full}.ts`)) return undefined;
-  // A computed specifier: the module may not exist when this file is type-checked.
-  return (await import(full)) as Record<string, unknown>;
 }
 
 function checkTargets(results: BenchResults): TargetCheck[] {
@@ -170,9 +177,10 @@ const fmt = (value: number | undefined | null) =>
   value === undefined || value === null || Number.isNaN(value) ? '–' : value.toLocaleString('en-US', { maximumFractionDigits: 4 });
 
 function designColumns(d: DesignResult | undefined): string[] {
-  if (!d) return Array(14).fill('–');
+  if (!d) return Array(15).fill('–');
   return [
     fmt(d.recordsPerSecond),
+    fmt(d.meanBatchSize),
     fmt(d.latencyMs.p50),
     fmt(d.latencyMs.p95),
     fmt(d.latencyMs.p99),
@@ -213,21 +221,24 @@ export function toMarkdown(results: BenchResults): string {
       '',
     );
     lines.push(
-      '| Scenario | Design | rec/s | p50 | p95 | p99 | max | posts/delivery | DDB/batch | frames/client | KB/client | lost | undelivered | RSS MB | server CPU % | CPU ms/1k deliveries |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| Scenario | Design | rec/s | records/batch | p50 | p95 | p99 | max | posts/delivery | DDB/batch | frames/client | KB/client | lost | undelivered | RSS MB | server CPU % | CPU ms/1k deliveries |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     );
     for (const s of results.scenarios) {
       const label = `${fmt(s.connections)} conn, ${fmt(s.rate)} rec/s, ${s.durationS} s`;
       lines.push(`| ${label} | fan-out | ${designColumns(s.fanout).join(' | ')} |`);
       if (s.naive) lines.push(`| ${label} | naive | ${designColumns(s.naive).join(' | ')} |`);
     }
-    lines.push('', '| Scenario | fewer posts per delivery | lower p95 | less CPU per delivery | deliveries/s (fan-out) | connect s | client CPU % (fan-out) |', '| --- | --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      '',
+      '| Scenario | fewer posts per delivery | lower p95 | less CPU per delivery | deliveries (fan-out) | connect s | RSS MB after connect | client CPU % (fan-out) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
     for (const s of results.scenarios) {
       const r = s.ratios;
-      const perSecond = s.fanout.delivered / Math.max(1, s.durationS);
       lines.push(
         `| ${s.name} | ${r ? fmt(r.postsPerDelivery) + '×' : '–'} | ${r ? fmt(r.p95Latency) + '×' : '–'} | ${r ? fmt(r.cpuPerDelivery) + '×' : '–'} | ` +
-          `${fmt(Math.round(perSecond))} | ${fmt(s.connectSeconds)} | ${fmt(s.fanout.clientCpuPercent)} |`,
+          `${fmt(s.fanout.delivered)} | ${fmt(s.connectSeconds)} | ${fmt(s.rssAfterConnectMB)} | ${fmt(s.fanout.clientCpuPercent)} |`,
       );
     }
     const s0 = results.scenarios[0];
@@ -257,8 +268,26 @@ export function toMarkdown(results: BenchResults): string {
     }
     lines.push('');
   }
-  if (results.browser !== undefined) lines.push(`## Browser`, '', '```json', JSON.stringify(results.browser, null, 2), '```', '');
-  if (results.kafka !== undefined) lines.push(`## Kafka (produce to client)`, '', '```json', JSON.stringify(results.kafka, null, 2), '```', '');
+  if (results.browser) {
+    const b = results.browser;
+    lines.push(`## Dashboard in Chromium (bench/browser-bench.ts)`, '');
+    lines.push('| records/s | s | published | delivered | shown | long tasks | max long task ms | heap growth % | frames/s | pass |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      `| ${fmt(b.recordsPerSecond)} | ${fmt(b.durationSeconds)} | ${fmt(b.published)} | ${fmt(b.delivered)} | ${fmt(b.shownByPage)} | ${fmt(b.longTasks.count)} | ` +
+        `${fmt(b.longTasks.maxMs)} | ${fmt(b.heap.growthPercent)} | ${fmt(b.framesPerSecond)} | ${b.pass ? 'yes' : '**no**'} |`,
+      '',
+    );
+  }
+  if (results.kafka) {
+    const k = results.kafka;
+    lines.push(`## Through a real Kafka broker (bench/kafka-latency.ts)`, '');
+    lines.push(`${k.clients} clients, batch size ${k.batchSize}, batching window ${k.batchWindowMs} ms.`, '');
+    lines.push('| rate/s | achieved/s | p50 | p95 | p99 | max | received/expected |', '| --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of k.results) {
+      lines.push(`| ${fmt(r.rate)} | ${fmt(r.achievedRate)} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${fmt(r.received)}/${fmt(r.expected)} |`);
+    }
+    lines.push('');
+  }
   if (results.skipped.length) lines.push(`Skipped: ${results.skipped.join('; ')}.`, '');
   return lines.join('\n');
 }
@@ -305,6 +334,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
           locations: options.locations,
           durationS: options.durationS ?? (options.quick ? 3 : 10),
           windowMs: options.windowMs,
+          mix: options.mix,
           naive: options.naive,
           naiveGraceS: options.quick ? 1 : 5,
           log,
@@ -313,34 +343,26 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     }
   }
 
-  // Integration point: bench/browser-bench.ts (another helper's) exports runBrowserBench.
   if (wants(options, 'browser')) {
     if (options.skipBrowser) results.skipped.push('browser bench (--skip-browser)');
     else if (!existsSync('/usr/bin/chromium')) results.skipped.push('browser bench (no /usr/bin/chromium)');
     else {
-      const mod = await optionalModule('browser-bench');
-      const run = mod?.runBrowserBench as ((options: Record<string, unknown>) => Promise<unknown>) | undefined;
-      if (!run) results.skipped.push('browser bench (bench/browser-bench.ts does not export runBrowserBench yet)');
-      else {
-        log('bench: browser bench');
-        results.browser = await run({ quick: options.quick, log });
-      }
+      log('bench: browser bench');
+      results.browser = await runBrowserBench({
+        durationSeconds: options.quick ? 5 : 30,
+        warmupSeconds: options.quick ? 3 : 15,
+        log,
+      });
     }
   }
 
-  // Integration point: bench/kafka-latency.ts (another helper's) exports runKafkaLatencyBench.
   if (wants(options, 'kafka')) {
     const brokers = process.env.KAFKA_BROKERS;
     if (options.skipKafka) results.skipped.push('Kafka latency bench (--skip-kafka)');
     else if (!brokers) results.skipped.push('Kafka latency bench (KAFKA_BROKERS is not set)');
     else {
-      const mod = await optionalModule('kafka-latency');
-      const run = mod?.runKafkaLatencyBench as ((options: Record<string, unknown>) => Promise<unknown>) | undefined;
-      if (!run) results.skipped.push('Kafka latency bench (bench/kafka-latency.ts does not export runKafkaLatencyBench)');
-      else {
-        log(`bench: Kafka latency bench against ${brokers}`);
-        results.kafka = await run({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
-      }
+      log(`bench: Kafka latency bench against ${brokers}`);
+      results.kafka = await runKafkaLatencyBench({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
     }
   }
   for (const skipped of results.skipped) log(`bench: skipped ${skipped}`);
