@@ -205,10 +205,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      sweepExpired(doc, [
-        { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
-        { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
-      ]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));

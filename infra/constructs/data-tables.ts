@@ -44,7 +44,6 @@ export class DataTables extends Construct {
       ...common,
       partitionKey: str(SUBSCRIPTIONS_TABLE.partitionKey),
       sortKey: str(SUBSCRIPTIONS_TABLE.sortKey),
-      timeToLiveAttribute: SUBSCRIPTIONS_TABLE.ttlAttribute,
     });
     this.metrics = new dynamodb.TableV2(this, 'Metrics', {
       ...common,

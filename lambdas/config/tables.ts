@@ -8,12 +8,16 @@ export const CONNECTIONS_TABLE = {
   ttlAttribute: 'expiresAt',
 } as const;
 
+/**
+ * Bucket items of the subscription index: one per index key and shard, each subscription an
+ * attribute `c:<connectionId>#<subscriptionId>` with its filter and expiry. No table TTL: a bucket
+ * is shared, so entries expire one by one (see lambdas/adapters/dynamo-subscriptions.ts).
+ */
 export const SUBSCRIPTIONS_TABLE = {
-  /** Index key: `d#<deviceId>`, `l#<location>`, `t#<deviceType>`, `a#<alertLevel>`, `k#<recordType>` or `*`. */
+  /** Index key: `d#<deviceId>`, `l#<location>`, `t#<deviceType>`, `a#<alertLevel>`, `k#<recordType>`, `*` or `s#status`. */
   partitionKey: 'pk',
-  /** `<connectionId>#<subscriptionId>`. */
+  /** Shard of the key's bucket, `0` to `n-1`. */
   sortKey: 'sk',
-  ttlAttribute: 'expiresAt',
 } as const;
 
 export const METRICS_TABLE = {

@@ -248,7 +248,8 @@ describe('Kafka event source', () => {
 describe('DynamoDB tables', () => {
   it.each([
     ['TablesConnections', [{ AttributeName: 'connectionId', KeyType: 'HASH' }], 'expiresAt'],
-    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], 'expiresAt'],
+    // Subscription buckets are shared by many connections: entries expire one by one, not by TTL.
+    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
     ['TablesMetrics', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
   ])('%s: keys, on demand, PITR, TTL, no secondary indexes', (prefix, keySchema, ttl) => {
     const props = resources[idOf('AWS::DynamoDB::GlobalTable', prefix)]!.Properties;

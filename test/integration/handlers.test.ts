@@ -3,6 +3,7 @@
  * a real HTTP Management API endpoint.
  */
 import http from 'node:http';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { Metrics } from '@aws-lambda-powertools/metrics';
@@ -81,6 +82,63 @@ describe('route handlers on dynalite', () => {
     const totals = await (deps.metrics as DynamoMetricsStore).read();
     expect(totals.get(METRIC.connections)).toBe(0);
     expect(totals.get(`${METRIC.connectionDuration}_count`)).toBe(1);
+  });
+});
+
+describe('subscription index buckets on dynalite', () => {
+  let dynamo: Awaited<ReturnType<typeof startDynalite>>;
+  let doc: ReturnType<typeof createDocumentClient>;
+  let clock = Date.now();
+  let index: DynamoSubscriptionIndex;
+  const filter = { types: ['device_data' as const], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [] };
+
+  beforeAll(async () => {
+    dynamo = await startDynalite();
+    await createTables(dynamo.endpoint);
+    doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+    index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions, { now: () => clock });
+  });
+  afterAll(async () => {
+    doc.destroy();
+    await new Promise((resolve) => dynamo.server.close(resolve));
+  });
+
+  it('looks 1,000 device keys up in 10 requests, however many connections are stored', async () => {
+    const keys = Array.from({ length: 1000 }, (_, i) => `d#dev-${i}`);
+    const expires = Math.ceil(clock / 1000) + 3600;
+    await index.put(keys.slice(0, 300).map((indexKey, i) => ({ indexKey, connectionId: `c${i}`, subscriptionId: 's1', filter })), expires);
+    let before = index.calls;
+    const found = await index.lookup(keys);
+    expect(index.calls - before).toBe(10);
+    expect([...found.values()].flat()).toHaveLength(300);
+    // Ten times more connections under other keys: the same lookup costs the same.
+    await index.put(Array.from({ length: 3000 }, (_, i) => ({ indexKey: `d#other-${i}`, connectionId: `o${i}`, subscriptionId: 's1', filter })), expires);
+    before = index.calls;
+    await index.lookup(keys);
+    expect(index.calls - before).toBe(10);
+  });
+
+  it('spreads a broad key over shards and finds every entry', async () => {
+    const expires = Math.ceil(clock / 1000) + 3600;
+    const entries = Array.from({ length: 500 }, (_, i) => ({ indexKey: '*', connectionId: `wide-${i}`, subscriptionId: 'all', filter }));
+    await index.put(entries, expires);
+    const items = (await doc.send(new ScanCommand({ TableName: LOCAL_TABLES.subscriptions }))).Items!.filter((i) => i.pk === '*');
+    expect(items.length).toBe(16);
+    const found = (await index.lookup(['*'])).get('*')!;
+    expect(found.map((e) => e.connectionId).sort()).toEqual(entries.map((e) => e.connectionId).sort());
+    await index.remove(entries);
+    expect((await index.lookup(['*'])).get('*')).toBeUndefined();
+  });
+
+  it('ignores and removes entries past their expiry, as TTL would', async () => {
+    const expires = Math.ceil(clock / 1000) + 60;
+    await index.put([{ indexKey: 'l#old', connectionId: 'gone', subscriptionId: 's', filter }], expires);
+    expect((await index.lookup(['l#old'])).get('l#old')).toHaveLength(1);
+    clock += 120_000;
+    expect((await index.lookup(['l#old'])).get('l#old')).toBeUndefined();
+    clock -= 120_000;
+    // Removed, not just hidden: visible again with the clock back, it is not there.
+    expect((await index.lookup(['l#old'])).get('l#old')).toBeUndefined();
   });
 });
 
