@@ -3,6 +3,7 @@ import { METRIC, MetricsBatch } from '../core/metrics';
 import type { Log, MetricsSink } from '../core/ports';
 import { openConnection, type SessionDeps } from '../core/sessions';
 import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
+import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
 /** Dependencies of the $connect handler. */
@@ -28,11 +29,7 @@ export function createConnectHandler(deps: ConnectDeps) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const { connectionId } = event.requestContext;
     await openConnection(deps.sessions, connectionId, claimsOf(event));
-    try {
-      await deps.metrics.flush(new MetricsBatch().add(METRIC.connections, 1));
-    } catch (error) {
-      deps.log.warn('metrics not recorded', { error: (error as Error).message });
-    }
+    await flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, 1), deps.log);
     return { statusCode: 200 };
   };
 }

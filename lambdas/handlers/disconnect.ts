@@ -3,6 +3,7 @@ import { METRIC, MetricsBatch } from '../core/metrics';
 import { closeConnection } from '../core/sessions';
 import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import type { ConnectDeps } from './connect';
+import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
 /** Builds the $disconnect handler. */
@@ -16,11 +17,7 @@ export function createDisconnectHandler(deps: ConnectDeps) {
       const batch = new MetricsBatch()
         .add(METRIC.connections, -1)
         .observe(METRIC.connectionDuration, Math.max(0, now - removed.connectedAt) / 1000);
-      try {
-        await deps.metrics.flush(batch);
-      } catch (error) {
-        deps.log.warn('metrics not recorded', { error: (error as Error).message });
-      }
+      await flushMetrics(deps.metrics, batch, deps.log);
     }
     return { statusCode: 200 };
   };

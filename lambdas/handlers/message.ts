@@ -6,6 +6,7 @@
 import { handleClientMessage } from '../core/sessions';
 import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import type { ConnectDeps } from './connect';
+import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
 /** Builds the message handler; its reply is the route response sent back to the client. */
@@ -20,11 +21,7 @@ export function createMessageHandler(deps: ConnectDeps) {
         reason: reply.message,
       });
     }
-    try {
-      await deps.metrics.flush(metrics);
-    } catch (error) {
-      deps.log.warn('metrics not recorded', { error: (error as Error).message });
-    }
+    await flushMetrics(deps.metrics, metrics, deps.log);
     return { statusCode: 200, body: JSON.stringify(reply) };
   };
 }

@@ -8,6 +8,7 @@ import { broadcastStatus } from '../core/status';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import { ENV } from '../config/env-names';
 import { intEnv } from '../config/config';
+import { flushMetrics } from './flush-metrics';
 import {
   defaultConnections,
   defaultEmf,
@@ -50,11 +51,7 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) =>
         closeConnection(deps.sessions, connectionId, entries),
     });
-    try {
-      await deps.metrics.flush(metrics);
-    } catch (error) {
-      deps.log.warn('metrics not recorded', { error: (error as Error).message });
-    }
+    await flushMetrics(deps.metrics, metrics, deps.log);
     deps.onReport?.(report);
     if (deps.status) {
       try {
