@@ -16,9 +16,10 @@
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { runBatchCostBench, type BatchCostReport } from './batch-cost';
+import type { BatchCostReport } from './batch-cost';
 import { runBrowserBench, type BrowserBenchResult } from './browser-bench';
-import { machine, runFanoutScenario, type DesignResult, type FanoutScenarioResult } from './fanout';
+import { machine, type DesignResult, type FanoutScenarioResult } from './fanout';
+import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
 
@@ -321,25 +322,24 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
 
   if (wants(options, 'batch-cost')) {
     const connections = options.quick ? [100, 1000] : (options.connections ?? [100, 1000, 10_000]);
-    results.batchCost = await runBatchCostBench({ connections, repeats: options.quick ? 3 : 5, log });
+    results.batchCost = await runIsolated({ kind: 'batch-cost', options: { connections, repeats: options.quick ? 3 : 5 } }, log);
   }
 
   if (wants(options, 'fanout')) {
     for (const [connections, rate] of plan) {
-      results.scenarios.push(
-        await runFanoutScenario({
-          connections,
-          rate,
-          devices: options.devices,
-          locations: options.locations,
-          durationS: options.durationS ?? (options.quick ? 3 : 10),
-          windowMs: options.windowMs,
-          mix: options.mix,
-          naive: options.naive,
-          naiveGraceS: options.quick ? 1 : 5,
-          log,
-        }),
-      );
+      // Each scenario's server runs in a fresh process: its RSS is its own, not an earlier scenario's heap.
+      const scenario = {
+        connections,
+        rate,
+        devices: options.devices,
+        locations: options.locations,
+        durationS: options.durationS ?? (options.quick ? 3 : 10),
+        windowMs: options.windowMs,
+        mix: options.mix,
+        naive: options.naive,
+        naiveGraceS: options.quick ? 1 : 5,
+      };
+      results.scenarios.push(await runIsolated({ kind: 'fanout', options: scenario }, log));
     }
   }
 
