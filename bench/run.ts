@@ -218,7 +218,9 @@ export function toMarkdown(results: BenchResults): string {
       'Same runtime, same clients, same records. Latency = client receipt − record timestamp (ms). ' +
         'Posts/delivery = PostToConnection calls per record received. DDB/batch = DynamoDB requests of the stream handler per batch. ' +
         'Frames and KB are per client over the run. Lost = deliveries the filters call for that never arrived; ' +
-        'undelivered also counts records the naive run never got to before it was stopped. CPU % is of one core.',
+        'undelivered also counts records the naive run never got to before it was stopped. CPU % is of one core. ' +
+        "The naive run's latency covers only the records it delivered before it was stopped (a few seconds after production ended), " +
+        'so where it fell far behind its percentiles understate how late it was.',
       '',
     );
     lines.push(
