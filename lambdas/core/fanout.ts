@@ -50,7 +50,11 @@ const BATCH_CLOSE = ']}';
  * itself, several as `batch` frames each at most `maxBytes` (API Gateway's 32 KB frame size). A
  * single frame larger than `maxBytes` travels alone.
  */
-export function packTexts(texts: readonly string[], maxBytes: number = LIMITS.maxFrameBytes): string[] {
+export function packTexts(
+  texts: readonly string[],
+  maxBytes: number = LIMITS.maxFrameBytes,
+  bytesOf: (text: string, index: number) => number = utf8Length,
+): string[] {
   if (texts.length <= 1) return [...texts];
   const out: string[] = [];
   const overhead = BATCH_OPEN.length + BATCH_CLOSE.length;
@@ -62,8 +66,9 @@ export function packTexts(texts: readonly string[], maxBytes: number = LIMITS.ma
     parts = [];
     size = overhead;
   };
-  for (const text of texts) {
-    const bytes = utf8Length(text);
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i];
+    const bytes = bytesOf(text, i);
     if (parts.length && size + 1 + bytes > maxBytes) flush();
     size += bytes + (parts.length ? 1 : 0);
     parts.push(text);
@@ -83,16 +88,27 @@ export function buildMessages(
   now: number,
   maxBytes: number = LIMITS.maxFrameBytes,
 ): Map<string, string[]> {
-  // A record goes to many connections: serialise its frame once, not once per connection.
-  const textOf = new Map<StreamRecord, string>();
+  // A record goes to many connections: serialise its frame and measure it once, not once per
+  // connection.
+  const serialised = new Map<StreamRecord, { text: string; bytes: number }>();
   const messages = new Map<string, string[]>();
   for (const [connectionId, records] of routed) {
-    const texts = records.map((record) => {
-      let text = textOf.get(record);
-      if (text === undefined) textOf.set(record, (text = JSON.stringify(recordFrame(record, now))));
-      return text;
+    const frames = records.map((record) => {
+      let frame = serialised.get(record);
+      if (frame === undefined) {
+        const text = JSON.stringify(recordFrame(record, now));
+        serialised.set(record, (frame = { text, bytes: utf8Length(text) }));
+      }
+      return frame;
     });
-    messages.set(connectionId, packTexts(texts, maxBytes));
+    messages.set(
+      connectionId,
+      packTexts(
+        frames.map((f) => f.text),
+        maxBytes,
+        (_text, i) => frames[i].bytes,
+      ),
+    );
   }
   return messages;
 }

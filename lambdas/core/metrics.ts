@@ -61,45 +61,64 @@ export function seriesKey(name: string, labels?: Labels): string {
   return `${name}{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
 }
 
+interface HistogramData {
+  bounds: readonly number[];
+  /** Non-cumulative counts per bound, then one for +Inf. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 /**
  * Additions to metrics made by one invocation. Histograms are kept as non-cumulative bucket
- * counts (`name_bucket{le="..."}` keys) so that batches from many invocations simply add up.
+ * counts (`name_bucket{le="..."}` keys in {@link values}) so that batches from many invocations
+ * simply add up.
  */
 export class MetricsBatch {
-  /** Series key to amount added. */
-  readonly values = new Map<string, number>();
+  private readonly counters = new Map<string, number>();
+  // Observed once per delivered record: kept as arrays, turned into keys only when read.
+  private readonly histograms = new Map<string, HistogramData>();
 
   /** Adds to a counter or gauge (negative for a gauge going down). */
   add(name: MetricName, value = 1, labels?: Labels): this {
     if (value === 0) return this;
     const key = seriesKey(name, labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + value);
+    this.counters.set(key, (this.counters.get(key) ?? 0) + value);
     return this;
   }
 
   /** Records one observation (seconds) in a histogram. */
   observe(name: MetricName, seconds: number): this {
-    const bounds = bucketsOf(name);
-    const index = bounds.findIndex((bound) => seconds <= bound);
-    const le = index === -1 ? '+Inf' : String(bounds[index]);
-    this.bump(`${name}_bucket{le="${le}"}`, 1);
-    this.bump(`${name}_sum`, seconds);
-    this.bump(`${name}_count`, 1);
+    let data = this.histograms.get(name);
+    if (!data) {
+      const bounds = bucketsOf(name);
+      this.histograms.set(name, (data = { bounds, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 }));
+    }
+    const { bounds } = data;
+    let index = 0;
+    while (index < bounds.length && seconds > bounds[index]) index++;
+    data.counts[index]++;
+    data.sum += seconds;
+    data.count++;
     return this;
   }
 
-  /** Merges another batch into this one. */
-  merge(other: MetricsBatch): this {
-    for (const [key, value] of other.values) this.bump(key, value);
-    return this;
+  /** Series key to amount added, histograms flattened to bucket, sum and count series. */
+  get values(): Map<string, number> {
+    const values = new Map(this.counters);
+    const bump = (key: string, value: number) => {
+      if (value !== 0) values.set(key, (values.get(key) ?? 0) + value);
+    };
+    for (const [name, data] of this.histograms) {
+      data.counts.forEach((count, i) => bump(`${name}_bucket{le="${i < data.bounds.length ? data.bounds[i] : '+Inf'}"}`, count));
+      bump(`${name}_sum`, data.sum);
+      bump(`${name}_count`, data.count);
+    }
+    return values;
   }
 
   get isEmpty(): boolean {
-    return this.values.size === 0;
-  }
-
-  private bump(key: string, value: number): void {
-    this.values.set(key, (this.values.get(key) ?? 0) + value);
+    return this.counters.size === 0 && this.histograms.size === 0;
   }
 }
 
