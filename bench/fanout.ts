@@ -237,7 +237,7 @@ function rssSampler(): { stop: () => number } {
 }
 
 /** Waits until clients have received `target` records, or nothing has arrived for `idleMs`. */
-async function waitForClients(processes: ClientProcess[], target: number, idleMs = 2000, capMs = 60_000): Promise<void> {
+async function waitForClients(processes: ClientProcess[], target: number, idleMs = 5000, capMs = 60_000): Promise<void> {
   const started = Date.now();
   let last = -1;
   let lastChange = Date.now();
