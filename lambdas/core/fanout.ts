@@ -82,17 +82,17 @@ export function packFrames(frames: readonly PushFrame[], maxBytes: number = LIMI
   return packTexts(frames.map((frame) => JSON.stringify(frame)), maxBytes);
 }
 
-/** The messages to post to each connection for the routed records. */
-export function buildMessages(
-  routed: ReadonlyMap<string, readonly StreamRecord[]>,
+/**
+ * A builder of one connection's messages for a batch. It serialises and measures each record's
+ * frame once, however many connections get the record, and packs a connection's messages only
+ * when asked, so that a batch holds at most the messages being posted, not all of them.
+ */
+export function createMessageBuilder(
   now: number,
   maxBytes: number = LIMITS.maxFrameBytes,
-): Map<string, string[]> {
-  // A record goes to many connections: serialise its frame and measure it once, not once per
-  // connection.
+): (records: readonly StreamRecord[]) => string[] {
   const serialised = new Map<StreamRecord, { text: string; bytes: number }>();
-  const messages = new Map<string, string[]>();
-  for (const [connectionId, records] of routed) {
+  return (records) => {
     const frames = records.map((record) => {
       let frame = serialised.get(record);
       if (frame === undefined) {
@@ -101,14 +101,20 @@ export function buildMessages(
       }
       return frame;
     });
-    messages.set(
-      connectionId,
-      packTexts(
-        frames.map((f) => f.text),
-        maxBytes,
-        (_text, i) => frames[i].bytes,
-      ),
+    return packTexts(
+      frames.map((f) => f.text),
+      maxBytes,
+      (_text, i) => frames[i].bytes,
     );
-  }
-  return messages;
+  };
+}
+
+/** The messages to post to each connection for the routed records. */
+export function buildMessages(
+  routed: ReadonlyMap<string, readonly StreamRecord[]>,
+  now: number,
+  maxBytes: number = LIMITS.maxFrameBytes,
+): Map<string, string[]> {
+  const build = createMessageBuilder(now, maxBytes);
+  return new Map([...routed].map(([connectionId, records]) => [connectionId, build(records)]));
 }

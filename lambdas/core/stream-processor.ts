@@ -5,7 +5,7 @@
  */
 import type { MSKEvent } from 'aws-lambda';
 import { mapWithConcurrency } from './concurrency';
-import { buildMessages, routeRecords, type SubscriptionEntry } from './fanout';
+import { createMessageBuilder, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
 import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
@@ -82,7 +82,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
   const postTime = now();
-  const messages = buildMessages(routed, postTime);
+  const build = createMessageBuilder(postTime);
 
   let deliveries = 0;
   for (const [, records] of routed) {
@@ -98,8 +98,9 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   let failed = 0;
   let retries = 0;
   // Concurrent across connections, in order within one: a client sees records in stream order.
-  await mapWithConcurrency([...messages], deps.concurrency ?? 32, async ([connectionId, texts]) => {
-    for (const text of texts) {
+  await mapWithConcurrency([...routed], deps.concurrency ?? 32, async ([connectionId, records]) => {
+    // Packed just before posting: memory stays at the posts under way, not the whole batch.
+    for (const text of build(records)) {
       attempts++;
       const result = await deps.poster.post(connectionId, text);
       retries += result.retries;
