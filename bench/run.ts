@@ -350,11 +350,17 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     else if (!existsSync('/usr/bin/chromium')) results.skipped.push('browser bench (no /usr/bin/chromium)');
     else {
       log('bench: browser bench');
-      results.browser = await runBrowserBench({
-        durationSeconds: options.quick ? 5 : 30,
-        warmupSeconds: options.quick ? 3 : 15,
-        log,
-      });
+      try {
+        results.browser = await runBrowserBench({
+          durationSeconds: options.quick ? 5 : 30,
+          warmupSeconds: options.quick ? 3 : 15,
+          log,
+        });
+      } catch (error) {
+        // A part that fails is reported with the others' figures, and the run exits non-zero.
+        results.skipped.push(`browser bench FAILED: ${(error as Error).message.split('\n')[0]}`);
+        process.exitCode = 1;
+      }
     }
   }
 
@@ -364,7 +370,12 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     else if (!brokers) results.skipped.push('Kafka latency bench (KAFKA_BROKERS is not set)');
     else {
       log(`bench: Kafka latency bench against ${brokers}`);
-      results.kafka = await runKafkaLatencyBench({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
+      try {
+        results.kafka = await runKafkaLatencyBench({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
+      } catch (error) {
+        results.skipped.push(`Kafka latency bench FAILED against ${brokers}: ${(error as Error).message.split('\n')[0]}`);
+        process.exitCode = 1;
+      }
     }
   }
   for (const skipped of results.skipped) log(`bench: skipped ${skipped}`);

@@ -11,6 +11,9 @@
 import { parseArgs } from 'node:util';
 import { startLocalRuntime } from './runtime';
 
+// The SDK's own multi-line warning drowns the start-up lines; one line below says the same.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 function intOption(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const parsed = Number(value);
@@ -54,8 +57,10 @@ async function main(): Promise<void> {
       if (!line.startsWith('info')) console.log(line);
     },
   });
-  const dashboard = runtime.token ? `${runtime.dashboardUrl}?token=${encodeURIComponent(runtime.token)}` : runtime.dashboardUrl;
   console.log(`IoT live dashboard running (started in ${Date.now() - started} ms)`);
+  if (Number(process.versions.node.split('.')[0]) < 22) {
+    console.log(`  note           Node ${process.versions.node}: AWS SDK v3 releases from January 2027 need Node 22 or newer`);
+  }
   console.log(`  dashboard      ${runtime.dashboardUrl}`);
   console.log(`  WebSocket API  ${runtime.wsUrl}${runtime.token ? '  (connect with ?token=, see below)' : ''}`);
   console.log(`  Management API ${runtime.managementUrl}/@connections/{connectionId}`);
@@ -67,7 +72,7 @@ async function main(): Promise<void> {
       (values['no-simulator'] ? ' (no simulated devices)' : `; ${devices} simulated devices, ${rate} readings/s`),
   );
   if (runtime.token) console.log(`  dev token      ${runtime.token}`);
-  console.log(`Open ${dashboard} — Ctrl-C stops.`);
+  console.log(`Open ${runtime.dashboardUrl} in a browser (it reads the token from config.json). Ctrl-C stops.`);
 
   let stopping = false;
   const stop = async (signal: string) => {
