@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the batch-cost bench (issue 2), the fan-out scenarios against the naive
  * baseline (issue 7), and, where their parts exist here, the browser bench and the Kafka latency
- * bench. Writes bench/results/<time>.json, latest.json and latest.md.
+ * bench. Writes bench/results/<time>.json, latest.json and latest.md (latest-quick.* for --quick).
  *
  *   npm run bench                        full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick             under two minutes: small scenarios, short runs
@@ -386,9 +386,11 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const json = JSON.stringify(results, null, 2) + '\n';
   const stamp = results.startedAt.replace(/[:.]/g, '-');
   writeFileSync(path.join(options.resultsDir, `${stamp}${options.quick ? '-quick' : ''}.json`), json);
-  writeFileSync(path.join(options.resultsDir, 'latest.json'), json);
+  // A quick run never replaces the committed figures of the last full run.
+  const latest = options.quick ? 'latest-quick' : 'latest';
+  writeFileSync(path.join(options.resultsDir, `${latest}.json`), json);
   const markdown = toMarkdown(results);
-  writeFileSync(path.join(options.resultsDir, 'latest.md'), markdown);
+  writeFileSync(path.join(options.resultsDir, `${latest}.md`), markdown);
   log('');
   log(markdown);
   return results;

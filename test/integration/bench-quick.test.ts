@@ -38,16 +38,16 @@ describe('npm run bench -- --quick', () => {
     const run = await runQuickBench(resultsDir);
     output = run.output;
     if (run.code !== 0) throw new Error(`bench exited with ${run.code}:\n${output.slice(-4000)}`);
-    results = JSON.parse(readFileSync(path.join(resultsDir, 'latest.json'), 'utf8')) as BenchResults;
+    results = JSON.parse(readFileSync(path.join(resultsDir, 'latest-quick.json'), 'utf8')) as BenchResults;
   }, 300_000);
 
   afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
-  it('writes a timestamped JSON, latest.json and latest.md naming the machine', () => {
+  it('writes a timestamped JSON, latest-quick.json and latest-quick.md naming the machine', () => {
     const files = readdirSync(resultsDir);
-    expect(files).toEqual(expect.arrayContaining(['latest.json', 'latest.md']));
+    expect(files).toEqual(expect.arrayContaining(['latest-quick.json', 'latest-quick.md']));
     expect(files.some((f) => /^\d{4}-.*-quick\.json$/.test(f))).toBe(true);
-    const markdown = readFileSync(path.join(resultsDir, 'latest.md'), 'utf8');
+    const markdown = readFileSync(path.join(resultsDir, 'latest-quick.md'), 'utf8');
     expect(markdown).toContain(`${results.machine.cores} cores`);
     expect(markdown).toContain(results.machine.node);
     expectNumber(results.machine.memoryGB, 'machine.memoryGB');
