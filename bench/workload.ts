@@ -7,27 +7,11 @@ import { matchesFilter, normaliseFilter } from '../lambdas/core/filter';
 import { TOPICS, type AlertLevel, type Filter, type NormalisedFilter, type StreamRecord } from '../lambdas/core/protocol';
 import type { KafkaRecordInput } from '../local/msk-event';
 
-/** A small, fast, seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../local/simulator';
+// FNV-1a: clients and the harness sum it over cursors to detect duplicates.
+import { fnv1a } from '../lambdas/core/hash';
 
-/** FNV-1a of a string, 32 bits: clients and the harness sum it over cursors to detect duplicates. */
-export function fnv1a(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
+export { fnv1a, prng };
 
 export const DEVICE_TYPES = ['pump', 'compressor', 'motor', 'boiler', 'conveyor'] as const;
 

@@ -77,7 +77,7 @@ export interface SimDevice {
 }
 
 /** Small seeded PRNG (mulberry32): fast, and deterministic across runs. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

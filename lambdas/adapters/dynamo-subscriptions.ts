@@ -21,6 +21,7 @@ import {
 import { backoffDelay, mapWithConcurrency, sleep } from '../core/concurrency';
 import type { SubscriptionEntry } from '../core/fanout';
 import { INDEX_PREFIX } from '../core/filter';
+import { fnv1a } from '../core/hash';
 import type { CallCounter, SubscriptionIndex } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 import { STATUS_INDEX_KEY } from '../core/status';
@@ -52,9 +53,7 @@ export function shardsOf(indexKey: string): number {
 export function shardOf(indexKey: string, connectionId: string): string {
   const shards = shardsOf(indexKey);
   if (shards === 1) return '0';
-  let hash = 2166136261;
-  for (let i = 0; i < connectionId.length; i++) hash = Math.imul(hash ^ connectionId.charCodeAt(i), 16777619);
-  return String((hash >>> 0) % shards);
+  return String(fnv1a(connectionId) % shards);
 }
 
 function attributeOf(entry: Pick<SubscriptionEntry, 'connectionId' | 'subscriptionId'>): string {
