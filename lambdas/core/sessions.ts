@@ -33,7 +33,7 @@ const TTL_MARGIN_SECONDS = 15 * 60;
 
 /** Registers a new connection. */
 export async function openConnection(
-  deps: SessionDeps,
+  deps: Pick<SessionDeps, 'connections' | 'now'>,
   connectionId: string,
   claims?: Record<string, unknown>,
 ): Promise<ConnectionItem> {

@@ -2,11 +2,11 @@
 import { METRIC, MetricsBatch } from '../core/metrics';
 import type { Log, MetricsSink } from '../core/ports';
 import { openConnection, type SessionDeps } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
+import { defaultConnections, defaultLogger, defaultMetricsSink, lazy } from './defaults';
 import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
-/** Dependencies of the $connect handler. */
+/** Dependencies of the route handlers. */
 export interface ConnectDeps {
   sessions: SessionDeps;
   metrics: MetricsSink;
@@ -25,7 +25,7 @@ export function claimsOf(event: WebSocketEvent): Record<string, unknown> | undef
 }
 
 /** Builds the $connect handler. */
-export function createConnectHandler(deps: ConnectDeps) {
+export function createConnectHandler(deps: Omit<ConnectDeps, 'sessions'> & { sessions: Pick<SessionDeps, 'connections' | 'now'> }) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const { connectionId } = event.requestContext;
     await openConnection(deps.sessions, connectionId, claimsOf(event));
@@ -36,7 +36,8 @@ export function createConnectHandler(deps: ConnectDeps) {
 
 export const handler = lazy(() =>
   createConnectHandler({
-    sessions: { connections: defaultConnections(), index: defaultIndex() },
+    // $connect only registers the connection: no access to the subscription index.
+    sessions: { connections: defaultConnections() },
     metrics: defaultMetricsSink(),
     log: defaultLogger(),
   }),

@@ -12,7 +12,8 @@ import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { ManagementApiPoster } from '../adapters/management-poster';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { ENV } from '../config/env-names';
-import { intEnv, requireEnv } from '../config/config';
+import { ConfigError, intEnv, requireEnv } from '../config/config';
+import type { SessionDeps as SessionDepsLike } from '../core/sessions';
 
 let logger: Logger | undefined;
 /** The shared Powertools logger (service name from POWERTOOLS_SERVICE_NAME). */
@@ -60,7 +61,29 @@ export function defaultPoster(): ManagementApiPoster {
 }
 
 /** Memoises a handler built on first call, so configuration is read once per container. */
-export function lazy<E, R>(build: () => (event: E) => Promise<R>): (event: E) => Promise<R> {
+export function lazy<E, R>(build: () => (event: E) => Promise<R>): LazyHandler<E, R> {
   let built: ((event: E) => Promise<R>) | undefined;
-  return (event) => (built ??= build())(event);
+  const handler = ((event: E) => (built ??= build())(event)) as LazyHandler<E, R>;
+  handler.warm = () => {
+    built ??= build();
+  };
+  return handler;
+}
+
+/** A handler built on first use; `warm()` builds it now, failing as a cold start would. */
+export type LazyHandler<E, R> = ((event: E) => Promise<R>) & { warm(): void };
+
+/**
+ * Stores for routes that never touch the tables (ping, $default): API Gateway routes subscribe
+ * and unsubscribe elsewhere, so these Lambdas get no table access, and a call here is a wiring
+ * error worth a clear message.
+ */
+export function noStores(route: string): Pick<SessionDepsLike, 'connections' | 'index'> {
+  const fail = () => {
+    throw new ConfigError(`the ${route} route has no table access; subscribe and unsubscribe have routes of their own`);
+  };
+  return {
+    connections: { put: fail, get: fail, setSubscription: fail, removeSubscription: fail, delete: fail },
+    index: { put: fail, remove: fail, lookup: fail },
+  };
 }

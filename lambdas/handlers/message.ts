@@ -4,7 +4,7 @@
  * message again, so a message that reached the wrong route still gets the right answer.
  */
 import { handleClientMessage } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy } from './defaults';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy, noStores } from './defaults';
 import type { ConnectDeps } from './connect';
 import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
@@ -26,11 +26,18 @@ export function createMessageHandler(deps: ConnectDeps) {
   };
 }
 
-/** The default instance, shared by the route entry files. */
-export const messageHandler = lazy(() =>
-  createMessageHandler({
-    sessions: { connections: defaultConnections(), index: defaultIndex() },
-    metrics: defaultMetricsSink(),
-    log: defaultLogger(),
-  }),
-);
+/** The default instance of a route that changes subscriptions (subscribe, unsubscribe). */
+export function subscriptionRouteHandler() {
+  return lazy(() =>
+    createMessageHandler({
+      sessions: { connections: defaultConnections(), index: defaultIndex() },
+      metrics: defaultMetricsSink(),
+      log: defaultLogger(),
+    }),
+  );
+}
+
+/** The default instance of a route that needs no table but metrics (ping, $default). */
+export function tablelessRouteHandler(route: string) {
+  return lazy(() => createMessageHandler({ sessions: noStores(route), metrics: defaultMetricsSink(), log: defaultLogger() }));
+}

@@ -1,2 +1,4 @@
 /** The `ping` route: see ./message.ts. */
-export { messageHandler as handler } from './message';
+import { tablelessRouteHandler } from './message';
+
+export const handler = tablelessRouteHandler('ping');

@@ -1,2 +1,4 @@
 /** The `subscribe` route: see ./message.ts. */
-export { messageHandler as handler } from './message';
+import { subscriptionRouteHandler } from './message';
+
+export const handler = subscriptionRouteHandler();

@@ -1,2 +1,4 @@
 /** The `unsubscribe` route: see ./message.ts. */
-export { messageHandler as handler } from './message';
+import { subscriptionRouteHandler } from './message';
+
+export const handler = subscriptionRouteHandler();

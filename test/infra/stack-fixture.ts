@@ -34,3 +34,17 @@ export function buildStack(overrides: Record<string, unknown> = {}): { app: App;
   });
   return { app, stack, template: Template.fromStack(stack) };
 }
+
+/** Logical-id prefixes of the functions, by handler name. */
+export const FUNCTIONS = {
+  authorizer: 'RealtimeAuthorizerFunction',
+  connect: 'RealtimeConnectFunction',
+  disconnect: 'RealtimeDisconnectFunction',
+  subscribe: 'RealtimeSubscribeFunction',
+  unsubscribe: 'RealtimeUnsubscribeFunction',
+  ping: 'RealtimePingFunction',
+  default: 'RealtimeDefaultRouteFunction',
+  stream: 'StreamFunction',
+  metrics: 'OpsMetricsFunction',
+  health: 'OpsHealthFunction',
+} as const;

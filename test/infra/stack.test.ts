@@ -1,7 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { ENV } from '../../lambdas/config/env-names';
 import { PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
-import { buildStack } from './stack-fixture';
+import { FUNCTIONS, buildStack } from './stack-fixture';
 
 const { stack, template } = buildStack();
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
@@ -28,18 +28,6 @@ function tablesTouched(roleId: string): string[] {
   return ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics'].filter((t) => text.includes(t));
 }
 
-const FUNCTIONS = {
-  authorizer: 'RealtimeAuthorizerFunction',
-  connect: 'RealtimeConnectFunction',
-  disconnect: 'RealtimeDisconnectFunction',
-  subscribe: 'RealtimeSubscribeFunction',
-  unsubscribe: 'RealtimeUnsubscribeFunction',
-  ping: 'RealtimePingFunction',
-  default: 'RealtimeDefaultRouteFunction',
-  stream: 'StreamFunction',
-  metrics: 'OpsMetricsFunction',
-  health: 'OpsHealthFunction',
-} as const;
 
 describe('WebSocket API', () => {
   it('selects routes by $request.body.action', () => {

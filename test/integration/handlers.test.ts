@@ -17,10 +17,11 @@ import { ManagementApiPoster } from '../../lambdas/adapters/management-poster';
 import { createTokenVerifier, mintToken } from '../../lambdas/core/auth';
 import { MetricsBatch, METRIC } from '../../lambdas/core/metrics';
 import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
-import { createConnectHandler } from '../../lambdas/handlers/connect';
+import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
 import type { WebSocketEvent } from '../../lambdas/handlers/types';
+import { noStores } from '../../lambdas/handlers/defaults';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
 import connectEvent from '../fixtures/apigw/connect.json';
 import disconnectEvent from '../fixtures/apigw/disconnect.json';
@@ -31,7 +32,7 @@ const log = { debug() {}, info() {}, warn() {}, error() {} };
 describe('route handlers on dynalite', () => {
   let dynamo: Awaited<ReturnType<typeof startDynalite>>;
   let doc: ReturnType<typeof createDocumentClient>;
-  let deps: Parameters<typeof createConnectHandler>[0];
+  let deps: ConnectDeps;
 
   beforeAll(async () => {
     dynamo = await startDynalite();
@@ -73,6 +74,16 @@ describe('route handlers on dynalite', () => {
     const event = { ...subscribeEvent, body: Buffer.from('{"action":"ping"}').toString('base64'), isBase64Encoded: true };
     const result = await createMessageHandler(deps)(event as unknown as WebSocketEvent);
     expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
+  });
+
+  it('ping and $default answer without table access, as their functions have none', async () => {
+    const tableless = createMessageHandler({ ...deps, sessions: noStores('$default') });
+    const ping = await tableless({ ...subscribeEvent, body: '{"action":"ping"}' } as unknown as WebSocketEvent);
+    expect(JSON.parse(ping.body!)).toMatchObject({ type: 'pong' });
+    const unknown = await tableless({ ...subscribeEvent, body: '{"action":"publish"}' } as unknown as WebSocketEvent);
+    expect(JSON.parse(unknown.body!)).toMatchObject({ type: 'error', code: 'unknown_action' });
+    const garbage = await tableless({ ...subscribeEvent, body: '<<<' } as unknown as WebSocketEvent);
+    expect(JSON.parse(garbage.body!)).toMatchObject({ type: 'error', code: 'bad_request' });
   });
 
   it('$disconnect removes the connection and its index items', async () => {
