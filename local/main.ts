@@ -7,7 +7,9 @@
  *   --no-simulator    no simulated devices
  *   --kafka BROKERS   read from Kafka, e.g. localhost:9092 (KAFKA_BROKERS); the simulator then produces to it
  *   --auth none       accept connections without a token (AUTH=none; default: a development token)
+ *   --no-open         do not open the dashboard in the desktop's browser (it opens only on a desktop terminal)
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { startLocalRuntime } from './runtime';
 
@@ -24,6 +26,18 @@ function intOption(name: string, value: string | undefined, fallback: number): n
   return parsed;
 }
 
+/**
+ * Opens the dashboard in the desktop's browser, the way dev servers do: only from an interactive
+ * terminal on a desktop session, never in CI or over SSH without a display.
+ */
+function openInBrowser(url: string): void {
+  const desktop = process.env.DISPLAY || process.env.WAYLAND_DISPLAY || process.platform === 'darwin';
+  if (!process.stdout.isTTY || process.env.CI || !desktop) return;
+  const opener = process.platform === 'darwin' ? 'open' : 'xdg-open';
+  if (spawnSync('which', [opener]).status !== 0) return;
+  spawn(opener, [url], { detached: true, stdio: 'ignore' }).on('error', () => {}).unref();
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -34,11 +48,12 @@ async function main(): Promise<void> {
       'no-simulator': { type: 'boolean' },
       kafka: { type: 'string' },
       auth: { type: 'string' },
+      'no-open': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    console.log('usage: npm start -- [--port 8080] [--ws-port 8081] [--devices 50] [--rate 100] [--no-simulator] [--kafka localhost:9092] [--auth none]');
+    console.log('usage: npm start -- [--port 8080] [--ws-port 8081] [--devices 50] [--rate 100] [--no-simulator] [--kafka localhost:9092] [--auth none] [--no-open]');
     return;
   }
   const env = process.env;
@@ -73,6 +88,7 @@ async function main(): Promise<void> {
   );
   if (runtime.token) console.log(`  dev token      ${runtime.token}`);
   console.log(`Open ${runtime.dashboardUrl} in a browser (it reads the token from config.json). Ctrl-C stops.`);
+  if (!values['no-open']) openInBrowser(runtime.dashboardUrl);
 
   let stopping = false;
   const stop = async (signal: string) => {
