@@ -27,6 +27,7 @@ beforeAll(async () => {
   // Spikes are made frequent so that critical alerts come within seconds.
   runtime = await startRuntime({
     simulator: { devices: 20, readingsPerSecond: 40, spikeProbability: 0.01, seed: 7 },
+    statusIntervalMs: 1000,
   });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
@@ -54,6 +55,10 @@ test('the simulated fleet fills the charts, list and summaries', async () => {
   await expect(page.getByTestId('device-row').count()).resolves.toBe(20);
   await expect(page.getByTestId('status-chart').getByTestId('chart-summary').textContent()).resolves.toBe('20 devices');
   await expect(page.getByTestId('aggregate-chart').getByTestId('chart-summary').textContent()).resolves.toMatch(/^mean temperature · 4 types$/);
+});
+
+test('shows the live connection count from system_status frames', async () => {
+  await page.getByTestId('system-connections').filter({ hasText: /^1 connection$/ }).waitFor({ timeout: 5000 });
 });
 
 test.each(WIDTHS)('fits the $name width ($width px) and is screenshotted', async ({ width, height }) => {
