@@ -134,9 +134,9 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
       alert(fan1, { deviceType: fans, location: line1, level: 'critical', alertId: `${id}-a4` }),
     ]);
 
-    await byDevice.waitFor((c) => c.records.length >= 4, 'pump 1 readings and alert');
-    await criticalPumps.waitFor((c) => c.records.length >= 2, 'the critical pump alerts');
-    await lineOneReadings.waitFor((c) => c.records.length >= 6, 'line 1 readings');
+    await byDevice.until(() => byDevice.records.length >= 4, 20_000, 'pump 1 readings and alert');
+    await criticalPumps.until(() => criticalPumps.records.length >= 2, 20_000, 'the critical pump alerts');
+    await lineOneReadings.until(() => lineOneReadings.records.length >= 6, 20_000, 'line 1 readings');
     await settle(bridge, byDevice, criticalPumps, lineOneReadings);
 
     // deviceIds: every record of that device, readings and alerts, in order, nothing else.
@@ -176,7 +176,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
       { key: device, value: JSON.stringify(reading(device, { metrics: { seq: 1 } })) },
     ]);
 
-    await client.waitFor((c) => c.records.length >= 2, 'the two good records');
+    await client.until(() => client.records.length >= 2, 20_000, 'the two good records');
     await settle(bridge, client);
     expect(seqs(client.records)).toEqual([0, 1]);
     const totals = reports.reduce((sum, r) => ({ invalid: sum.invalid + r.invalid, valid: sum.valid + r.valid }), { invalid: 0, valid: 0 });
@@ -208,7 +208,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
 
     await producer.send(TOPICS.deviceData, Array.from({ length: 20 }, (_, seq) => reading(device, { metrics: { seq } })));
 
-    await client.waitFor((c) => dedupe(c.records).length >= 20, 'all 20 records');
+    await client.until(() => dedupe(client.records).length >= 20, 20_000, 'all 20 records');
     await settle(bridge, client);
     const unique = dedupe(client.records);
     expect(seqs(unique)).toEqual(Array.from({ length: 20 }, (_, seq) => seq));
@@ -252,7 +252,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     await waitUntil(() => deadLettered().length === 1, 'the toxic record on the dead-letter topic');
     // The partition moves on: the next record of the same device (same partition) is delivered.
     await producer.send(TOPICS.deviceData, [reading(device, { metrics: { seq: 1 } })]);
-    await client.waitFor((c) => c.records.length >= 1, 'the record after the toxic one');
+    await client.until(() => client.records.length >= 1, 20_000, 'the record after the toxic one');
     await settle(bridge, client);
 
     expect(seqs(client.records)).toEqual([1]);
@@ -276,7 +276,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
 
     const first = await startBridge('restart');
     await producer.send(TOPICS.deviceData, batch(0));
-    await client.waitFor((c) => dedupe(c.records).length >= 10, 'the first 10 records');
+    await client.until(() => dedupe(client.records).length >= 10, 20_000, 'the first 10 records');
     await first.stop();
 
     // Produced while no bridge runs: nothing can deliver them yet.
@@ -285,7 +285,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     expect(dedupe(client.records)).toHaveLength(10);
 
     const second = await startBridge('restart');
-    await client.waitFor((c) => dedupe(c.records).length >= 20, 'the 10 records produced while stopped');
+    await client.until(() => dedupe(client.records).length >= 20, 20_000, 'the 10 records produced while stopped');
     await settle(second, client);
     const unique = dedupe(client.records);
     expect(seqs(unique)).toEqual(Array.from({ length: 20 }, (_, seq) => seq));
@@ -319,7 +319,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     expect(seqs(dedupe(client.records))).toEqual([0, 1, 2, 3, 4]);
 
     const second = await startBridge('inflight');
-    await client.waitFor((c) => dedupe(c.records).length >= 10, 'the 5 records that were waiting');
+    await client.until(() => dedupe(client.records).length >= 10, 20_000, 'the 5 records that were waiting');
     await settle(second, client);
     expect(seqs(dedupe(client.records))).toEqual(Array.from({ length: 10 }, (_, seq) => seq));
   });

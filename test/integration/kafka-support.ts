@@ -1,20 +1,10 @@
 /**
  * Shared parts of the tests that run against a real Kafka broker (kafka-*.test.ts): the
- * KAFKA_BROKERS guard, a kafkajs producer, and a real `ws` client that collects pushed records.
+ * KAFKA_BROKERS guard, record builders, a kafkajs producer, and the shared real `ws` client.
  */
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
-import WebSocket from 'ws';
-import {
-  parseServerFrame,
-  unpackFrame,
-  type AlertFrame,
-  type AlertRecord,
-  type DeviceDataFrame,
-  type DeviceRecord,
-  type Filter,
-  type ServerFrame,
-} from '../../lambdas/core/protocol';
+import type { AlertRecord, DeviceRecord } from '../../lambdas/core/protocol';
 
 /** The brokers of the real Kafka the tests use, from KAFKA_BROKERS. */
 export function kafkaBrokers(): string[] | undefined {
@@ -116,95 +106,5 @@ export class TestProducer {
   }
 }
 
-/** A record frame as a client received it. */
-export type RecordFrame = DeviceDataFrame | AlertFrame;
-
-/** A real WebSocket client of the local runtime that collects the records pushed to it. */
-export class TestClient {
-  /** Every record frame received, unpacked from `batch` frames, in arrival order. */
-  readonly records: RecordFrame[] = [];
-  /** Every frame received, as sent. */
-  readonly frames: ServerFrame[] = [];
-  private waiters: Array<() => void> = [];
-
-  private constructor(private readonly socket: WebSocket) {
-    socket.on('message', (data) => {
-      const frame = parseServerFrame(data.toString());
-      this.frames.push(frame);
-      for (const inner of unpackFrame(frame)) {
-        if (inner.type === 'device_data' || inner.type === 'alert') this.records.push(inner);
-      }
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const wake of waiters) wake();
-    });
-  }
-
-  /** Connects to `wsUrl` (with `?token=` when a token is given). */
-  static async connect(wsUrl: string, token?: string): Promise<TestClient> {
-    const url = token ? `${wsUrl}${wsUrl.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : wsUrl;
-    const socket = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
-      socket.once('error', reject);
-      socket.once('unexpected-response', (_request, response) =>
-        reject(new Error(`WebSocket upgrade refused: HTTP ${response.statusCode}`)),
-      );
-    });
-    return new TestClient(socket);
-  }
-
-  /** Waits until `predicate` holds over what was received, or fails after `timeoutMs`. */
-  async waitFor(predicate: (client: TestClient) => boolean, description: string, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(this)) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}; got ${this.records.length} records`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  /** Subscribes and waits for the `subscribed` reply. */
-  async subscribe(id: string, filter: Filter): Promise<void> {
-    const seen = this.frames.length;
-    this.socket.send(JSON.stringify({ action: 'subscribe', id, filter }));
-    await this.waitFor(
-      (client) => client.frames.slice(seen).some((frame) => (frame.type === 'subscribed' && frame.id === id) || frame.type === 'error'),
-      `the reply to subscribe ${id}`,
-      10_000,
-    );
-    const error = this.frames.slice(seen).find((frame) => frame.type === 'error');
-    if (error) throw new Error(`subscribe ${id} refused: ${JSON.stringify(error)}`);
-  }
-
-  /**
-   * Sends a ping and waits for its pong. The server writes to a socket in order, so every record
-   * posted to this client before the ping has arrived once this resolves.
-   */
-  async barrier(): Promise<void> {
-    const seen = this.frames.length;
-    this.socket.send(JSON.stringify({ action: 'ping' }));
-    await this.waitFor((client) => client.frames.slice(seen).some((frame) => frame.type === 'pong'), 'a pong', 10_000);
-  }
-
-  /** Records received for one device. */
-  recordsOf(deviceId: string): RecordFrame[] {
-    return this.records.filter((frame) => frame.data.deviceId === deviceId);
-  }
-
-  async close(): Promise<void> {
-    if (this.socket.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      this.socket.once('close', () => resolve());
-      this.socket.close();
-    });
-  }
-}
+/** The shared real WebSocket test client. */
+export { TestClient, type RecordFrame } from '../support/ws-test-client';

@@ -1,6 +1,16 @@
 /** A real `ws` client for tests: collects every frame and waits for the ones a test expects. */
 import WebSocket from 'ws';
-import { parseServerFrame, unpackFrame, type ServerFrame } from '../../lambdas/core/protocol';
+import {
+  parseServerFrame,
+  unpackFrame,
+  type AlertFrame,
+  type DeviceDataFrame,
+  type Filter,
+  type ServerFrame,
+} from '../../lambdas/core/protocol';
+
+/** A record frame as a client received it. */
+export type RecordFrame = DeviceDataFrame | AlertFrame;
 
 export class TestClient {
   /** Every frame received, batches unpacked, in order. */
@@ -27,8 +37,9 @@ export class TestClient {
     );
   }
 
-  /** Opens a connection; rejects with the HTTP status when the upgrade is refused. */
-  static connect(url: string): Promise<TestClient> {
+  /** Opens a connection (with `?token=` when a token is given); rejects with the HTTP status when the upgrade is refused. */
+  static connect(wsUrl: string, token?: string): Promise<TestClient> {
+    const url = token ? `${wsUrl}${wsUrl.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : wsUrl;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url);
       const client = new TestClient(ws);
@@ -74,6 +85,30 @@ export class TestClient {
       return found !== undefined;
     }, 5000, `a reply to ${JSON.stringify(frame).slice(0, 80)}`);
     return found!;
+  }
+
+  /** Record frames received, unpacked from `batch` frames, in arrival order. */
+  get records(): RecordFrame[] {
+    return this.frames.filter((f): f is RecordFrame => f.type === 'device_data' || f.type === 'alert');
+  }
+
+  /** Records received for one device. */
+  recordsOf(deviceId: string): RecordFrame[] {
+    return this.records.filter((frame) => frame.data.deviceId === deviceId);
+  }
+
+  /** Subscribes and waits for the `subscribed` reply; throws with the error frame when refused. */
+  async subscribe(id: string, filter: Filter): Promise<void> {
+    const reply = await this.request({ action: 'subscribe', id, filter });
+    if (reply.type !== 'subscribed') throw new Error(`subscribe ${id} refused: ${JSON.stringify(reply)}`);
+  }
+
+  /**
+   * Sends a ping and waits for its pong. The server writes to a socket in order, so every record
+   * posted to this client before the ping has arrived once this resolves.
+   */
+  async barrier(): Promise<void> {
+    await this.request({ action: 'ping' }, ['pong']);
   }
 
   /** Frames of the given type. */
