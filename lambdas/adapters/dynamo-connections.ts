@@ -27,39 +27,36 @@ export class DynamoConnectionStore implements ConnectionStore, CallCounter {
   }
 
   async setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter): Promise<boolean> {
+    return this.updateIfConnected(connectionId, 'SET subscriptions.#id = :filter', subscriptionId, { ':filter': filter });
+  }
+
+  async removeSubscription(connectionId: string, subscriptionId: string): Promise<void> {
+    await this.updateIfConnected(connectionId, 'REMOVE subscriptions.#id', subscriptionId);
+  }
+
+  /** Applies an update to one subscription of a connection that exists; false when it does not. */
+  private async updateIfConnected(
+    connectionId: string,
+    expression: string,
+    subscriptionId: string,
+    values?: Record<string, unknown>,
+  ): Promise<boolean> {
     this.calls++;
     try {
       await this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { connectionId },
-          UpdateExpression: 'SET subscriptions.#id = :filter',
+          UpdateExpression: expression,
           ConditionExpression: 'attribute_exists(connectionId)',
           ExpressionAttributeNames: { '#id': subscriptionId },
-          ExpressionAttributeValues: { ':filter': filter },
+          ...(values ? { ExpressionAttributeValues: values } : {}),
         }),
       );
       return true;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
-    }
-  }
-
-  async removeSubscription(connectionId: string, subscriptionId: string): Promise<void> {
-    this.calls++;
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { connectionId },
-          UpdateExpression: 'REMOVE subscriptions.#id',
-          ConditionExpression: 'attribute_exists(connectionId)',
-          ExpressionAttributeNames: { '#id': subscriptionId },
-        }),
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
   }
 
