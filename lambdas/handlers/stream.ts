@@ -73,6 +73,9 @@ export const handler = lazy(() => {
   const poster = defaultPoster();
   const store = defaultMetricsStore();
   const concurrency = intEnv(ENV.postConcurrency, 32);
+  // A container tries for the slot at most once per interval: the conditional write costs a
+  // write unit even when it loses, and a busy stream invokes many times a second.
+  let lastTry = 0;
   return createStreamHandler({
     sessions: { connections: defaultConnections(), index },
     poster,
@@ -80,7 +83,11 @@ export const handler = lazy(() => {
     log: defaultLogger(),
     concurrency,
     status: {
-      claim: (now) => store.claimStatusSlot(now, STATUS_INTERVAL_MS),
+      claim: async (now) => {
+        if (now - lastTry < STATUS_INTERVAL_MS) return false;
+        lastTry = now;
+        return store.claimStatusSlot(now, STATUS_INTERVAL_MS);
+      },
       broadcast: () => broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency }),
     },
   });
