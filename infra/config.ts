@@ -4,6 +4,7 @@
  * what to set. Constructs receive these typed values; none of them reads context itself.
  */
 import type { Node } from 'constructs';
+import { ConfigError } from '../lambdas/core/errors';
 
 /** Where the stream Lambda reads Kafka from. */
 export type KafkaSource = 'msk' | 'self-managed';
@@ -109,14 +110,6 @@ export interface DeployConfig {
   readonly offsetLagThreshold: number;
   /** Context `staleConnectionsThreshold`: alarm when more stale connections than this are found in 5 minutes. Default 100. */
   readonly staleConnectionsThreshold: number;
-}
-
-/** Thrown when a context value is missing or invalid; the message names the key to set. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
 }
 
 /** A source of context values: a construct node, or a plain record in tests. */

@@ -14,6 +14,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS } from '../lambdas/config/tables';
 import { LIMITS } from '../lambdas/core/protocol';
 import type { WebSocketEvent, WebSocketResult } from '../lambdas/handlers/types';
+import { errorMessage } from '../lambdas/core/errors';
 
 type RouteHandler = (event: WebSocketEvent) => Promise<WebSocketResult | void>;
 
@@ -247,7 +248,7 @@ export class LocalGateway {
       const status = result?.statusCode ?? 200;
       if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
     } catch (error) {
-      this.opts.log(`$connect failed: ${(error as Error).message}`);
+      this.opts.log(`$connect failed: ${errorMessage(error)}`);
       // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
@@ -307,7 +308,7 @@ export class LocalGateway {
         isBase64Encoded: false,
       } as unknown as WebSocketEvent);
     } catch (error) {
-      this.opts.log(`$disconnect failed for ${id}: ${(error as Error).message}`);
+      this.opts.log(`$disconnect failed for ${id}: ${errorMessage(error)}`);
     }
   }
 
@@ -347,7 +348,7 @@ export class LocalGateway {
         const result = await handler(event);
         reply = result?.body;
       } catch (error) {
-        this.opts.log(`route ${routeKey} failed: ${(error as Error).message}`);
+        this.opts.log(`route ${routeKey} failed: ${errorMessage(error)}`);
         reply = JSON.stringify({
           message: 'Internal server error',
           connectionId: connection.id,

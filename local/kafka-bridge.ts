@@ -17,6 +17,7 @@
  */
 import type { MSKEvent } from 'aws-lambda';
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type IHeaders, type Producer, type Admin } from 'kafkajs';
+import { AppError, errorMessage } from '../lambdas/core/errors';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 
 /** Options of {@link startKafkaBridge}. */
@@ -86,11 +87,8 @@ export interface KafkaBridge {
 }
 
 /** Thrown when the bridge cannot start, e.g. the broker is unreachable. */
-export class KafkaBridgeError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KafkaBridgeError';
-  }
+export class KafkaBridgeError extends AppError {
+  override name = 'KafkaBridgeError';
 }
 
 /** Lambda's invocation payload limit; an event is sent before its base64 records would pass it. */
@@ -105,10 +103,6 @@ interface QueuedRecord {
   bytes: number;
   /** When it was queued here, for the batching window. */
   queuedAt: number;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** kafkajs allows several values per header name; the MSK event carries one per entry, so keep the first. */

@@ -32,6 +32,7 @@ import { startKafkaBridge } from './kafka-bridge';
 import { startKafkaSimulator } from './simulate-kafka';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
@@ -125,7 +126,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       try {
         await stop();
       } catch (error) {
-        options.log?.(`stop: ${(error as Error).message}`);
+        options.log?.(`stop: ${errorMessage(error)}`);
       }
     }
   };
@@ -205,7 +206,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -219,7 +220,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         if (sending) return;
         sending = true;
         broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
-          .catch((error) => log.warn('system_status not sent', { error: (error as Error).message }))
+          .catch((error) => log.warn('system_status not sent', { error: errorMessage(error) }))
           .finally(() => (sending = false));
       }, statusIntervalMs);
       statusTimer.unref();
@@ -328,7 +329,7 @@ function startEmbeddedFeed(
     ];
     busy = true;
     running = publish(records)
-      .catch((error) => log.warn('simulated batch failed', { error: (error as Error).message }))
+      .catch((error) => log.warn('simulated batch failed', { error: errorMessage(error) }))
       .finally(() => (busy = false));
   }, windowMs);
   timer.unref();

@@ -5,7 +5,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { MetricsBatch } from '../core/metrics';
-import type { CallCounter, MetricsSink } from '../core/ports';
+import type { MetricsSink } from '../core/ports';
 
 /** Partition of the metric items. */
 const METRICS_PK = 'metrics';
@@ -19,7 +19,7 @@ export interface DynamoMetricsStoreOptions {
 }
 
 /** {@link MetricsSink} over a DynamoDB table with keys `pk` and `sk`. */
-export class DynamoMetricsStore implements MetricsSink, CallCounter {
+export class DynamoMetricsStore implements MetricsSink {
   calls = 0;
   private readonly shards: number;
 

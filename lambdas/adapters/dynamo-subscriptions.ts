@@ -22,7 +22,7 @@ import { backoffDelay, mapWithConcurrency, sleep } from '../core/concurrency';
 import type { SubscriptionEntry } from '../core/fanout';
 import { INDEX_PREFIX } from '../core/filter';
 import { fnv1a } from '../core/hash';
-import type { CallCounter, SubscriptionIndex } from '../core/ports';
+import type { SubscriptionIndex } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 import { STATUS_INDEX_KEY } from '../core/status';
 
@@ -78,7 +78,7 @@ export interface DynamoSubscriptionIndexOptions {
 type Bucket = { pk: string; sk: string };
 
 /** {@link SubscriptionIndex} over a DynamoDB table with keys `pk` (index key) and `sk` (shard). */
-export class DynamoSubscriptionIndex implements SubscriptionIndex, CallCounter {
+export class DynamoSubscriptionIndex implements SubscriptionIndex {
   calls = 0;
   private readonly concurrency: number;
   private readonly now: () => number;

@@ -6,7 +6,7 @@ import {
   type ApiGatewayManagementApiClient,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { backoffDelay, sleep } from '../core/concurrency';
-import type { CallCounter, Poster, PostOutcome } from '../core/ports';
+import type { Poster, PostOutcome } from '../core/ports';
 
 /** Options of {@link ManagementApiPoster}. */
 export interface ManagementApiPosterOptions {
@@ -41,7 +41,7 @@ function isGone(error: unknown): boolean {
  * {@link Poster} over a Management API client. The client should be built with `maxAttempts: 1`
  * so that throttling is retried here, with full-jitter backoff, and counted.
  */
-export class ManagementApiPoster implements Poster, CallCounter {
+export class ManagementApiPoster implements Poster {
   calls = 0;
   private readonly maxRetries: number;
   private readonly baseDelayMs: number;

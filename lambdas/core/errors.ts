@@ -5,18 +5,22 @@
  */
 
 /**
- * Base of the project's errors: `name` is the subclass's name and `cause` keeps the error that
- * led to it (as Powertools' errors do), so a log line shows both.
+ * Base of the project's errors: `cause` keeps the error that led to it (as Powertools' errors
+ * do), so a log line shows both. Each subclass spells its `name` out, because minified bundles
+ * rename classes.
  */
 export class AppError extends Error {
+  override name = 'AppError';
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
   }
 }
 
 /** A setting (environment variable, CDK context value, dashboard config.json) is missing or malformed; the message names it. */
-export class ConfigError extends AppError {}
+export class ConfigError extends AppError {
+  override name = 'ConfigError';
+}
 
 /**
  * The message of anything a `catch` or a rejected promise delivers: an `Error`'s message, or the

@@ -12,7 +12,8 @@ import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { ManagementApiPoster } from '../adapters/management-poster';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { ENV } from '../config/env-names';
-import { ConfigError, intEnv, requireEnv } from '../config/config';
+import { intEnv, requireEnv } from '../config/config';
+import { ConfigError } from '../core/errors';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
 
 let logger: Logger | undefined;

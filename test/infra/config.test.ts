@@ -1,4 +1,5 @@
-import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
+import { ConfigError } from '../../lambdas/core/errors';
+import { PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
 import { cdkJsonContext } from './stack-fixture';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';
