@@ -5,7 +5,8 @@ import {
   PostToConnectionCommand,
   type ApiGatewayManagementApiClient,
 } from '@aws-sdk/client-apigatewaymanagementapi';
-import { backoffDelay, sleep } from '../core/concurrency';
+import { backoffDelay } from '../core/backoff';
+import { sleep } from '../core/concurrency';
 import type { Poster, PostOutcome } from '../core/ports';
 
 /** Options of {@link ManagementApiPoster}. */
@@ -67,7 +68,7 @@ export class ManagementApiPoster implements Poster {
       } catch (error) {
         if (isGone(error)) return { outcome: 'gone', retries: attempt };
         if (attempt < this.maxRetries && isRetryable(error)) {
-          await sleep(backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs) + 1);
+          await sleep(backoffDelay(attempt + 1, { baseMs: this.baseDelayMs, capMs: this.maxDelayMs }) + 1);
           continue;
         }
         const e = error as { name?: string; message?: string };

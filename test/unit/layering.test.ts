@@ -4,7 +4,7 @@
  * `import()` count too):
  * - `lambdas/core` is pure: no AWS SDK and no Node I/O module;
  * - handlers never reach into the local runtime (`local/`);
- * - the dashboard takes from `lambdas/` only the protocol module and the errors module;
+ * - the dashboard takes from `lambdas/` only the protocol, errors and backoff modules;
  * - nothing outside `bench/` and `test/` imports them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -22,8 +22,8 @@ const NODE_IO = new Set(
     .filter((name) => !['crypto', 'util', 'buffer', 'events', 'assert', 'string_decoder', 'punycode', 'url', 'querystring', 'path'].includes(name)),
 );
 
-/** The frontend's whitelist inside `lambdas/`. */
-const FRONTEND_MAY_IMPORT = new Set(['lambdas/core/protocol', 'lambdas/core/errors']);
+/** The frontend's whitelist inside `lambdas/`: the protocol and the two dependency-free helpers every side shares. */
+const FRONTEND_MAY_IMPORT = new Set(['lambdas/core/protocol', 'lambdas/core/errors', 'lambdas/core/backoff']);
 
 /** A repo-relative path with forward slashes and no extension, or the bare package specifier. */
 function target(file: string, specifier: string): string {
@@ -49,7 +49,7 @@ export function layeringViolations(file: string, source: string): string[] {
     }
     if (file.startsWith('lambdas/handlers/') && to.startsWith('local/')) violations.push(`${where}: handlers must not import the local runtime`);
     if (file.startsWith('frontend/') && to.startsWith('lambdas/') && !FRONTEND_MAY_IMPORT.has(to)) {
-      violations.push(`${where}: the dashboard may import only ${[...FRONTEND_MAY_IMPORT].join(' and ')} from lambdas/`);
+      violations.push(`${where}: the dashboard may import only ${[...FRONTEND_MAY_IMPORT].join(', ')} from lambdas/`);
     }
     for (const closed of ['bench/', 'test/']) {
       if (to.startsWith(closed) && !file.startsWith('bench/') && !file.startsWith('test/')) {
@@ -106,7 +106,7 @@ describe('layering rules, on files that break them', () => {
     ]);
   });
 
-  it('refuses a dashboard import from lambdas/ other than the protocol and errors modules', () => {
+  it('refuses a dashboard import from lambdas/ other than the protocol, errors and backoff modules', () => {
     expect(layeringViolations('frontend/src/main.ts', "import { f } from '../../lambdas/core/filter';")).toHaveLength(1);
     expect(layeringViolations('frontend/src/main.ts', "export * from '../../lambdas/adapters/clients';")).toHaveLength(1);
     expect(layeringViolations('frontend/src/main.ts', "import type { ServerFrame } from '../../lambdas/core/protocol';")).toEqual([]);
