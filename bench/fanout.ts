@@ -76,7 +76,7 @@ export interface DesignResult {
   /** Deliveries the filters call for, over every record produced. */
   expectedDeliveries: number;
   postsPerDelivery: number;
-  /** DynamoDB requests of the stream handler per batch (index Queries for the fan-out, Scan pages for the naive). */
+  /** DynamoDB requests of the stream handler per batch (index BatchGetItems for the fan-out, Scan pages for the naive). */
   dynamoCallsPerBatch: number;
   framesPerClient: number;
   bytesPerClient: number;

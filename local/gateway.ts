@@ -249,7 +249,7 @@ export class LocalGateway {
       if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
     } catch (error) {
       this.opts.log(`$connect failed: ${errorMessage(error)}`);
-      // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
+      // An authorizer or $connect that throws: API Gateway answers 500 to the upgrade for both.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
     if (!this.server || socket.destroyed) {

@@ -2,7 +2,9 @@
  * The whole product on one machine: dynalite with the product's tables, the local API Gateway
  * (WebSocket API and Management API), the dashboard with /config.json, /metrics and /health, and
  * simulated devices feeding the stream handler (directly, or through Kafka). It composes the same
- * handlers and adapters the Lambdas use on AWS; it holds no second copy of their logic.
+ * handlers and adapters the Lambdas use on AWS for the WebSocket routes and the stream. Its
+ * dashboard server answers /metrics and /health itself, from the same core functions, without the
+ * bearer check of the metrics Lambda.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
