@@ -9,9 +9,8 @@ import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscript
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { createConnectHandler } from '../../lambdas/handlers/connect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
-import type { WebSocketEvent } from '../../lambdas/handlers/types';
-import connectEvent from '../fixtures/apigw/connect.json';
-import subscribeEvent from '../fixtures/apigw/message-subscribe.json';
+import { connectEvent, messageEvent } from '../../local/apigw-events';
+import { awsSource } from '../support/apigw';
 import { METRIC } from '../../lambdas/core/metrics';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
@@ -71,11 +70,9 @@ it('counts what a real workload sent and received', async () => {
     metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics),
     log: { debug() {}, info() {}, warn() {}, error() {} },
   };
-  await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent);
-  await createMessageHandler(deps)({
-    ...subscribeEvent,
-    body: '{"action":"subscribe","filter":{"deviceIds":["pump-001"]}}',
-  } as unknown as WebSocketEvent);
+  const vanished = awsSource('CJ8wVdZ4IAMCJ3w=');
+  await createConnectHandler(deps)(connectEvent(vanished));
+  await createMessageHandler(deps)(messageEvent(vanished, 'subscribe', '{"action":"subscribe","filter":{"deviceIds":["pump-001"]}}'));
   doc.destroy();
 
   const reports = [];
