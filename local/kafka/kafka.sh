@@ -206,7 +206,9 @@ cmd_start() {
   pid=$!
   echo "$pid" >"$PIDFILE"
   wait_ready "$pid"
-  say "ready on localhost:$PORT after $((SECONDS - started))s (pid $pid; log $LOGFILE; stop with npm run kafka:stop)"
+  local how="npm run kafka:stop"
+  [[ "$STATE" == "$CACHE" ]] || how="KAFKA_STATE_DIR=$STATE $0 stop"
+  say "ready on localhost:$PORT after $((SECONDS - started))s (pid $pid; log $LOGFILE; stop with $how)"
 }
 
 cmd_stop() {
