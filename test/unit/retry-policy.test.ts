@@ -1,5 +1,6 @@
 /** The retry rules of the local event source (local/retry-policy.ts) without Kafka. */
 import { withRetries, type RetryOptions } from '../../local/retry-policy';
+import { errorMessage } from '../../lambdas/core/errors';
 
 /** Fails the first `failures` attempts. */
 function flaky(failures: number) {
@@ -29,7 +30,7 @@ describe('withRetries', () => {
 
   it('retries after the shared backoff (full jitter, doubling) and reports each failure', async () => {
     const failures: string[] = [];
-    const outcome = await withRetries(flaky(2), options({ onFailure: (error, attempt) => failures.push(`${attempt}: ${(error as Error).message}`) }));
+    const outcome = await withRetries(flaky(2), options({ onFailure: (error, attempt) => failures.push(`${attempt}: ${errorMessage(error)}`) }));
     expect(outcome).toEqual({ ok: true, value: 'ok on 3', attempts: 3 });
     expect(failures).toEqual(['1: failure 1', '2: failure 2']);
     // random 0.5 of ceilings 200 and 400.
@@ -39,7 +40,7 @@ describe('withRetries', () => {
   it('gives up after maxRetries retries with the last error, not stopped', async () => {
     const outcome = await withRetries(flaky(99), options({ maxRetries: 2 }));
     expect(outcome).toMatchObject({ ok: false, attempts: 3, stopped: false });
-    expect(outcome.ok || (outcome.error as Error).message).toBe('failure 3');
+    expect(outcome.ok || errorMessage(outcome.error)).toBe('failure 3');
     expect(sleeps).toHaveLength(2);
   });
 
