@@ -1,6 +1,7 @@
 /**
  * Shared parts of the tests that run against a real Kafka broker (kafka-*.test.ts): the
- * KAFKA_BROKERS guard, record builders, a kafkajs producer, and the shared real `ws` client.
+ * KAFKA_BROKERS guard, a kafkajs producer, and the shared real `ws` client (records come from
+ * test/support/records.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
@@ -36,36 +37,6 @@ export function describeKafka(name: string, body: (brokers: string[]) => void): 
 /** A short id unique to this test run, for consumer groups and device ids. */
 export function runId(): string {
   return randomUUID().slice(0, 8);
-}
-
-/** A valid `device-data` record. */
-export function reading(deviceId: string, overrides: Partial<DeviceRecord> = {}): DeviceRecord {
-  return {
-    deviceId,
-    deviceType: 'pump',
-    location: 'plant-a/line-2',
-    timestamp: Date.now(),
-    status: 'online',
-    metrics: { temperature: 70, pressure: 3.1 },
-    ...overrides,
-  };
-}
-
-/** A valid `alerts` record. */
-export function alert(deviceId: string, overrides: Partial<AlertRecord> = {}): AlertRecord {
-  return {
-    alertId: `a-${randomUUID().slice(0, 8)}`,
-    deviceId,
-    deviceType: 'pump',
-    location: 'plant-a/line-2',
-    level: 'critical',
-    message: 'temperature above 90',
-    metric: 'temperature',
-    value: 93.4,
-    threshold: 90,
-    timestamp: Date.now(),
-    ...overrides,
-  };
 }
 
 /** A kafkajs producer on the test broker. */

@@ -14,7 +14,8 @@ import { awsSource } from '../support/apigw';
 import { METRIC } from '../../lambdas/core/metrics';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, alertRecord, reading } from '../support/ws-test-client';
+import { alertRecord, deviceRecord } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 interface Family {
   name: string;
@@ -76,8 +77,8 @@ it('counts what a real workload sent and received', async () => {
   doc.destroy();
 
   const reports = [];
-  reports.push(await runtime.publish(Array.from({ length: 30 }, (_, i) => ({ topic: 'device-data', value: reading(i % 2 ? 'pump-001' : 'motor-002') }))));
-  reports.push(await runtime.publish(Array.from({ length: 5 }, () => ({ topic: 'alerts', value: alertRecord('pump-001', 'critical') }))));
+  reports.push(await runtime.publish(Array.from({ length: 30 }, (_, i) => ({ topic: 'device-data', value: deviceRecord(i % 2 ? 'pump-001' : 'motor-002') }))));
+  reports.push(await runtime.publish(Array.from({ length: 5 }, () => ({ topic: 'alerts', value: alertRecord('pump-001', { level: 'critical' }) }))));
   reports.push(await runtime.publish([{ topic: 'device-data', value: 'garbage' }, { topic: 'device-data', value: { deviceId: 'x' } }]));
   const deliveries = reports.reduce((s, r) => s + r.deliveries, 0);
   const posts = reports.reduce((s, r) => s + r.posts, 0);

@@ -121,33 +121,3 @@ export class TestClient {
     return this.closed;
   }
 }
-
-/** A device-data record. */
-export function reading(deviceId: string, over: Record<string, unknown> = {}) {
-  return {
-    deviceId,
-    deviceType: deviceId.split('-')[0],
-    location: 'plant-a/line-1',
-    timestamp: Date.now(),
-    status: 'online',
-    metrics: { temperature: 70 },
-    ...over,
-  };
-}
-
-/** An alert record. */
-export function alertRecord(deviceId: string, level: 'info' | 'warning' | 'critical', over: Record<string, unknown> = {}) {
-  return {
-    alertId: `a-${Math.random().toString(36).slice(2)}`,
-    deviceId,
-    deviceType: deviceId.split('-')[0],
-    location: 'plant-a/line-1',
-    level,
-    message: 'temperature above 90',
-    metric: 'temperature',
-    value: 93.4,
-    threshold: 90,
-    timestamp: Date.now(),
-    ...over,
-  };
-}
