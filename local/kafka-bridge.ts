@@ -19,6 +19,7 @@
 import type { MSKEvent } from 'aws-lambda';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type Message, type Producer } from 'kafkajs';
 import { AppError, errorMessage } from '../lambdas/core/errors';
+import { TOPICS } from '../lambdas/core/protocol';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { RecordBatcher } from './record-batcher';
 import { withRetries } from './retry-policy';
@@ -29,7 +30,7 @@ export interface KafkaBridgeOptions {
   brokers: string[];
   /** Consumer group. Default `iot-dashboard-stream`. */
   groupId?: string;
-  /** Topics read. Default `['device-data', 'alerts']`. */
+  /** Topics read. Default the product's topics, {@link TOPICS}. */
   topics?: string[];
   /** Most records in one event. Default 100, Lambda's default for MSK. */
   batchSize?: number;
@@ -170,7 +171,7 @@ async function consumerLag(admin: Admin, groupId: string, topics: string[], from
  */
 export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<KafkaBridge> {
   const groupId = options.groupId ?? 'iot-dashboard-stream';
-  const topics = options.topics ?? ['device-data', 'alerts'];
+  const topics = options.topics ?? Object.values(TOPICS);
   const batchSize = options.batchSize ?? 100;
   const batchWindowMs = options.batchWindowMs ?? 500;
   const maxRetries = options.maxRetries ?? 3;
