@@ -35,6 +35,7 @@ import { startKafkaSimulator } from './simulate-kafka';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
+import { fnv1a } from '../lambdas/core/hash';
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
@@ -313,11 +314,7 @@ function startEmbeddedFeed(
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const partitions = 3;
-  const partitionOf = (deviceId: string) => {
-    let hash = 0;
-    for (let i = 0; i < deviceId.length; i++) hash = (hash * 31 + deviceId.charCodeAt(i)) | 0;
-    return Math.abs(hash) % partitions;
-  };
+  const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
   const timer = setInterval(() => {
     carry += (readingsPerSecond * windowMs) / 1000;
     const count = Math.floor(carry);
