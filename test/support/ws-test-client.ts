@@ -80,10 +80,12 @@ export class TestClient {
     const from = this.frames.length;
     this.send(frame);
     let found: Extract<ServerFrame, { type: T }> | undefined;
+    // The wait only bounds a hang: a reply comes or not, and on a loaded shared machine (1,000
+    // clients subscribing at once) a correct one can take longer than a few seconds.
     await this.until(() => {
       found = this.frames.slice(from).find((f) => (types as string[]).includes(f.type)) as typeof found;
       return found !== undefined;
-    }, 5000, `a reply to ${JSON.stringify(frame).slice(0, 80)}`);
+    }, 30_000, `a reply to ${JSON.stringify(frame).slice(0, 80)}`);
     return found!;
   }
 
