@@ -166,6 +166,54 @@ async function consumerLag(admin: Admin, groupId: string, topics: string[], from
 }
 
 /**
+ * Follows the consumer's events: counts the partitions assigned on each join, records a crash,
+ * and tells when the consumer is consuming (joined its group and fetched once). Registered before
+ * connecting, so that no event is missed.
+ */
+function watchConsumer(
+  consumer: Consumer,
+  context: { groupId: string; topics: string[]; stats: KafkaBridgeStats; log: (line: string) => void },
+): { consuming(timeoutMs: number): Promise<void> } {
+  const { groupId, topics, stats, log } = context;
+  let joined = false;
+  let settle: { resolve(): void; reject(error: Error): void } | undefined;
+  const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  // A crash before anyone waits (connecting failed) must not surface as an unhandled rejection.
+  ready.catch(() => undefined);
+  const { GROUP_JOIN, FETCH, CRASH } = consumer.events;
+  consumer.on(GROUP_JOIN, (event) => {
+    joined = true;
+    stats.assignedPartitions = Object.values(event.payload.memberAssignment).reduce((sum, partitions) => sum + partitions.length, 0);
+    log(`kafka-bridge: joined group ${groupId} with ${stats.assignedPartitions} partitions of ${topics.join(', ')}`);
+  });
+  consumer.on(FETCH, () => {
+    // The first fetch after joining has resolved the start offsets of new partitions.
+    if (joined) settle?.resolve();
+  });
+  consumer.on(CRASH, (event) => {
+    const { error, restart } = event.payload;
+    stats.lastError = `consumer: ${errorMessage(error)}`;
+    log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
+    if (restart) return;
+    stats.running = false;
+    settle?.reject(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
+  });
+  return {
+    async consuming(timeoutMs: number): Promise<void> {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new KafkaBridgeError(`consumer group ${groupId} did not join within ${timeoutMs / 1000}s`)), timeoutMs);
+      });
+      try {
+        await Promise.race([ready, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/**
  * Starts consuming and resolves once the consumer has joined its group and made its first fetch,
  * so that a record produced after this resolves is delivered even with `fromBeginning: false`.
  */
@@ -325,31 +373,7 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
     stats.buffered = batcher.size;
   };
 
-  const { GROUP_JOIN, FETCH, CRASH } = consumer.events;
-  let joined = false;
-  let resolveReady: (() => void) | undefined;
-  let rejectReady: ((error: Error) => void) | undefined;
-  const ready = new Promise<void>((resolve, reject) => {
-    resolveReady = resolve;
-    rejectReady = reject;
-  });
-  consumer.on(GROUP_JOIN, (event) => {
-    joined = true;
-    const assignment = event.payload.memberAssignment;
-    stats.assignedPartitions = Object.values(assignment).reduce((sum, partitions) => sum + partitions.length, 0);
-    log(`kafka-bridge: joined group ${groupId} with ${stats.assignedPartitions} partitions of ${topics.join(', ')}`);
-  });
-  consumer.on(FETCH, () => {
-    // The first fetch after joining has resolved the start offsets of new partitions.
-    if (joined) resolveReady?.();
-  });
-  consumer.on(CRASH, (event) => {
-    const { error, restart } = event.payload;
-    stats.lastError = `consumer: ${errorMessage(error)}`;
-    log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
-    if (!restart) stats.running = false;
-    if (!restart) rejectReady?.(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
-  });
+  const watch = watchConsumer(consumer, { groupId, topics, stats, log });
 
   try {
     await Promise.all([consumer.connect(), producer.connect(), admin.connect()]);
@@ -370,25 +394,13 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
   });
   await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, partitionsConsumedConcurrently: 1, eachBatch });
 
-  const readyTimeoutMs = 30_000;
-  let readyTimer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      ready,
-      new Promise<never>((_, reject) => {
-        readyTimer = setTimeout(
-          () => reject(new KafkaBridgeError(`consumer group ${groupId} did not join within ${readyTimeoutMs / 1000}s`)),
-          readyTimeoutMs,
-        );
-      }),
-    ]);
+    await watch.consuming(30_000);
   } catch (error) {
     stopping = true;
     batcher.close();
     await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect()]);
     throw error;
-  } finally {
-    clearTimeout(readyTimer);
   }
 
   let stopped: Promise<void> | undefined;
