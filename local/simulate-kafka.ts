@@ -9,7 +9,7 @@
  * --seed (default 42).
  */
 import { Kafka, logLevel, type Message, type Producer, type TopicMessages } from 'kafkajs';
-import { AppError } from '../lambdas/core/errors';
+import { AppError, errorMessage } from '../lambdas/core/errors';
 import { TOPICS, type AlertRecord, type DeviceRecord } from '../lambdas/core/protocol';
 import { DeviceSimulator } from './simulator';
 
@@ -47,10 +47,6 @@ const MAX_CATCH_UP_SECONDS = 1;
 
 function toMessage(record: DeviceRecord | AlertRecord): Message {
   return { key: record.deviceId, value: JSON.stringify(record), timestamp: String(record.timestamp) };
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Connects a producer and starts sending simulated readings at `rate` per second. */
