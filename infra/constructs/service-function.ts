@@ -19,6 +19,12 @@ export interface FunctionDefaults {
   readonly logLevel: string;
   /** Retention of each function's log group. */
   readonly logRetention: logs.RetentionDays;
+  /**
+   * Reserved concurrency by handler: a ceiling for that function and a share kept free for it.
+   * Lambda refuses a reservation that leaves the account under 100 unreserved, which a new account
+   * (quota 10) cannot meet. @default none (every function shares the account's unreserved pool)
+   */
+  readonly reservedConcurrency?: Partial<Record<HandlerName, number>>;
 }
 
 /** Properties of a {@link ServiceFunction}. */
@@ -37,8 +43,11 @@ export interface ServiceFunctionProps {
   readonly timeout?: Duration;
 }
 
-/** Access a function gets to a linked table. */
-export type TableAccess = 'read' | 'write' | 'readWrite';
+/**
+ * A DynamoDB data-plane action a function may be granted on a linked table. Listed one by one so
+ * that each function holds exactly the calls its adapters make (no Scan, no batch writes).
+ */
+export type TableAction = 'GetItem' | 'BatchGetItem' | 'Query' | 'PutItem' | 'UpdateItem' | 'DeleteItem';
 
 /**
  * One Lambda of the app: a NodejsFunction (Node.js 22, arm64, bundled by the local esbuild) with
@@ -77,6 +86,7 @@ export class ServiceFunction extends Construct {
       description: props.description,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout ?? Duration.seconds(10),
+      reservedConcurrentExecutions: props.defaults.reservedConcurrency?.[props.handler],
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -97,12 +107,11 @@ export class ServiceFunction extends Construct {
     });
   }
 
-  /** Sets `envName` to the table's name and grants the given access to it. */
-  public linkTable(envName: EnvName, table: ITableV2, access: TableAccess): this {
+  /** Sets `envName` to the table's name and grants exactly `actions` on it. */
+  public linkTable(envName: EnvName, table: ITableV2, actions: readonly TableAction[]): this {
+    if (actions.length === 0) throw new Error(`ServiceFunction: linkTable(${envName}) needs at least one action`);
     this.function.addEnvironment(envName, table.tableName);
-    if (access === 'read') table.grantReadData(this.function);
-    else if (access === 'write') table.grantWriteData(this.function);
-    else table.grantReadWriteData(this.function);
+    table.grant(this.function, ...actions.map((a) => `dynamodb:${a}`));
     return this;
   }
 

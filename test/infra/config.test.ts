@@ -12,6 +12,9 @@ describe('readConfig', () => {
     expect(fromDefaults.kafkaTopics).toEqual(['device-data', 'alerts']);
     expect(fromDefaults.kafkaAuth).toBe('iam');
     expect(fromDefaults.authMode).toBe('hs256');
+    // No account-wide side effect and no concurrency reservation unless asked for.
+    expect(fromDefaults.apiGatewayLogsRole).toBe(false);
+    expect(fromDefaults.reservedConcurrency).toEqual({});
   });
 
   it('accepts `-c` strings for numbers, booleans and lists', () => {
@@ -48,6 +51,12 @@ describe('readConfig', () => {
     [{ kafkaTopics: [] as string[] }, /kafkaTopics/],
     [{ stageName: 'bad stage' }, /stageName/],
     [{ apiGatewayLogsRole: 'yes' }, /apiGatewayLogsRole/],
+    [{ reservedConcurrency: '{"stram": 5}' }, /"stram".*handlers are/],
+    [{ reservedConcurrency: { stream: -1 } }, /reservedConcurrency.stream/],
+    [{ reservedConcurrency: '{not json' }, /reservedConcurrency" must be a JSON object/],
+    [{ tags: { Owner: 42 } }, /tags.Owner/],
+    [{ streamIdleMinutes: -5 }, /streamIdleMinutes/],
+    [{ healthThrottleRate: 0 }, /healthThrottleRate/],
   ])('rejects %j naming the key to fix', (context, message) => {
     expect(() => readConfig(context)).toThrow(ConfigError);
     expect(() => readConfig(context)).toThrow(message);
