@@ -1,5 +1,7 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
-import { cdkJsonContext } from './stack-fixture';
+import { REPO_ROOT, cdkJsonContext } from './stack-fixture';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';
 
@@ -15,6 +17,12 @@ describe('readConfig', () => {
     // No account-wide side effect and no concurrency reservation unless asked for.
     expect(fromDefaults.apiGatewayLogsRole).toBe(false);
     expect(fromDefaults.reservedConcurrency).toEqual({});
+  });
+
+  it('documents every context key cdk.json sets in docs/deploy.md', () => {
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const keys = Object.keys(cdkJsonContext()).filter((k) => !k.startsWith('@') && k !== 'cli-telemetry');
+    expect(keys.filter((k) => !docs.includes(`\`${k}\``))).toEqual([]);
   });
 
   it('accepts `-c` strings for numbers, booleans and lists', () => {

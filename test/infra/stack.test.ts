@@ -1,9 +1,11 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { accountUniqueName } from '../../infra/names';
 import { ENV } from '../../lambdas/config/env-names';
 import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
-import { FUNCTIONS, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
+import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
 const { stack, template } = buildStack();
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
@@ -499,6 +501,12 @@ describe('alarms', () => {
       Dimensions: [{ Name: 'service', Value: 'iot-live-dashboard' }],
       Threshold: 100,
     });
+  });
+
+  it('describes every alarm in docs/deploy.md', () => {
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const names = alarms.map((a) => a.id.replace(/^Alarms/, '').replace(/[0-9A-F]{8}$/, ''));
+    expect(names.filter((n) => !docs.includes(`| \`${n}\` |`))).toEqual([]);
   });
 
   it('puts a CloudWatch dashboard beside the alarms, showing every one of them', () => {
