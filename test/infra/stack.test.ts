@@ -7,7 +7,7 @@ import { ENV } from '../../lambdas/config/env-names';
 import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
 import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
-const { stack, template } = buildStack();
+const { template } = buildStack();
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
 
 /** Logical id of the only resource of `type` whose logical id starts with `prefix`. */
@@ -26,11 +26,6 @@ function statementsOf(roleId: string): Array<{ Action: string | string[]; Resour
     .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
 }
 const actionsOf = (roleId: string) => statementsOf(roleId).flatMap((s) => [s.Action].flat());
-/** Tables (by logical id prefix) a role's statements name. */
-function tablesTouched(roleId: string): string[] {
-  const text = JSON.stringify(statementsOf(roleId));
-  return ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics'].filter((t) => text.includes(t));
-}
 
 
 describe('WebSocket API', () => {

@@ -7,7 +7,9 @@
 import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { BUCKETS, METRIC, MetricsBatch } from '../../lambdas/core/metrics';
-import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { METRICS_TABLE } from '../../lambdas/config/tables';
+import { LOCAL_AWS, startDynalite } from '../../local/dynamo';
 
 let dynamo: Awaited<ReturnType<typeof startDynalite>>;
 let doc: ReturnType<typeof createDocumentClient>;
@@ -22,11 +24,26 @@ afterAll(async () => {
   await new Promise<void>((resolve) => dynamo.server.close(() => resolve()));
 });
 
+/** Creates a metrics table with the key schema the stack gives it. */
+async function createMetricsTable(name: string): Promise<void> {
+  const client = new DynamoDBClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+  const keys = [METRICS_TABLE.partitionKey, METRICS_TABLE.sortKey];
+  await client.send(
+    new CreateTableCommand({
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: keys.map((key) => ({ AttributeName: key, AttributeType: 'S' })),
+      KeySchema: keys.map((key, i) => ({ AttributeName: key, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+    }),
+  );
+  client.destroy();
+}
+
 /** A fresh metrics table per test, so shard items start empty. */
 async function freshStore(options: ConstructorParameters<typeof DynamoMetricsStore>[2]) {
-  const names = { ...LOCAL_TABLES, connections: `conn-${table}`, subscriptions: `subs-${table}`, metrics: `metrics-${table++}` };
-  await createTables(dynamo.endpoint, names);
-  return new DynamoMetricsStore(doc, names.metrics, options);
+  const name = `metrics-${table++}`;
+  await createMetricsTable(name);
+  return new DynamoMetricsStore(doc, name, options);
 }
 
 /** What one stream invocation of 100 records adds (as the stream processor records it). */
@@ -72,11 +89,11 @@ it('writes a change of the connections gauge at once, with whatever is pending',
 });
 
 it('keeps a failed write for the next flush instead of dropping it', async () => {
-  const names = { ...LOCAL_TABLES, connections: `conn-${table}`, subscriptions: `subs-${table}`, metrics: `metrics-${table++}` };
-  const store = new DynamoMetricsStore(doc, names.metrics, { flushIntervalMs: 0 });
+  const name = `metrics-${table++}`;
+  const store = new DynamoMetricsStore(doc, name, { flushIntervalMs: 0 });
   // The table does not exist yet: the write fails, as a throttled one would.
   await expect(store.flush(new MetricsBatch().add(METRIC.messagesSent, 5))).rejects.toThrow();
-  await createTables(dynamo.endpoint, names);
+  await createMetricsTable(name);
   await store.flush(new MetricsBatch().add(METRIC.messagesSent, 1));
   expect((await store.read()).get(METRIC.messagesSent)).toBe(6);
 });
