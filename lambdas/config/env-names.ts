@@ -23,6 +23,8 @@ export const ENV = {
   jwtIssuer: 'JWT_ISSUER',
   /** Expected `aud` claim, optional. */
   jwtAudience: 'JWT_AUDIENCE',
+  /** Token claim that lists a user's sites (a list or a comma-separated string). Default `sites`. */
+  sitesClaim: 'SITES_CLAIM',
   /** Concurrent PostToConnection calls per stream invocation. Default 32. */
   postConcurrency: 'POST_CONCURRENCY',
   /** Bearer token that GET /metrics requires, when set. */
