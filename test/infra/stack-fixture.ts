@@ -19,7 +19,7 @@ export function cdkJsonContext(): Record<string, unknown> {
 }
 
 /** The account and region the test stacks target, as `cdk deploy` with credentials would. */
-export const TEST_ENV = { account: '123456789012', region: 'eu-west-1' } as const;
+const TEST_ENV = { account: '123456789012', region: 'eu-west-1' } as const;
 
 /** A real-shaped MSK cluster in {@link TEST_ENV}: a concrete-account synth refuses the placeholder. */
 export const TEST_MSK_CLUSTER_ARN = `arn:aws:kafka:${TEST_ENV.region}:${TEST_ENV.account}:cluster/plant-telemetry/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-3`;
