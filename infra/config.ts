@@ -208,6 +208,13 @@ export function readConfig(source: ContextSource): DeployConfig {
     if (v !== undefined && !new RegExp(`^arn:aws[a-z-]*:${service}:`).test(v)) {
       throw new ConfigError(`context "${key}" must be an ARN of service ${service}; got "${v}"`);
     }
+    // A partial secret ARN (no "-" and 6 random characters) makes the IAM grant name a resource
+    // that does not exist: the deploy works and every GetSecretValue is denied.
+    if (v !== undefined && service === 'secretsmanager' && !/:secret:.+-[A-Za-z0-9]{6}$/.test(v)) {
+      throw new ConfigError(
+        `context "${key}" must be the complete secret ARN, ending in -<6 characters> (aws secretsmanager describe-secret --secret-id <name> --query ARN); got "${v}"`,
+      );
+    }
     return v;
   };
 

@@ -53,6 +53,7 @@ describe('readConfig', () => {
     [{ kafkaAuth: 'sasl-scram-512' }, /kafkaSecretArn/],
     [{ mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:topic/x/y/z' }, /mskClusterArn/],
     [{ kafkaSecretArn: 'arn:aws:kms:eu-west-1:123456789012:key/k' }, /kafkaSecretArn/],
+    [{ metricsTokenSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:metrics' }, /complete secret ARN/],
     [{ kafkaBatchSize: 0 }, /kafkaBatchSize/],
     [{ kafkaBatchingWindowSeconds: 301 }, /kafkaBatchingWindowSeconds/],
     [{ kafkaStartingPosition: 'AT_TIMESTAMP' }, /kafkaStartingPosition/],
