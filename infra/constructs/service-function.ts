@@ -7,7 +7,15 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { EnvName } from '../../lambdas/config/env-names';
+import type { LogLevel } from '../config';
 import { ESBUILD_SETTINGS, handlerEntry, PROJECT_ROOT, type HandlerName } from '../lambda-bundling';
+
+const APPLICATION_LOG_LEVELS: Record<LogLevel, lambda.ApplicationLogLevel> = {
+  DEBUG: lambda.ApplicationLogLevel.DEBUG,
+  INFO: lambda.ApplicationLogLevel.INFO,
+  WARN: lambda.ApplicationLogLevel.WARN,
+  ERROR: lambda.ApplicationLogLevel.ERROR,
+};
 
 /** Settings every function of the app shares. */
 export interface FunctionDefaults {
@@ -15,8 +23,8 @@ export interface FunctionDefaults {
   readonly serviceName: string;
   /** CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`). */
   readonly metricsNamespace: string;
-  /** Powertools Logger level (`LOG_LEVEL`). */
-  readonly logLevel: string;
+  /** Powertools Logger level (`LOG_LEVEL`), also Lambda's application log level. */
+  readonly logLevel: LogLevel;
   /** Retention of each function's log group. */
   readonly logRetention: logs.RetentionDays;
   /**
@@ -90,6 +98,9 @@ export class ServiceFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
+      // With JSON logs Lambda filters lines by their "level" (INFO unless set): without this,
+      // logLevel=DEBUG would reach Powertools and then be dropped by Lambda.
+      applicationLogLevelV2: APPLICATION_LOG_LEVELS[props.defaults.logLevel],
       environment: {
         POWERTOOLS_SERVICE_NAME: props.defaults.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.defaults.metricsNamespace,

@@ -114,6 +114,14 @@ describe('Lambdas', () => {
       POWERTOOLS_METRICS_NAMESPACE: 'IotLiveDashboard',
       LOG_LEVEL: 'INFO',
     });
+    expect(props.LoggingConfig).toMatchObject({ LogFormat: 'JSON', ApplicationLogLevel: 'INFO' });
+  });
+
+  it('lets DEBUG lines through Lambda\'s own log filter when logLevel is DEBUG', () => {
+    const t = buildStack({ logLevel: 'DEBUG' }).template;
+    const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(FUNCTIONS.stream))![1] as any;
+    expect(fn.Properties.Environment.Variables.LOG_LEVEL).toBe('DEBUG');
+    expect(fn.Properties.LoggingConfig.ApplicationLogLevel).toBe('DEBUG');
   });
 
   const tableEnv = [ENV.connectionsTable, ENV.subscriptionsTable, ENV.metricsTable];
