@@ -1,0 +1,232 @@
+/**
+ * The lean post path: PostToConnection as a SigV4-signed HTTP request over a pooled keep-alive
+ * agent, without the SDK's middleware stack, which costs several times the request itself (see
+ * the README's benchmarks). Signing is `@smithy/signature-v4`, the SDK's own signer, with its
+ * signing-key cache; the body and its SHA-256 are computed once per distinct message, however
+ * many connections it goes to. Outcomes are those of {@link ManagementApiPoster}: 410 is `gone`,
+ * 429 and 5xx are retried with full jitter, anything else (403 included) fails at once.
+ */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity } from '@smithy/types';
+import { backoffDelay, sleep } from '../core/concurrency';
+import type { CallCounter, Poster, PostOutcome } from '../core/ports';
+
+/** Options of {@link SignedPoster}. */
+export interface SignedPosterOptions {
+  /** Sockets to the Management API; at least the posts in flight. Default 256. */
+  maxSockets?: number;
+  /** Time a post may take before it is abandoned and retried, ms. Default 5000. */
+  timeoutMs?: number;
+  /** Retries of a throttled (429) or 5xx post. Default 4. */
+  maxRetries?: number;
+  /** Backoff base, ms. Default 50. */
+  baseDelayMs?: number;
+  /** Backoff cap, ms. Default 1000. */
+  maxDelayMs?: number;
+  /** The signing clock. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Messages whose body and hash are kept for reuse: a batch posts a few distinct messages to many. */
+const PREPARED_CACHE_SIZE = 64;
+/** Credentials are fetched again this long before they expire. */
+const CREDENTIALS_REFRESH_MS = 5 * 60_000;
+
+interface Prepared {
+  body: Buffer;
+  length: string;
+  hash: string;
+}
+
+interface Target {
+  agent: http.Agent;
+  request: typeof http.request;
+  protocol: string;
+  hostname: string;
+  port?: number;
+  host: string;
+  basePath: string;
+}
+
+/** A response as far as the outcome needs it. */
+interface Reply {
+  status: number;
+  errorType: string;
+  body: string;
+}
+
+const retryable = (status: number) => status === 429 || status >= 500;
+
+/**
+ * {@link Poster} over signed HTTP requests. It takes the stage's Management API client for its
+ * endpoint, region and credentials (the rare calls, GetConnection and DeleteConnection, stay on
+ * that client).
+ */
+export class SignedPoster implements Poster, CallCounter {
+  calls = 0;
+  private readonly maxRetries: number;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly timeoutMs: number;
+  private readonly maxSockets: number;
+  private readonly now: () => number;
+  private readonly prepared = new Map<string, Prepared>();
+  private ready?: { target: Target; signer: SignatureV4 };
+  private setting?: Promise<{ target: Target; signer: SignatureV4 }>;
+  private credentials?: AwsCredentialIdentity;
+
+  constructor(
+    private readonly client: ApiGatewayManagementApiClient,
+    options: SignedPosterOptions = {},
+  ) {
+    this.maxRetries = options.maxRetries ?? 4;
+    this.baseDelayMs = options.baseDelayMs ?? 50;
+    this.maxDelayMs = options.maxDelayMs ?? 1000;
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.maxSockets = options.maxSockets ?? 256;
+    this.now = options.now ?? Date.now;
+  }
+
+  async post(connectionId: string, text: string): Promise<{ outcome: PostOutcome; retries: number; error?: string }> {
+    const message = this.prepare(text);
+    for (let attempt = 0; ; attempt++) {
+      let reply: Reply;
+      try {
+        this.calls++;
+        reply = await this.send(connectionId, message);
+      } catch (error) {
+        // A reset or timed-out socket is worth another try, as the SDK's retry strategy has it.
+        if (attempt < this.maxRetries) {
+          await sleep(backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs) + 1);
+          continue;
+        }
+        return { outcome: 'failed', retries: attempt, error: `${(error as Error).name}: ${(error as Error).message}` };
+      }
+      if (reply.status >= 200 && reply.status < 300) return { outcome: 'ok', retries: attempt };
+      if (reply.status === 410) return { outcome: 'gone', retries: attempt };
+      if (retryable(reply.status) && attempt < this.maxRetries) {
+        await sleep(backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs) + 1);
+        continue;
+      }
+      return { outcome: 'failed', retries: attempt, error: `${reply.errorType || `HTTP ${reply.status}`}: ${reply.body.slice(0, 200)}` };
+    }
+  }
+
+  /** Closes the pooled sockets. */
+  async destroy(): Promise<void> {
+    (await this.setting?.catch(() => undefined))?.target.agent.destroy();
+  }
+
+  private prepare(text: string): Prepared {
+    let prepared = this.prepared.get(text);
+    if (!prepared) {
+      if (this.prepared.size >= PREPARED_CACHE_SIZE) this.prepared.clear();
+      const body = Buffer.from(text, 'utf8');
+      prepared = { body, length: String(body.length), hash: createHash('sha256').update(body).digest('hex') };
+      this.prepared.set(text, prepared);
+    }
+    return prepared;
+  }
+
+  private async resolveTarget(): Promise<Target> {
+    const endpoint = await this.client.config.endpoint?.();
+    if (!endpoint) throw new Error('the Management API client has no endpoint: build it with the stage callback URL');
+    const secure = endpoint.protocol === 'https:';
+    const Agent = secure ? https.Agent : http.Agent;
+    return {
+      // The agent's socket timeout, not one per request: arming a timer on every post costs CPU.
+      agent: new Agent({ keepAlive: true, maxSockets: this.maxSockets, scheduling: 'lifo', timeout: this.timeoutMs }),
+      request: secure ? https.request : http.request,
+      protocol: endpoint.protocol,
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      host: endpoint.port ? `${endpoint.hostname}:${endpoint.port}` : endpoint.hostname,
+      basePath: (endpoint.path ?? '').replace(/\/$/, ''),
+    };
+  }
+
+  /** Credentials, refreshed shortly before they expire; resolved once, not per post. */
+  private credentialsNow(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
+    const cached = this.credentials;
+    if (cached && (!cached.expiration || cached.expiration.getTime() - this.now() > CREDENTIALS_REFRESH_MS)) return cached;
+    return this.client.config.credentials().then((credentials) => (this.credentials = credentials));
+  }
+
+  private async setUp(): Promise<{ target: Target; signer: SignatureV4 }> {
+    const [target, region] = await Promise.all([this.resolveTarget(), this.client.config.region()]);
+    const signer = new SignatureV4({
+      service: 'execute-api',
+      region,
+      sha256: Hash.bind(null, 'sha256'),
+      credentials: () => Promise.resolve(this.credentialsNow()),
+    });
+    return { target, signer };
+  }
+
+  private async send(connectionId: string, message: Prepared): Promise<Reply> {
+    if (!this.ready) {
+      this.setting ??= this.setUp();
+      this.ready = await this.setting.catch((error: unknown) => {
+        this.setting = undefined;
+        throw error;
+      });
+    }
+    const { target, signer } = this.ready;
+    const path = `${target.basePath}/@connections/${encodeURIComponent(connectionId)}`;
+    const signed = await signer.sign(
+      {
+        method: 'POST',
+        protocol: target.protocol,
+        hostname: target.hostname,
+        port: target.port,
+        path,
+        query: {},
+        headers: {
+          host: target.host,
+          'content-type': 'application/octet-stream',
+          'content-length': message.length,
+          // Hashed once per message; the signer takes a hash it is given instead of hashing again.
+          'x-amz-content-sha256': message.hash,
+        },
+      },
+      { signingDate: new Date(this.now()) },
+    );
+    return new Promise<Reply>((resolve, reject) => {
+      const req = target.request({
+        agent: target.agent,
+        method: 'POST',
+        hostname: target.hostname,
+        port: target.port,
+        path,
+        headers: signed.headers,
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer in ${this.timeoutMs} ms`), { name: 'TimeoutError' })));
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const status = res.statusCode ?? 0;
+        res.on('error', reject);
+        if (status < 300 || status === 410) {
+          // Nothing in the body changes the outcome: drained, not read.
+          res.resume();
+          res.on('end', () => resolve({ status, errorType: '', body: '' }));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status,
+            errorType: String(res.headers['x-amzn-errortype'] ?? '').split(':')[0],
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+      });
+      req.end(message.body);
+    });
+  }
+}
