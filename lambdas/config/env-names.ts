@@ -23,8 +23,12 @@ export const ENV = {
   jwtIssuer: 'JWT_ISSUER',
   /** Expected `aud` claim, optional. */
   jwtAudience: 'JWT_AUDIENCE',
-  /** Concurrent PostToConnection calls per stream invocation. Default 32. */
+  /** Most PostToConnection calls in flight per stream invocation (fewer for a small audience). Default 256. */
   postConcurrency: 'POST_CONCURRENCY',
+  /** The account's API Gateway request quota, posts a second, that stream invocations pace themselves under. Default 10000. */
+  postQuota: 'POST_QUOTA',
+  /** Stream invocations that may run at once (the topics' partitions), sharing {@link ENV.postQuota}. Default 1. */
+  postQuotaShares: 'POST_QUOTA_SHARES',
   /** Bearer token that GET /metrics requires, when set. */
   metricsToken: 'METRICS_TOKEN',
   /** Secrets Manager ARN holding the /metrics bearer token (AWS). */

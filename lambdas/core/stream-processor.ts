@@ -1,14 +1,16 @@
 /**
  * The fan-out of one MSK batch: decode and validate records, look each distinct index key up
- * once, route records to connections, pack each connection's records into as few frames as fit,
- * post with bounded concurrency, and remove connections that are gone.
+ * once, route records to connections, pace the posts under the quota when asked, build the
+ * messages once per distinct record set (connections that get the same records get the same
+ * bytes), post with concurrency sized to the audience, and remove connections that are gone.
  */
 import type { MSKEvent } from 'aws-lambda';
 import { mapWithConcurrency } from './concurrency';
-import { createMessageBuilder, routeRecords, type SubscriptionEntry } from './fanout';
+import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
 import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
+import type { Pacer } from './pacing';
 import type { Log, Poster, SubscriptionIndex } from './ports';
 import type { StreamRecord } from './protocol';
 
@@ -21,8 +23,18 @@ export interface StreamDeps {
    * with the removed connection, or undefined when another path removed it first.
    */
   removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) => Promise<{ connectedAt: number } | undefined>;
-  /** Concurrent posts. Default 32. */
+  /**
+   * Most posts in flight. A batch runs one post per connection at once up to this cap, so that
+   * its wall time stays near one round trip as its audience grows. Default {@link DEFAULT_MAX_CONCURRENCY}.
+   */
   concurrency?: number;
+  /** Paces posts under the account quota, conflating telemetry when a batch would pass it. */
+  pacer?: Pacer;
+  /**
+   * Milliseconds left before the invocation times out (Lambda's `getRemainingTimeInMillis`). No
+   * post starts once fewer than {@link DEADLINE_RESERVE_MS} remain, so the batch returns in time.
+   */
+  remainingMs?: () => number;
   now?: () => number;
   log?: Log;
 }
@@ -49,8 +61,22 @@ export interface StreamReport {
   failed: number;
   /** Throttling retries made. */
   retries: number;
+  /** Readings superseded by a newer one of the same device under pacing, never sent. */
+  conflated: number;
+  /** Connections whose telemetry waits for a later batch under pacing. */
+  deferred: number;
+  /** Connections not posted to because the invocation's deadline came near. */
+  unsent: number;
+  /** Distinct messages built (each posted to every connection that gets the same records). */
+  messages: number;
   durationMs: number;
 }
+
+/** Default cap of posts in flight per invocation. */
+export const DEFAULT_MAX_CONCURRENCY = 256;
+
+/** Time kept back from the deadline for posts in flight, removals and the metrics flush. */
+export const DEADLINE_RESERVE_MS = 3000;
 
 /** Result of {@link processStreamEvent}: the report and the metrics to flush. */
 export interface StreamOutcome {
@@ -83,13 +109,29 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
   const postTime = now();
   const build = createMessageBuilder(postTime);
+  const plan = deps.pacer?.plan(routed, recordSetKey);
+  const sending = plan?.send ?? routed;
 
   let deliveries = 0;
-  for (const [, records] of routed) {
+  for (const [, records] of sending) {
     deliveries += records.length;
     for (const record of records) {
       metrics.observe(METRIC.pushLatency, Math.max(0, postTime - record.data.timestamp) / 1000);
     }
+  }
+
+  // Built once per distinct record set, just before its first post: memory stays at the
+  // messages under way, and 1,000 connections that get the same records cost one build.
+  const audiences = groupByRecords(sending);
+  const texts = new Array<string[] | undefined>(audiences.length);
+  const pending = audiences.map((audience) => audience.connectionIds.length);
+  let built = 0;
+  const work: [connectionId: string, audience: number][] = [];
+  audiences.forEach((audience, i) => audience.connectionIds.forEach((id) => work.push([id, i])));
+  // The pacer put connections with alerts first; grouping must not push them behind telemetry.
+  if (plan) {
+    const order = new Map([...sending.keys()].map((id, i) => [id, i]));
+    work.sort((a, b) => order.get(a[0])! - order.get(b[0])!);
   }
 
   let attempts = 0;
@@ -97,10 +139,23 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   let posts = 0;
   let failed = 0;
   let retries = 0;
+  let unsent = 0;
+  const cap = deps.concurrency ?? DEFAULT_MAX_CONCURRENCY;
   // Concurrent across connections, in order within one: a client sees records in stream order.
-  await mapWithConcurrency([...routed], deps.concurrency ?? 32, async ([connectionId, records]) => {
-    // Packed just before posting: memory stays at the posts under way, not the whole batch.
-    for (const text of build(records)) {
+  await mapWithConcurrency(work, Math.min(cap, work.length), async ([connectionId, audience]) => {
+    if (deps.remainingMs && deps.remainingMs() < DEADLINE_RESERVE_MS) {
+      unsent++;
+      if (--pending[audience] === 0) texts[audience] = undefined;
+      return;
+    }
+    let messages = texts[audience];
+    if (!messages) {
+      texts[audience] = messages = build(audiences[audience].records);
+      built++;
+    }
+    // The last connection of an audience lets its messages go.
+    if (--pending[audience] === 0) texts[audience] = undefined;
+    for (const text of messages) {
       attempts++;
       const result = await deps.poster.post(connectionId, text);
       retries += result.retries;
@@ -108,6 +163,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
       else if (result.outcome === 'gone') {
         // Its remaining messages are not worth a request.
         gone.add(connectionId);
+        deps.pacer?.forget(connectionId);
         return;
       } else {
         failed++;
@@ -115,6 +171,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
       }
     }
   });
+  if (unsent) deps.log?.warn('deadline near: connections left without their records', { unsent });
 
   let stale = 0;
   if (gone.size) {
@@ -151,6 +208,10 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     stale,
     failed,
     retries,
+    conflated: plan?.conflated ?? 0,
+    deferred: plan?.deferred ?? 0,
+    unsent,
+    messages: built,
     durationMs: Math.round(durationMs * 100) / 100,
   };
   return { report, metrics };
