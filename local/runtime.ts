@@ -13,7 +13,8 @@ import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
-import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
+import { SignedPoster } from '../lambdas/adapters/signed-poster';
+import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
 import type { Log } from '../lambdas/core/ports';
@@ -24,6 +25,7 @@ import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../lambdas/handlers/message';
+import { DEFAULT_POST_CONCURRENCY } from '../lambdas/handlers/defaults';
 import { createStreamHandler } from '../lambdas/handlers/stream';
 import { createDashboardServer } from './dashboard-server';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite, sweepExpired } from './dynamo';
@@ -57,8 +59,15 @@ export interface LocalRuntimeOptions {
   idleTimeoutMs?: number;
   /** API Gateway's connection limit. Default 2 hours. */
   maxConnectionMs?: number;
-  /** Concurrent posts per stream invocation. Default 32. */
+  /** Most posts in flight per stream invocation. Default 256, as on AWS. */
   postConcurrency?: number;
+  /** Each Management API call answers after about this many ms (jittered). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * The Management API refuses posts beyond this many a second with 429, as API Gateway's account
+   * quota. The stream handler paces itself under it (under 10,000 when not given). Default: no quota.
+   */
+  postQuota?: number;
   /** Interval of the TTL sweep. Default 60 s. */
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
@@ -167,15 +176,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
+        postLatencyMs: options.postLatencyMs,
+        postQuota: options.postQuota,
         log: options.log,
       },
     );
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, (options.postConcurrency ?? 32) * 2);
+    const concurrency = options.postConcurrency ?? DEFAULT_POST_CONCURRENCY;
+    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, 8);
     stops.push(() => management.destroy());
-    const poster = new ManagementApiPoster(management);
+    const poster = new SignedPoster(management, { maxSockets: concurrency });
+    stops.push(() => poster.destroy());
+    // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
+    const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
     const streamHandler = createStreamHandler({
@@ -183,7 +198,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       poster,
       metrics: metricsStore,
       log,
-      concurrency: options.postConcurrency ?? 32,
+      concurrency,
+      pacer,
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;
@@ -213,12 +229,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new ManagementApiPoster(management);
+      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
+      stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {
         if (sending) return;
         sending = true;
         broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
+          // Status posts count against the quota the stream paces itself under.
+          .then((sent) => pacer.budget.take(sent.recipients))
           .catch((error) => log.warn('system_status not sent', { error: (error as Error).message }))
           .finally(() => (sending = false));
       }, statusIntervalMs);
