@@ -38,7 +38,7 @@ export class PostBudget {
     const now = this.now();
     this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.last) * this.perSecond) / 1000);
     this.last = now;
-    return Math.floor(this.tokens);
+    return Math.max(0, Math.floor(this.tokens));
   }
 
   /** Spends `posts` tokens; the balance may go below zero. */
@@ -55,17 +55,21 @@ export class PostBudget {
  */
 export function conflateTelemetry(records: readonly StreamRecord[]): readonly StreamRecord[] {
   const newest = new Map<string, number>();
+  const count = new Map<string, number>();
+  let telemetry = 0;
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
-    if (record.type === 'device_data') newest.set(record.data.deviceId, i);
+    if (record.type !== 'device_data') continue;
+    telemetry++;
+    newest.set(record.data.deviceId, i);
+    count.set(record.data.deviceId, (count.get(record.data.deviceId) ?? 0) + 1);
   }
-  const telemetry = records.reduce((n, r) => n + (r.type === 'device_data' ? 1 : 0), 0);
   if (newest.size === telemetry) return records;
   const merged = new Map<string, DeviceRecord['metrics']>();
   const out: StreamRecord[] = [];
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
-    if (record.type !== 'device_data') {
+    if (record.type !== 'device_data' || count.get(record.data.deviceId) === 1) {
       out.push(record);
       continue;
     }
@@ -111,8 +115,12 @@ export class Pacer {
    */
   plan(routed: ReadonlyMap<string, readonly StreamRecord[]>, keyOf: (records: readonly StreamRecord[]) => string): PacingPlan {
     const urgent = new Map<string, readonly StreamRecord[]>();
+    // Telemetry that waited is conflated with what came since, so a client never gets a reading
+    // older than one sent with it.
+    const waited = new Set<string>();
     for (const [connectionId, records] of routed) {
       const earlier = this.backlog.get(connectionId);
+      if (earlier) waited.add(connectionId);
       const all = earlier ? [...earlier, ...records] : records;
       if (records.some((record) => record.type === 'alert')) {
         this.backlog.delete(connectionId);
@@ -128,8 +136,8 @@ export class Pacer {
     let conflated = 0;
     // Byte-identical inputs conflate to one shared output, so messages stay shared too.
     this.conflated.clear();
-    const conflate = (records: readonly StreamRecord[]) => {
-      if (!squeeze) return records;
+    const conflate = (connectionId: string, records: readonly StreamRecord[]) => {
+      if (!squeeze && !waited.has(connectionId)) return records;
       const key = keyOf(records);
       let out = this.conflated.get(key);
       if (!out) this.conflated.set(key, (out = conflateTelemetry(records)));
@@ -137,15 +145,15 @@ export class Pacer {
       return out;
     };
     const send = new Map<string, readonly StreamRecord[]>();
-    for (const [connectionId, records] of urgent) send.set(connectionId, conflate(records));
+    for (const [connectionId, records] of urgent) send.set(connectionId, conflate(connectionId, records));
     let granted = 0;
     for (const [connectionId, records] of this.backlog) {
       if (granted >= allowed) {
-        if (squeeze) this.backlog.set(connectionId, conflate(records));
+        if (squeeze) this.backlog.set(connectionId, conflate(connectionId, records));
         continue;
       }
       granted++;
-      send.set(connectionId, conflate(records));
+      send.set(connectionId, conflate(connectionId, records));
       this.backlog.delete(connectionId);
     }
     this.budget.take(send.size);
