@@ -85,6 +85,8 @@ export interface StreamTotals {
   posts: number;
   stale: number;
   failed: number;
+  /** Readings superseded under pacing, never sent. */
+  conflated: number;
 }
 
 /** A running local runtime. */
@@ -192,7 +194,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
 
-    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
+    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
       sessions: { connections, index: streamIndex },
       poster,
@@ -208,6 +210,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         totals.posts += report.posts;
         totals.stale += report.stale;
         totals.failed += report.failed;
+        totals.conflated += report.conflated;
       },
     });
     // One invocation at a time, as Lambda polls one partition: batches keep their order.
