@@ -187,7 +187,7 @@ export async function runPostCostBench(options: PostCostOptions = {}): Promise<P
     for (const connections of options.audiences ?? [1000, 10_000]) {
       const index = everythingIndex(connections);
       for (const kind of ['lean', 'sdk'] as const) {
-        const client = createManagementClient(slow.url, LOCAL_AWS, 256);
+        const client = createManagementClient(slow.url, LOCAL_AWS, 512);
         const poster = kind === 'lean' ? new SignedPoster(client) : new ManagementApiPoster(client);
         // The first batch opens the sockets, as a cold container's would; the second is measured.
         let last: BatchWall | undefined;

@@ -19,13 +19,12 @@ import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
 import type { Log } from '../lambdas/core/ports';
 import { TOPICS } from '../lambdas/core/protocol';
-import type { StreamReport } from '../lambdas/core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../lambdas/handlers/message';
-import { DEFAULT_POST_CONCURRENCY } from '../lambdas/handlers/defaults';
 import { createStreamHandler } from '../lambdas/handlers/stream';
 import { createDashboardServer } from './dashboard-server';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite, sweepExpired } from './dynamo';
@@ -59,7 +58,7 @@ export interface LocalRuntimeOptions {
   idleTimeoutMs?: number;
   /** API Gateway's connection limit. Default 2 hours. */
   maxConnectionMs?: number;
-  /** Most posts in flight per stream invocation. Default 256, as on AWS. */
+  /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
   postLatencyMs?: number;
@@ -186,7 +185,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const concurrency = options.postConcurrency ?? DEFAULT_POST_CONCURRENCY;
+    const concurrency = options.postConcurrency ?? DEFAULT_MAX_CONCURRENCY;
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, 8);
     stops.push(() => management.destroy());
     const poster = new SignedPoster(management, { maxSockets: concurrency });

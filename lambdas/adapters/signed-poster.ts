@@ -17,7 +17,7 @@ import type { CallCounter, Poster, PostOutcome } from '../core/ports';
 
 /** Options of {@link SignedPoster}. */
 export interface SignedPosterOptions {
-  /** Connections to the Management API; at least the posts in flight. Default 256. */
+  /** Connections to the Management API; at least the posts in flight. Default 512. */
   maxSockets?: number;
   /** Time a post may take before it is abandoned and retried, ms. Default 5000. */
   timeoutMs?: number;
@@ -86,7 +86,7 @@ export class SignedPoster implements Poster, CallCounter {
     this.baseDelayMs = options.baseDelayMs ?? 50;
     this.maxDelayMs = options.maxDelayMs ?? 1000;
     this.timeoutMs = options.timeoutMs ?? 5000;
-    this.maxSockets = options.maxSockets ?? 256;
+    this.maxSockets = options.maxSockets ?? 512;
     this.now = options.now ?? Date.now;
   }
 

@@ -23,7 +23,7 @@ export const ENV = {
   jwtIssuer: 'JWT_ISSUER',
   /** Expected `aud` claim, optional. */
   jwtAudience: 'JWT_AUDIENCE',
-  /** Most PostToConnection calls in flight per stream invocation (fewer for a small audience). Default 256. */
+  /** Most PostToConnection calls in flight per stream invocation (fewer for a small audience). Default 512. */
   postConcurrency: 'POST_CONCURRENCY',
   /** The account's API Gateway request quota, posts a second, that stream invocations pace themselves under. Default 10000. */
   postQuota: 'POST_QUOTA',

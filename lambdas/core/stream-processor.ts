@@ -72,8 +72,11 @@ export interface StreamReport {
   durationMs: number;
 }
 
-/** Default cap of posts in flight per invocation. */
-export const DEFAULT_MAX_CONCURRENCY = 256;
+/**
+ * Default cap of posts in flight per invocation: 1,000 connections in two round trips, with room
+ * left under Lambda's 1,024 file descriptors for the DynamoDB client's sockets.
+ */
+export const DEFAULT_MAX_CONCURRENCY = 512;
 
 /** Time kept back from the deadline for posts in flight, removals and the metrics flush. */
 export const DEADLINE_RESERVE_MS = 3000;

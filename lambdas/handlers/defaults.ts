@@ -10,6 +10,7 @@ import { DynamoConnectionStore } from '../adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { SignedPoster } from '../adapters/signed-poster';
+import { DEFAULT_MAX_CONCURRENCY } from '../core/stream-processor';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { ENV } from '../config/env-names';
 import { ConfigError, intEnv, requireEnv } from '../config/config';
@@ -55,15 +56,13 @@ export function defaultMetricsSink(): MetricsSink {
   return combineSinks(defaultMetricsStore(), new EmfMetricsSink(defaultEmf()));
 }
 
-/** Default of POST_CONCURRENCY: enough posts in flight for 1,000 connections in ~4 round trips. */
-export const DEFAULT_POST_CONCURRENCY = 256;
 
 /**
  * The lean poster on the stage named by WS_CALLBACK_URL: signed HTTP over pooled sockets, one per
  * post in flight. The SDK client it takes lends it endpoint, region and credentials.
  */
 export function defaultPoster(): SignedPoster {
-  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_POST_CONCURRENCY);
+  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
   return new SignedPoster(createManagementClient(requireEnv(ENV.callbackUrl)), { maxSockets: concurrency });
 }
 

@@ -4,7 +4,7 @@ import type { SubscriptionEntry } from '../core/fanout';
 import type { Log, MetricsSink, Poster, SubscriptionIndex } from '../core/ports';
 import { Pacer, PostBudget } from '../core/pacing';
 import { closeConnection, type SessionDeps } from '../core/sessions';
-import { processStreamEvent, type StreamReport } from '../core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, processStreamEvent, type StreamReport } from '../core/stream-processor';
 import { broadcastStatus } from '../core/status';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import { ENV } from '../config/env-names';
@@ -17,7 +17,6 @@ import {
   defaultLogger,
   defaultMetricsStore,
   defaultPoster,
-  DEFAULT_POST_CONCURRENCY,
   lazy,
 } from './defaults';
 
@@ -78,7 +77,7 @@ export const handler = lazy(() => {
   const index = defaultIndex();
   const poster = defaultPoster();
   const store = defaultMetricsStore();
-  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_POST_CONCURRENCY);
+  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
   const pacer = new Pacer(PostBudget.share(intEnv(ENV.postQuota, 10_000), intEnv(ENV.postQuotaShares, 1)));
   // A container tries for the slot at most once per interval: the conditional write costs a
   // write unit even when it loses, and a busy stream invokes many times a second.
