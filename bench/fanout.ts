@@ -53,6 +53,8 @@ export interface FanoutScenarioOptions {
   postLatencyMs?: number;
   /** Posts a second before 429 (the runtime's --post-quota). Default: none. */
   postQuota?: number;
+  /** The SDK poster, 32 in flight, no pacing: the post path before issue 12, as a baseline. */
+  sdkBaseline?: boolean;
   /** A name for the scenario instead of `cN-rR`. */
   label?: string;
   /** Run the naive baseline after the fan-out. Default true. */
@@ -439,6 +441,7 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
     statusIntervalMs: 0,
     postLatencyMs: options.postLatencyMs,
     postQuota: options.postQuota,
+    sdkBaseline: options.sdkBaseline,
   });
   const processes = Array.from({ length: processCount }, () => new ClientProcess());
   try {

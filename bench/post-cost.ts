@@ -11,6 +11,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import type { MSKEvent } from 'aws-lambda';
 import { PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { createManagementClient } from '../lambdas/adapters/clients';
@@ -66,6 +67,11 @@ export interface PostCostReport {
   leanVsSdk: number;
   postLatencyMs: number;
   batches: BatchWall[];
+  /**
+   * One-minute load average at the start and end of the run. On a shared machine a batch's wall
+   * time is its CPU divided by the share of a core it gets, so wall times only compare in one run.
+   */
+  loadAverage: [start: number, end: number];
 }
 
 /** Starts the sink process and resolves with its URL. */
@@ -163,6 +169,7 @@ export async function runPostCostBench(options: PostCostOptions = {}): Promise<P
   const latency = options.postLatencyMs ?? 20;
   const text = JSON.stringify({ type: 'batch', messages: Array.from({ length: 10 }, (_, i) => ({ type: 'device_data', n: i, pad: 'x'.repeat(100) })) });
 
+  const loadAtStart = round(os.loadavg()[0], 1);
   const fast = await startSink(0);
   const slow = await startSink(latency);
   try {
@@ -221,6 +228,7 @@ export async function runPostCostBench(options: PostCostOptions = {}): Promise<P
       leanVsSdk: 0,
       postLatencyMs: latency,
       batches,
+      loadAverage: [loadAtStart, round(os.loadavg()[0], 1)],
     };
     report.leanVsSdk = round(report.sdk.medianUs / report.lean.medianUs, 1);
     return report;

@@ -13,6 +13,7 @@ import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
+import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
 import { SignedPoster } from '../lambdas/adapters/signed-poster';
 import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
@@ -58,6 +59,11 @@ export interface LocalRuntimeOptions {
   idleTimeoutMs?: number;
   /** API Gateway's connection limit. Default 2 hours. */
   maxConnectionMs?: number;
+  /**
+   * Post through the AWS SDK poster, 32 in flight and no pacing, as before the lean path: a
+   * baseline for benchmarks. Default false.
+   */
+  sdkBaseline?: boolean;
   /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
@@ -185,11 +191,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const concurrency = options.postConcurrency ?? DEFAULT_MAX_CONCURRENCY;
-    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, 8);
+    const baseline = options.sdkBaseline === true;
+    const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
+    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    const poster = new SignedPoster(management, { maxSockets: concurrency });
-    stops.push(() => poster.destroy());
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
+    if (lean) stops.push(() => lean.destroy());
+    const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
 
@@ -200,7 +208,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       metrics: metricsStore,
       log,
       concurrency,
-      pacer,
+      pacer: baseline ? undefined : pacer,
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;

@@ -7,7 +7,7 @@
 import type { DeviceRecord, StreamRecord } from './protocol';
 
 /** Share of the account quota left for inbound messages and other callers. */
-export const QUOTA_HEADROOM = 0.2;
+const QUOTA_HEADROOM = 0.2;
 
 /**
  * A token bucket of posts: `perSecond` tokens a second, holding at most one second's worth.

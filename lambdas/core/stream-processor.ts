@@ -79,7 +79,7 @@ export interface StreamReport {
 export const DEFAULT_MAX_CONCURRENCY = 512;
 
 /** Time kept back from the deadline for posts in flight, removals and the metrics flush. */
-export const DEADLINE_RESERVE_MS = 3000;
+const DEADLINE_RESERVE_MS = 3000;
 
 /** Result of {@link processStreamEvent}: the report and the metrics to flush. */
 export interface StreamOutcome {
