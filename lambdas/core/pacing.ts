@@ -41,6 +41,12 @@ export class PostBudget {
     return Math.max(0, Math.floor(this.tokens));
   }
 
+  /** Milliseconds until `posts` tokens are available. */
+  msUntil(posts: number): number {
+    this.available();
+    return Math.max(0, Math.ceil(((Math.min(posts, this.perSecond) - this.tokens) * 1000) / this.perSecond));
+  }
+
   /** Spends `posts` tokens; the balance may go below zero. */
   take(posts: number): void {
     this.available();

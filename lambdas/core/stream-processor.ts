@@ -5,7 +5,7 @@
  * bytes), post with concurrency sized to the audience, and remove connections that are gone.
  */
 import type { MSKEvent } from 'aws-lambda';
-import { mapWithConcurrency } from './concurrency';
+import { mapWithConcurrency, sleep } from './concurrency';
 import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
 import { METRIC, MetricsBatch } from './metrics';
@@ -35,6 +35,8 @@ export interface StreamDeps {
    * post starts once fewer than {@link DEADLINE_RESERVE_MS} remain, so the batch returns in time.
    */
   remainingMs?: () => number;
+  /** Waits for the post budget to refill. Default: a timer. */
+  sleep?: (ms: number) => Promise<void>;
   now?: () => number;
   log?: Log;
 }
@@ -63,7 +65,7 @@ export interface StreamReport {
   retries: number;
   /** Readings superseded by a newer one of the same device under pacing, never sent. */
   conflated: number;
-  /** Connections whose telemetry waits for a later batch under pacing. */
+  /** Connections whose telemetry still waits when the invocation returns (its deadline came). */
   deferred: number;
   /** Connections not posted to because the invocation's deadline came near. */
   unsent: number;
@@ -111,69 +113,87 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
   const postTime = now();
-  const build = createMessageBuilder(postTime);
-  const plan = deps.pacer?.plan(routed, recordSetKey);
-  const sending = plan?.send ?? routed;
-
   let deliveries = 0;
-  for (const [, records] of sending) {
-    deliveries += records.length;
-    for (const record of records) {
-      metrics.observe(METRIC.pushLatency, Math.max(0, postTime - record.data.timestamp) / 1000);
-    }
-  }
-
-  // Built once per distinct record set, just before its first post: memory stays at the
-  // messages under way, and 1,000 connections that get the same records cost one build.
-  const audiences = groupByRecords(sending);
-  const texts = new Array<string[] | undefined>(audiences.length);
-  const pending = audiences.map((audience) => audience.connectionIds.length);
-  let built = 0;
-  const work: [connectionId: string, audience: number][] = [];
-  audiences.forEach((audience, i) => audience.connectionIds.forEach((id) => work.push([id, i])));
-  // The pacer put connections with alerts first; grouping must not push them behind telemetry.
-  if (plan) {
-    const order = new Map([...sending.keys()].map((id, i) => [id, i]));
-    work.sort((a, b) => order.get(a[0])! - order.get(b[0])!);
-  }
-
   let attempts = 0;
   const gone = new Set<string>();
   let posts = 0;
   let failed = 0;
   let retries = 0;
   let unsent = 0;
+  let built = 0;
   const cap = deps.concurrency ?? DEFAULT_MAX_CONCURRENCY;
-  // Concurrent across connections, in order within one: a client sees records in stream order.
-  await mapWithConcurrency(work, Math.min(cap, work.length), async ([connectionId, audience]) => {
-    if (deps.remainingMs && deps.remainingMs() < DEADLINE_RESERVE_MS) {
-      unsent++;
-      if (--pending[audience] === 0) texts[audience] = undefined;
-      return;
+  const nearDeadline = () => deps.remainingMs !== undefined && deps.remainingMs() < DEADLINE_RESERVE_MS;
+
+  /** Posts each connection its records; `sending` lists connections in the order to serve them. */
+  const postRound = async (sending: ReadonlyMap<string, readonly StreamRecord[]>, at: number) => {
+    const build = createMessageBuilder(at);
+    for (const [, records] of sending) {
+      deliveries += records.length;
+      for (const record of records) metrics.observe(METRIC.pushLatency, Math.max(0, at - record.data.timestamp) / 1000);
     }
-    let messages = texts[audience];
-    if (!messages) {
-      texts[audience] = messages = build(audiences[audience].records);
-      built++;
-    }
-    // The last connection of an audience lets its messages go.
-    if (--pending[audience] === 0) texts[audience] = undefined;
-    for (const text of messages) {
-      attempts++;
-      const result = await deps.poster.post(connectionId, text);
-      retries += result.retries;
-      if (result.outcome === 'ok') posts++;
-      else if (result.outcome === 'gone') {
-        // Its remaining messages are not worth a request.
-        gone.add(connectionId);
-        deps.pacer?.forget(connectionId);
+    // Built once per distinct record set, just before its first post: memory stays at the
+    // messages under way, and 1,000 connections that get the same records cost one build.
+    const audiences = groupByRecords(sending);
+    const texts = new Array<string[] | undefined>(audiences.length);
+    const pending = audiences.map((audience) => audience.connectionIds.length);
+    const work: [connectionId: string, audience: number][] = [];
+    audiences.forEach((audience, i) => audience.connectionIds.forEach((id) => work.push([id, i])));
+    // Grouping must not push the pacer's first (connections with alerts) behind telemetry.
+    const order = new Map([...sending.keys()].map((id, i) => [id, i]));
+    work.sort((x, y) => order.get(x[0])! - order.get(y[0])!);
+
+    // Concurrent across connections, in order within one: a client sees records in stream order.
+    await mapWithConcurrency(work, Math.min(cap, work.length), async ([connectionId, audience]) => {
+      if (nearDeadline()) {
+        unsent++;
+        if (--pending[audience] === 0) texts[audience] = undefined;
         return;
-      } else {
-        failed++;
-        deps.log?.warn('post failed', { connectionId, error: result.error });
       }
+      let messages = texts[audience];
+      if (!messages) {
+        texts[audience] = messages = build(audiences[audience].records);
+        built++;
+      }
+      // The last connection of an audience lets its messages go.
+      if (--pending[audience] === 0) texts[audience] = undefined;
+      for (const text of messages) {
+        attempts++;
+        const result = await deps.poster.post(connectionId, text);
+        retries += result.retries;
+        if (result.outcome === 'ok') posts++;
+        else if (result.outcome === 'gone') {
+          // Its remaining messages are not worth a request.
+          gone.add(connectionId);
+          deps.pacer?.forget(connectionId);
+          return;
+        } else {
+          failed++;
+          deps.log?.warn('post failed', { connectionId, error: result.error });
+        }
+      }
+    });
+  };
+
+  const pacer = deps.pacer;
+  let conflated = 0;
+  if (!pacer) await postRound(routed, postTime);
+  else {
+    const plan = pacer.plan(routed, recordSetKey);
+    conflated += plan.conflated;
+    await postRound(plan.send, postTime);
+    // Telemetry that had to wait goes out as the budget refills, before the invocation returns:
+    // meanwhile the next batch grows, and conflation keeps what it brings to one reading per
+    // device. Nothing is left behind for a stream that then goes quiet.
+    const wait = deps.sleep ?? sleep;
+    while (pacer.waiting && !nearDeadline()) {
+      await wait(pacer.budget.msUntil(Math.min(pacer.waiting, Math.ceil(pacer.budget.perSecond / 10))));
+      // Planned posts leave the backlog: none is planned that the deadline would then drop.
+      if (nearDeadline()) break;
+      const next = pacer.plan(new Map(), recordSetKey);
+      conflated += next.conflated;
+      await postRound(next.send, now());
     }
-  });
+  }
   if (unsent) deps.log?.warn('deadline near: connections left without their records', { unsent });
 
   let stale = 0;
@@ -211,8 +231,8 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     stale,
     failed,
     retries,
-    conflated: plan?.conflated ?? 0,
-    deferred: plan?.deferred ?? 0,
+    conflated,
+    deferred: pacer?.waiting ?? 0,
     unsent,
     messages: built,
     durationMs: Math.round(durationMs * 100) / 100,

@@ -176,21 +176,47 @@ describe('shared work and sized concurrency', () => {
 });
 
 describe('pacing in the stream processor', () => {
-  it('posts alerts first, and telemetry beyond the budget waits for a later batch', async () => {
+  it('posts alerts first, and serves the telemetry beyond the budget as it refills, before returning', async () => {
     const index = new MemoryIndex();
     for (let i = 0; i < 5; i++) index.add(`motors-${i}`, { deviceTypes: ['motor'] });
     index.add('critical', { types: ['alert'], alertLevels: ['critical'] });
     let now = 1764090001000;
     const pacer = new Pacer(new PostBudget(3, () => now));
     const poster = new CountingPoster();
-    const first = await processStreamEvent(event as MSKEvent, { index, poster, removeConnection: noRemoval, pacer, concurrency: 1 });
+    const waits: number[] = [];
+    const sleep = async (ms: number) => {
+      waits.push(ms);
+      now += ms;
+    };
+    const { report } = await processStreamEvent(event as MSKEvent, { index, poster, removeConnection: noRemoval, pacer, sleep, concurrency: 1, now: () => now });
     expect(poster.order[0]).toBe('critical');
-    expect(first.report).toMatchObject({ posts: 3, deferred: 3 });
-    // A second later, the ones that waited get their reading, and nothing is sent twice.
-    now += 1000;
-    const second = await processStreamEvent({ records: {} }, { index, poster, removeConnection: noRemoval, pacer, concurrency: 1 });
-    expect(second.report).toMatchObject({ posts: 3, deferred: 0 });
+    expect(report).toMatchObject({ posts: 6, deferred: 0, connections: 6 });
+    // Three posts at once (the budget), then the other three as the budget refilled: 1 s at 3 a second.
+    expect(waits.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1000);
     for (let i = 0; i < 5; i++) expect(poster.frames(`motors-${i}`).map((f) => f.type)).toEqual(['device_data']);
+  });
+
+  it('leaves what still waits at the deadline to the next invocation', async () => {
+    const index = new MemoryIndex();
+    for (let i = 0; i < 5; i++) index.add(`motors-${i}`, { deviceTypes: ['motor'] });
+    let now = 0;
+    const pacer = new Pacer(new PostBudget(2, () => now));
+    const poster = new RecordingPoster();
+    const sleep = async (ms: number) => {
+      now += ms;
+    };
+    const first = await processStreamEvent(event as MSKEvent, {
+      index,
+      poster,
+      removeConnection: noRemoval,
+      pacer,
+      sleep,
+      remainingMs: () => 3500 - now,
+    });
+    expect(first.report).toMatchObject({ posts: 3, deferred: 2, unsent: 0 });
+    const second = await processStreamEvent({ records: {} }, { index, poster, removeConnection: noRemoval, pacer, sleep });
+    expect(second.report).toMatchObject({ posts: 2, deferred: 0 });
+    expect(poster.sent.size).toBe(5);
   });
 });
 
