@@ -161,7 +161,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
 
     const secret = randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
-    const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer' }) : undefined;
+    const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer', sites: ['*'] }) : undefined;
     const verifier = createTokenVerifier(auth === 'dev' ? { mode: 'hs256', secret } : { mode: 'none' });
 
     const messageHandler = createMessageHandler({ sessions, metrics: metricsStore, log });

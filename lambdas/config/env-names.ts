@@ -23,6 +23,8 @@ export const ENV = {
   jwtIssuer: 'JWT_ISSUER',
   /** Expected `aud` claim, optional. */
   jwtAudience: 'JWT_AUDIENCE',
+  /** Token claim that lists a user's sites (a list or a comma-separated string). Default `sites`. */
+  sitesClaim: 'SITES_CLAIM',
   /** Most PostToConnection calls in flight per stream invocation (fewer for a small audience). Default 512. */
   postConcurrency: 'POST_CONCURRENCY',
   /** The account's API Gateway request quota, posts a second, that stream invocations pace themselves under. Default 10000. */

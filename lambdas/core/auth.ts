@@ -46,7 +46,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   return {
     mode,
     async verify(token) {
-      if (mode === 'none') return { ok: true, claims: { sub: 'anonymous' } };
+      if (mode === 'none') return { ok: true, claims: { sub: 'anonymous', sites: ['*'] } };
       if (!token) return { ok: false, reason: 'no token: connect with ?token=<JWT>' };
       const verifyOptions = { issuer: options.issuer, audience: options.audience };
       try {
@@ -62,10 +62,55 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   };
 }
 
+/**
+ * Who a connection belongs to: what the routes need from a token, and no more (the authorizer
+ * context is limited to 8 KB and is stored with the connection).
+ */
+export interface Principal {
+  /** The token's subject. */
+  sub: string;
+  /** Site names the connection may see; `['*']` means every site, `[]` none. */
+  sites: string[];
+  /** Roles, for routes that need them. */
+  roles: string[];
+}
+
+/** The flat authorizer context API Gateway passes to every route of the connection. */
+export type PrincipalContext = { sub: string; sites: string; roles: string };
+
+function listClaim(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  return [...new Set(items.filter((item): item is string => typeof item === 'string').map((item) => item.trim()).filter(Boolean))];
+}
+
+/**
+ * The principal of verified claims. Sites come from the `sitesClaim` claim (a list or a
+ * comma-separated string); `*` among them means every site.
+ */
+export function principalOf(claims: JWTPayload, sitesClaim: string = 'sites'): Principal {
+  const sites = listClaim(claims[sitesClaim]);
+  return {
+    sub: typeof claims.sub === 'string' ? claims.sub : 'anonymous',
+    sites: sites.includes('*') ? ['*'] : sites,
+    roles: listClaim(claims.roles),
+  };
+}
+
+/** Encodes a principal as the authorizer context (context values must be strings). */
+export function principalContext(principal: Principal): PrincipalContext {
+  return { sub: principal.sub, sites: principal.sites.join(','), roles: principal.roles.join(',') };
+}
+
+/** Decodes the authorizer context of a route event; undefined when it carries no principal. */
+export function principalFromContext(context: Record<string, unknown> | null | undefined): Principal | undefined {
+  if (!context || typeof context.sub !== 'string') return undefined;
+  return { sub: context.sub, sites: listClaim(context.sites), roles: listClaim(context.roles) };
+}
+
 /** Mints an HS256 token, as the local runtime's development mode does at start. */
 export async function mintToken(
   secret: string,
-  claims: JWTPayload = { sub: 'developer' },
+  claims: JWTPayload = { sub: 'developer', sites: ['*'] },
   expiresIn: string = '12h',
 ): Promise<string> {
   return new SignJWT(claims)

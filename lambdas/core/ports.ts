@@ -2,6 +2,7 @@
  * The ports the core needs from the outside world. Adapters in ../adapters implement them over
  * DynamoDB and the API Gateway Management API; tests may implement them in memory.
  */
+import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import type { MetricsBatch } from './metrics';
 import type { NormalisedFilter } from './protocol';
@@ -13,8 +14,10 @@ export interface ConnectionItem {
   connectedAt: number;
   /** Epoch seconds, DynamoDB TTL. */
   expiresAt: number;
-  /** Claims of the token the connection presented, when it had one. */
-  claims?: Record<string, unknown>;
+  /** Subject of the token the connection presented (`anonymous` without one). */
+  sub: string;
+  /** Sites the connection may see, from its token; `['*']` = every site. See {@link Principal}. */
+  sites: string[];
   /** Subscriptions by id. */
   subscriptions: Record<string, NormalisedFilter>;
 }

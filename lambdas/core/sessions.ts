@@ -3,6 +3,7 @@
  * Every route handler is a thin wrapper over these functions.
  */
 import { randomBytes } from 'node:crypto';
+import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import { indexKeysForFilter, normaliseFilter } from './filter';
 import { MAX_CONNECTION_SECONDS } from '../config/tables';
@@ -35,16 +36,18 @@ const TTL_MARGIN_SECONDS = 15 * 60;
 export async function openConnection(
   deps: Pick<SessionDeps, 'connections' | 'now'>,
   connectionId: string,
-  claims?: Record<string, unknown>,
+  principal?: Principal,
 ): Promise<ConnectionItem> {
   const now = (deps.now ?? Date.now)();
   const item: ConnectionItem = {
     connectionId,
     connectedAt: now,
     expiresAt: Math.ceil(now / 1000) + MAX_CONNECTION_SECONDS + TTL_MARGIN_SECONDS,
+    // Without a principal (no authorizer) a connection sees no site.
+    sub: principal?.sub ?? 'anonymous',
+    sites: principal?.sites ?? [],
     subscriptions: {},
   };
-  if (claims && Object.keys(claims).length) item.claims = claims;
   await deps.connections.put(item);
   return item;
 }

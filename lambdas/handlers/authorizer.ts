@@ -1,10 +1,10 @@
 /**
- * REQUEST authorizer of `$connect`: checks the JWT in the `token` query parameter and passes its
- * claims to the routes in the authorizer context.
+ * REQUEST authorizer of `$connect`: checks the JWT in the `token` query parameter and passes the
+ * principal (subject, sites, roles) to the routes in the authorizer context.
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
-import { createTokenVerifier, type AuthMode, type TokenVerifier } from '../core/auth';
+import { createTokenVerifier, principalContext, principalOf, type AuthMode, type TokenVerifier } from '../core/auth';
 import type { Log } from '../core/ports';
 import { ENV } from '../config/env-names';
 import { ConfigError, optionalEnv, requireEnv } from '../config/config';
@@ -30,16 +30,15 @@ function policy(principalId: string, effect: 'Allow' | 'Deny', resource: string,
 }
 
 /** Builds the authorizer over a verifier. */
-export function createAuthorizerHandler(deps: { verifier: TokenVerifier; log: Log }) {
+export function createAuthorizerHandler(deps: { verifier: TokenVerifier; log: Log; sitesClaim?: string }) {
   return async (event: APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
     const result = await deps.verifier.verify(tokenOf(event));
     if (!result.ok) {
       deps.log.info('connection refused', { reason: result.reason });
       return policy('anonymous', 'Deny', event.methodArn);
     }
-    const principal = typeof result.claims.sub === 'string' ? result.claims.sub : 'anonymous';
-    // Context values must be flat; the claims travel as one JSON string.
-    return policy(principal, 'Allow', event.methodArn, { principalId: principal, claims: JSON.stringify(result.claims) });
+    const principal = principalOf(result.claims, deps.sitesClaim);
+    return policy(principal.sub, 'Allow', event.methodArn, principalContext(principal));
   };
 }
 
@@ -67,4 +66,6 @@ function verifierFromEnv(): TokenVerifier {
   });
 }
 
-export const handler = lazy(() => createAuthorizerHandler({ verifier: verifierFromEnv(), log: defaultLogger() }));
+export const handler = lazy(() =>
+  createAuthorizerHandler({ verifier: verifierFromEnv(), log: defaultLogger(), sitesClaim: optionalEnv(ENV.sitesClaim) }),
+);

@@ -1,4 +1,5 @@
-/** `$connect`: registers the connection with the claims its authorizer passed on. */
+/** `$connect`: registers the connection with the principal its authorizer passed on. */
+import { principalFromContext } from '../core/auth';
 import { METRIC, MetricsBatch } from '../core/metrics';
 import type { Log, MetricsSink } from '../core/ports';
 import { openConnection, type SessionDeps } from '../core/sessions';
@@ -13,22 +14,11 @@ export interface ConnectDeps {
   log: Log;
 }
 
-/** The claims the authorizer put in its context (as a JSON string, since context values are flat). */
-export function claimsOf(event: WebSocketEvent): Record<string, unknown> | undefined {
-  const raw = event.requestContext.authorizer?.claims;
-  if (typeof raw !== 'string') return undefined;
-  try {
-    return JSON.parse(raw) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Builds the $connect handler. */
 export function createConnectHandler(deps: Omit<ConnectDeps, 'sessions'> & { sessions: Pick<SessionDeps, 'connections' | 'now'> }) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const { connectionId } = event.requestContext;
-    await openConnection(deps.sessions, connectionId, claimsOf(event));
+    await openConnection(deps.sessions, connectionId, principalFromContext(event.requestContext.authorizer));
     await flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, 1), deps.log);
     return { statusCode: 200 };
   };

@@ -51,10 +51,10 @@ describe('route handlers on dynalite', () => {
     await new Promise((resolve) => dynamo.server.close(resolve));
   });
 
-  it('$connect stores the connection with the claims from the authorizer context', async () => {
+  it('$connect stores the connection with the subject and sites from the authorizer context', async () => {
     expect(await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent)).toEqual({ statusCode: 200 });
     const item = await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=');
-    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', claims: { sub: 'operator-7', tenant: 'plant-a' }, subscriptions: {} });
+    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', sub: 'operator-7', sites: ['plant-a'], subscriptions: {} });
   });
 
   it('subscribe answers with the normalised filter as the route response', async () => {
@@ -162,13 +162,14 @@ describe('authorizer', () => {
       requestContext: connectEvent.requestContext,
     }) as unknown as APIGatewayRequestAuthorizerEvent;
 
-  it('allows a valid HS256 token and passes its claims on; denies a bad or missing one', async () => {
+  it('allows a valid HS256 token and passes its subject, sites and roles on; denies a bad or missing one', async () => {
     const secret = 'a-test-secret-of-some-length-0123456789';
     const handler = createAuthorizerHandler({ verifier: createTokenVerifier({ mode: 'hs256', secret }), log });
-    const token = await mintToken(secret, { sub: 'operator-7', tenant: 'plant-a' });
+    const token = await mintToken(secret, { sub: 'operator-7', sites: 'plant-a, plant-b', roles: ['operator'], tenant: 'plant-a' });
     const allowed = await handler(authorizerEvent(token));
     expect(allowed.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow', Resource: authorizerEvent().methodArn });
-    expect(JSON.parse(String(allowed.context!.claims))).toMatchObject({ sub: 'operator-7', tenant: 'plant-a' });
+    // Only what the routes need travels: not every claim.
+    expect(allowed.context).toEqual({ sub: 'operator-7', sites: 'plant-a,plant-b', roles: 'operator' });
     expect((await handler(authorizerEvent(await mintToken('another-secret-entirely-0123456789')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
     expect((await handler(authorizerEvent())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
     expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1s')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });

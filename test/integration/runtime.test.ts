@@ -60,11 +60,11 @@ describe('connecting', () => {
     await expect(TestClient.connect(`${runtime.wsUrl}/?token=not.a.jwt`)).rejects.toMatchObject({ status: 403 });
   });
 
-  it('registers a connection with its token claims, and removes it and its subscriptions on close', async () => {
+  it('registers a connection with its token\'s subject and sites, and removes it and its subscriptions on close', async () => {
     const client = await connect();
     await client.request({ action: 'subscribe', id: 's1', filter: { deviceIds: ['pump-001', 'pump-002'] } });
     const [item] = await scan(LOCAL_TABLES.connections);
-    expect(item.claims).toMatchObject({ sub: 'developer' });
+    expect(item).toMatchObject({ sub: 'developer', sites: ['*'] });
     expect(Object.keys(item.subscriptions)).toEqual(['s1']);
     expect(item.expiresAt).toBeGreaterThan(Date.now() / 1000 + 2 * 3600);
     expect(await indexedKeys()).toEqual(['d#pump-001', 'd#pump-002', 's#status']);
