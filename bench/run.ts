@@ -23,6 +23,7 @@ import { runBrowserBench, type BrowserBenchResult } from './browser-bench';
 import { machine, type DesignResult, type FanoutScenarioResult } from './fanout';
 import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
+import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
 import type { PostCostReport } from './post-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
 
@@ -63,6 +64,8 @@ export interface BenchResults {
   scenarios: FanoutScenarioResult[];
   /** Issue 12: `npm start` defaults, 1,000 clients at 1,000 and 10,000 records/s, 10,000 under the quota. */
   network: FanoutScenarioResult[];
+  /** Issue 12: clients opened at 500/s while records flow. */
+  connectRate?: ConnectRateReport;
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
@@ -224,6 +227,14 @@ function checkTargets(results: BenchResults): TargetCheck[] {
     } else {
       checks.push({ target: `${fmt(s.connections)} clients, ${s.name}: p95 < ${limit} ms`, measured: `p95 ${f.latencyMs.p95} ms, ${f.recordsPerSecond} rec/s, RSS ${f.serverRssMaxMB} MB`, holds: f.latencyMs.p95 < limit && f.serverRssMaxMB < 512 });
     }
+  }
+  const cr = results.connectRate;
+  if (cr) {
+    checks.push({
+      target: `Connects opened at ${cr.perSecond}/s while records flow: p95 < 100 ms`,
+      measured: `connect p95 ${cr.connectMs.p95} ms, subscribe p95 ${cr.subscribeMs.p95} ms, ${cr.failed} failed of ${fmt(cr.clients)}`,
+      holds: cr.connectMs.p95 < 100 && cr.failed === 0,
+    });
   }
   const bc = results.batchCost;
   if (bc) {
@@ -432,6 +443,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   }
 
   if (wants(options, 'issue12')) {
+    log('bench: issue 12, connects at 500/s while records flow');
+    results.connectRate = await runConnectRateBench({ clients: options.quick ? 200 : 1000, perSecond: 500, log });
     for (const scenario of networkPlan(options)) {
       log(`bench: issue 12, ${scenario.label}`);
       results.network.push(
