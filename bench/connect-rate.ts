@@ -1,7 +1,7 @@
 /**
  * Connects at API Gateway's default rate (issue 12): clients opened at 500 a second against the
  * local runtime as `npm start` runs it (50 simulated devices, 100 readings a second flowing), each
- * subscribing as the dashboard does. Connect latency = upgrade request to `open`; subscribe
+ * subscribing as the dashboard does. PROF_DIR=dir writes the runtime's CPU profile there. Connect latency = upgrade request to `open`; subscribe
  * latency = subscribe sent to `subscribed`. Clients run in this process; the runtime in a child.
  */
 import { fork } from 'node:child_process';
@@ -50,7 +50,8 @@ function openOne(url: string, connect: LatencyHistogram, subscribe: LatencyHisto
 export async function runConnectRateBench(options: ConnectRateOptions = {}): Promise<ConnectRateReport> {
   const clients = options.clients ?? 1000;
   const perSecond = options.perSecond ?? 500;
-  const child = fork(__filename, ['--runtime'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const profile = process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [];
+  const child = fork(__filename, ['--runtime'], { execArgv: ['--import', 'tsx', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { url: string }) => resolve(message.url));
     child.once('exit', (code) => reject(new Error(`runtime exited with ${code}`)));
@@ -68,7 +69,10 @@ export async function runConnectRateBench(options: ConnectRateOptions = {}): Pro
   const open = await Promise.all(sockets);
   options.log?.(`connect-rate: ${clients} clients at ${perSecond}/s: connect p95 ${connect.percentile(95)} ms, subscribe p95 ${subscribe.percentile(95)} ms`);
   for (const ws of open) ws?.terminate();
-  child.kill();
+  // Disconnecting lets the runtime stop cleanly (and write its CPU profile when PROF_DIR asks for one).
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.disconnect();
+  await exited;
   const opened = open.filter(Boolean).length;
   return { clients, perSecond, opened, failed: clients - opened, connectMs: connect.summary(), subscribeMs: subscribe.summary() };
 }
