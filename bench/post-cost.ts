@@ -41,14 +41,14 @@ export interface PostCostOptions {
 }
 
 /** CPU per post of one path: the range over rounds and the median. */
-export interface PathCost {
+interface PathCost {
   minUs: number;
   medianUs: number;
   maxUs: number;
 }
 
 /** One batch to one audience. */
-export interface BatchWall {
+interface BatchWall {
   connections: number;
   poster: 'lean' | 'sdk';
   wallMs: number;

@@ -11,7 +11,6 @@ import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewayma
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
-import type { AwsCredentialIdentity } from '@smithy/types';
 import { backoffDelay, sleep } from '../core/concurrency';
 import type { CallCounter, Poster, PostOutcome } from '../core/ports';
 
@@ -58,6 +57,9 @@ interface Reply {
   body: string;
 }
 
+/** Credentials as the Management API client resolves them. */
+type Credentials = Awaited<ReturnType<ApiGatewayManagementApiClient['config']['credentials']>>;
+
 const retryable = (status: number) => status === 429 || status >= 500;
 
 /**
@@ -76,7 +78,7 @@ export class SignedPoster implements Poster, CallCounter {
   private readonly prepared = new Map<string, Prepared>();
   private ready?: { target: Target; signer: SignatureV4 };
   private setting?: Promise<{ target: Target; signer: SignatureV4 }>;
-  private credentials?: AwsCredentialIdentity;
+  private credentials?: Credentials;
 
   constructor(
     private readonly client: ApiGatewayManagementApiClient,
@@ -153,7 +155,7 @@ export class SignedPoster implements Poster, CallCounter {
   }
 
   /** Credentials, refreshed shortly before they expire; resolved once, not per post. */
-  private credentialsNow(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
+  private credentialsNow(): Credentials | Promise<Credentials> {
     const cached = this.credentials;
     if (cached && (!cached.expiration || cached.expiration.getTime() - this.now() > CREDENTIALS_REFRESH_MS)) return cached;
     return this.client.config.credentials().then((credentials) => (this.credentials = credentials));
