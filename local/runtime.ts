@@ -8,7 +8,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Server } from 'node:http';
 import type { MSKEvent } from 'aws-lambda';
 import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
@@ -30,7 +29,8 @@ import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../lambdas/handlers/message';
 import { createStreamHandler } from '../lambdas/handlers/stream';
 import { createDashboardServer } from './dashboard-server';
-import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite, sweepExpired } from './dynamo';
+import { LOCAL_AWS, LOCAL_TABLES, createTables, sweepExpired } from './dynamo';
+import { startLocalDynalite, type DynaliteMode } from './dynalite-process';
 import { LocalGateway } from './gateway';
 import { startKafkaBridge } from './kafka-bridge';
 import { startKafkaSimulator } from './simulate-kafka';
@@ -49,6 +49,11 @@ export interface LocalRuntimeOptions {
   dynamoPort?: number;
   /** Interface to bind. Default 127.0.0.1. */
   host?: string;
+  /**
+   * Where dynalite runs: `process`, a child process on the other core, as DynamoDB is another
+   * machine on AWS; `inline`, this process (a benchmark baseline). Default `process`.
+   */
+  dynalite?: DynaliteMode;
   /** Host name in the URLs handed out. Default localhost. */
   urlHost?: string;
   /** `dev` mints an HS256 token at start and requires it; `none` accepts every connection. Default dev. */
@@ -151,8 +156,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   };
 
   try {
-    const dynamo = await startDynalite(options.dynamoPort ?? 0, host);
-    stops.push(() => new Promise<void>((resolve) => (dynamo.server as Server).close(() => resolve())));
+    const dynamo = await startLocalDynalite(options.dynalite ?? 'process', options.dynamoPort ?? 0, host);
+    stops.push(() => dynamo.stop());
     await createTables(dynamo.endpoint);
     const doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
     stops.push(() => doc.destroy());

@@ -46,6 +46,10 @@ export class DynamoMetricsStore implements MetricsSink {
   private readonly now: () => number;
   private pending = new Map<string, number>();
   private lastWriteAt = -Infinity;
+  /** The write in flight, if any. */
+  private writing?: Promise<void>;
+  /** The write that takes what is pending once {@link writing} ends; flushes meanwhile await it. */
+  private next?: Promise<void>;
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -65,16 +69,35 @@ export class DynamoMetricsStore implements MetricsSink {
     }
     const now = this.now();
     if (this.pending.size === 0 || (!movesGauge && now - this.lastWriteAt < this.flushIntervalMs)) return;
-    // Taken before the await: concurrent flushes (local runtime) never write one addition twice.
+    if (!this.writing) return this.writeNow();
+    // Flushes that run concurrently (the local runtime's handlers share one store) write one at a
+    // time: what arrives while a write is in flight goes in the next one, which each of them
+    // awaits, so a burst of 500 connects is a few writes, not 500 on the same few shard items.
+    this.next ??= this.writing
+      .catch(() => {})
+      .then(() => {
+        this.next = undefined;
+        return this.writeNow();
+      });
+    return this.next;
+  }
+
+  /** Writes everything pending. */
+  private async writeNow(): Promise<void> {
+    // Taken before the await: no addition is ever written twice.
     const sums = this.pending;
     this.pending = new Map();
-    this.lastWriteAt = now;
-    try {
-      await this.write(sums);
-    } catch (error) {
+    this.lastWriteAt = this.now();
+    const run = this.write(sums).catch((error: unknown) => {
       // Kept for the next flush: a throttled write is retried rather than lost.
       for (const [key, value] of sums) this.pending.set(key, (this.pending.get(key) ?? 0) + value);
       throw error;
+    });
+    this.writing = run;
+    try {
+      await run;
+    } finally {
+      if (this.writing === run) this.writing = undefined;
     }
   }
 

@@ -88,6 +88,14 @@ it('writes a change of the connections gauge at once, with whatever is pending',
   expect(totals.get(METRIC.messagesReceived)).toBe(2);
 });
 
+it('adds up flushes made while a write is in flight into one next write, and loses none', async () => {
+  const store = await freshStore({ flushIntervalMs: 0 });
+  // 200 connects at once on one store, as the local runtime's $connect handlers run.
+  await Promise.all(Array.from({ length: 200 }, () => store.flush(new MetricsBatch().add(METRIC.connections, 1))));
+  expect(store.metricWrites).toBe(2);
+  expect((await store.read()).get(METRIC.connections)).toBe(200);
+});
+
 it('keeps a failed write for the next flush instead of dropping it', async () => {
   const name = `metrics-${table++}`;
   const store = new DynamoMetricsStore(doc, name, { flushIntervalMs: 0 });
