@@ -6,6 +6,7 @@
  */
 import { fork } from 'node:child_process';
 import WebSocket from 'ws';
+import type { DynaliteMode } from '../local/dynalite-process';
 import { startLocalRuntime } from '../local/runtime';
 import { LatencyHistogram } from './stats';
 
@@ -15,10 +16,13 @@ export interface ConnectRateOptions {
   clients?: number;
   /** Connects a second. Default 500. */
   perSecond?: number;
+  /** Where the runtime runs dynalite. Default `process`, as `npm start` does. */
+  dynalite?: DynaliteMode;
   log?: (line: string) => void;
 }
 
 export interface ConnectRateReport {
+  dynalite: DynaliteMode;
   clients: number;
   perSecond: number;
   opened: number;
@@ -50,8 +54,9 @@ function openOne(url: string, connect: LatencyHistogram, subscribe: LatencyHisto
 export async function runConnectRateBench(options: ConnectRateOptions = {}): Promise<ConnectRateReport> {
   const clients = options.clients ?? 1000;
   const perSecond = options.perSecond ?? 500;
+  const dynalite = options.dynalite ?? 'process';
   const profile = process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [];
-  const child = fork(__filename, ['--runtime'], { execArgv: ['--import', 'tsx', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(__filename, ['--runtime', dynalite], { execArgv: ['--import', 'tsx', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { url: string }) => resolve(message.url));
     child.once('exit', (code) => reject(new Error(`runtime exited with ${code}`)));
@@ -67,24 +72,26 @@ export async function runConnectRateBench(options: ConnectRateOptions = {}): Pro
     sockets.push(openOne(url, connect, subscribe));
   }
   const open = await Promise.all(sockets);
-  options.log?.(`connect-rate: ${clients} clients at ${perSecond}/s: connect p95 ${connect.percentile(95)} ms, subscribe p95 ${subscribe.percentile(95)} ms`);
+  options.log?.(`connect-rate: ${clients} clients at ${perSecond}/s, dynalite ${dynalite}: connect p95 ${connect.percentile(95)} ms, subscribe p95 ${subscribe.percentile(95)} ms`);
   for (const ws of open) ws?.terminate();
   // Disconnecting lets the runtime stop cleanly (and write its CPU profile when PROF_DIR asks for one).
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.disconnect();
   await exited;
   const opened = open.filter(Boolean).length;
-  return { clients, perSecond, opened, failed: clients - opened, connectMs: connect.summary(), subscribeMs: subscribe.summary() };
+  return { dynalite, clients, perSecond, opened, failed: clients - opened, connectMs: connect.summary(), subscribeMs: subscribe.summary() };
 }
 
 if (process.argv[2] === '--runtime') {
   // As `npm start` runs it, with the default simulator feeding records while clients connect.
-  startLocalRuntime({ dashboardPort: 0, wsPort: 0, auth: 'none', statusIntervalMs: 0 }).then((runtime) => {
+  const dynalite = process.argv[3] as DynaliteMode;
+  startLocalRuntime({ dashboardPort: 0, wsPort: 0, auth: 'none', statusIntervalMs: 0, dynalite }).then((runtime) => {
     process.send!({ url: runtime.wsUrl });
     process.on('disconnect', () => void runtime.stop().then(() => process.exit(0)));
   });
 } else if (require.main === module) {
-  runConnectRateBench({ log: (line) => console.log(line) }).then(
+  const dynalite = (process.argv[2] ?? 'process') as DynaliteMode;
+  runConnectRateBench({ dynalite, log: (line) => console.log(line) }).then(
     (report) => console.log(JSON.stringify(report, null, 2)),
     (error: unknown) => {
       console.error(error);

@@ -15,6 +15,7 @@ import { createDocumentClient, createManagementClient } from '../lambdas/adapter
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
 import { LOCAL_AWS, LOCAL_TABLES } from '../local/dynamo';
 import { buildMskEvent, type KafkaRecordInput } from '../local/msk-event';
+import type { DynaliteMode } from '../local/dynalite-process';
 import { startLocalRuntime, type LocalRuntime } from '../local/runtime';
 import type { ClientTally, WorkerCommand, WorkerReply } from './client-worker';
 import { createNaiveStreamHandler } from './naive';
@@ -55,6 +56,11 @@ export interface FanoutScenarioOptions {
   postQuota?: number;
   /** The SDK poster, 32 in flight, no pacing: the post path before issue 12, as a baseline. */
   sdkBaseline?: boolean;
+  /**
+   * Where the runtime runs dynalite. Default `process` (its own process, whose CPU and memory the
+   * server figures then leave out); `inline` is the layout before, as a baseline.
+   */
+  dynalite?: DynaliteMode;
   /** A name for the scenario instead of `cN-rR`. */
   label?: string;
   /** Run the naive baseline after the fan-out. Default true. */
@@ -441,6 +447,7 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
     postLatencyMs: options.postLatencyMs,
     postQuota: options.postQuota,
     sdkBaseline: options.sdkBaseline,
+    dynalite: options.dynalite,
   });
   const processes = Array.from({ length: processCount }, () => new ClientProcess());
   try {

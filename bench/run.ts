@@ -67,6 +67,8 @@ export interface BenchResults {
   network: FanoutScenarioResult[];
   /** Issue 12: clients opened at 500/s while records flow. */
   connectRate?: ConnectRateReport;
+  /** The same connects with dynalite in the runtime's process (the layout before), in the same run. */
+  connectRateBaseline?: ConnectRateReport;
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
@@ -148,6 +150,15 @@ function networkPlan(options: BenchOptions) {
       durationS,
       sdkBaseline: true,
     },
+    {
+      label: '1,000 rec/s, dynalite inline (baseline)',
+      connections: scale(1000),
+      rate: 1000,
+      devices: options.devices,
+      windowMs: options.windowMs,
+      durationS,
+      dynalite: 'inline' as const,
+    },
     { label: '10,000 rec/s', connections: scale(1000), rate: 10_000, devices: options.devices, windowMs: options.windowMs, durationS },
     {
       label: 'quota 10,000/s, 20 ms',
@@ -161,7 +172,7 @@ function networkPlan(options: BenchOptions) {
     },
   ];
   // A quick run checks that each kind of scenario works: the defaults, and pacing under the quota.
-  return options.quick ? [plan[0], plan[4]] : plan;
+  return options.quick ? [plan[0], plan[5]] : plan;
 }
 
 function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'issue12' | 'fanout' | 'browser' | 'kafka'): boolean {
@@ -233,7 +244,11 @@ function checkTargets(results: BenchResults): TargetCheck[] {
   if (cr) {
     checks.push({
       target: `Connects opened at ${cr.perSecond}/s while records flow: p95 < 100 ms`,
-      measured: `connect p95 ${cr.connectMs.p95} ms, subscribe p95 ${cr.subscribeMs.p95} ms, ${cr.failed} failed of ${fmt(cr.clients)}`,
+      measured:
+        `connect p95 ${cr.connectMs.p95} ms, subscribe p95 ${cr.subscribeMs.p95} ms, ${cr.failed} failed of ${fmt(cr.clients)}` +
+        (results.connectRateBaseline
+          ? ` (dynalite in the runtime's process, same run: connect p95 ${results.connectRateBaseline.connectMs.p95} ms, subscribe p95 ${results.connectRateBaseline.subscribeMs.p95} ms)`
+          : ''),
       holds: cr.connectMs.p95 < 100 && cr.failed === 0,
     });
   }
@@ -445,7 +460,9 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
 
   if (wants(options, 'issue12')) {
     log('bench: issue 12, connects at 500/s while records flow');
-    results.connectRate = await runConnectRateBench({ clients: options.quick ? 200 : 1000, perSecond: 500, log });
+    const connectClients = options.quick ? 200 : 1000;
+    results.connectRateBaseline = await runConnectRateBench({ clients: connectClients, perSecond: 500, dynalite: 'inline', log });
+    results.connectRate = await runConnectRateBench({ clients: connectClients, perSecond: 500, log });
     for (const scenario of networkPlan(options)) {
       log(`bench: issue 12, ${scenario.label}`);
       results.network.push(
