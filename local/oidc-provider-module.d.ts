@@ -4,35 +4,22 @@ declare module 'oidc-provider' {
 
   interface Grant {
     addOIDCScope(scope: string): void;
-    addOIDCClaims(claims: string[]): void;
     save(): Promise<string>;
-  }
-  interface KoaContextWithOIDC {
-    oidc: {
-      client?: { clientId: string };
-      session?: { accountId?: string; grantIdFor(clientId: string): string | undefined };
-      result?: { consent?: { grantId?: string } };
-      params?: Record<string, unknown>;
-      provider: Provider;
-    };
   }
   interface InteractionDetails {
     uid: string;
     prompt: { name: string; details: Record<string, unknown> };
     params: Record<string, unknown>;
+    session?: { accountId?: string };
   }
   class Provider {
     constructor(issuer: string, configuration: Record<string, unknown>);
-    proxy: boolean;
     Grant: {
       new (init: { accountId: string; clientId: string }): Grant;
-      find(id: string): Promise<Grant | undefined>;
     };
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
     interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, options?: { mergeWithLastSubmission?: boolean }): Promise<void>;
-    on(event: string, listener: (...args: unknown[]) => void): this;
   }
-  export type { KoaContextWithOIDC };
   export default Provider;
 }

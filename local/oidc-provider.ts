@@ -14,7 +14,6 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
-import type { KoaContextWithOIDC } from 'oidc-provider';
 
 /** A user of the local provider. */
 export interface DemoUser {
@@ -141,17 +140,6 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
     ttl: { IdToken: ttl, AccessToken: ttl, AuthorizationCode: 60, Interaction: 600, RefreshToken: 8 * 3600, Session: 8 * 3600, Grant: 8 * 3600 },
     // Refresh tokens without offline_access and its consent prompt, as Cognito gives them.
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
-    // The dashboard is this provider's own first-party client: no consent screen.
-    async loadExistingGrant(ctx: KoaContextWithOIDC) {
-      const { client, session, result, provider: p } = ctx.oidc;
-      if (!client || !session?.accountId) return undefined;
-      const grantId = result?.consent?.grantId ?? session.grantIdFor(client.clientId);
-      if (grantId) return p.Grant.find(grantId);
-      const grant = new p.Grant({ accountId: session.accountId, clientId: client.clientId });
-      grant.addOIDCScope('openid profile offline_access');
-      await grant.save();
-      return grant;
-    },
     clientBasedCORS: (_ctx: unknown, origin: string) => isLoopbackOrigin(origin),
     cookies: { keys: [randomBytes(32).toString('hex')] },
     jwks: { keys: [signingKey] },
@@ -165,7 +153,19 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
     };
     const details = await provider.interactionDetails(req, res);
     if (details.uid !== uid) return send(400, 'interaction mismatch');
-    if (req.method === 'GET' && !action) return send(200, loginPage(uid));
+    // The dashboard is this provider's own first-party client: consent is given with the login,
+    // and never asked for (a native client is otherwise asked every time).
+    const finish = async (accountId: string) => {
+      const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+      grant.addOIDCScope(String(details.params.scope ?? 'openid'));
+      const grantId = await grant.save();
+      await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
+    };
+    if (req.method === 'GET' && !action) {
+      const signedIn = details.session?.accountId;
+      if (details.prompt.name === 'consent' && signedIn && users.has(signedIn)) return finish(signedIn);
+      return send(200, loginPage(uid));
+    }
     if (req.method === 'POST' && action === 'login') {
       const form = await formBody(req);
       const username = form.get('username') ?? '';
@@ -173,7 +173,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
       // Compared as digests of equal length, in constant time; an unknown user costs the same.
       const passwordOk = timingSafeEqual(digest(form.get('password') ?? ''), passwordDigest);
       if (!known || !passwordOk) return send(401, loginPage(uid, 'Wrong user or password.', username.slice(0, 64)));
-      return provider.interactionFinished(req, res, { login: { accountId: username } }, { mergeWithLastSubmission: false });
+      return finish(username);
     }
     return send(405, 'method not allowed');
   };

@@ -370,7 +370,9 @@ export class ConnectionIndicator {
           ? 'Connecting…'
           : status === 'reconnecting'
             ? `Reconnecting (retry ${state.retry})`
-            : status === 'offline'
+            : status === 'refused'
+              ? 'Refused'
+              : status === 'offline'
               ? state.retry > 0
                 ? `Offline (retry ${state.retry})`
                 : 'Offline'
