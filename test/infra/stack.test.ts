@@ -86,15 +86,14 @@ describe('WebSocket API', () => {
     template.resourceCountIs('AWS::ApiGateway::Account', 1);
   });
 
-  it('hands the HS256 secret to the authorizer only', () => {
+  it('checks ID tokens of the stack\'s user pool for its dashboard client, and creates no HS256 secret', () => {
     const env = resources[fnId(FUNCTIONS.authorizer)]!.Properties.Environment.Variables;
-    expect(env[ENV.authMode]).toBe('hs256');
-    expect(env[ENV.jwtSecretArn]).toEqual({ Ref: idOf('AWS::SecretsManager::Secret', 'JwtSecret') });
-    const readers = Object.values(FUNCTIONS).filter((f) =>
-      actionsOf(roleOf(fnId(f))).includes('secretsmanager:GetSecretValue') &&
-      JSON.stringify(statementsOf(roleOf(fnId(f)))).includes('JwtSecret'),
-    );
-    expect(readers).toEqual([FUNCTIONS.authorizer]);
+    expect(env[ENV.authMode]).toBe('jwks');
+    expect(env[ENV.jwtIssuer]).toEqual({ 'Fn::GetAtt': [idOf('AWS::Cognito::UserPool', 'IdentityUsers'), 'ProviderURL'] });
+    expect(env[ENV.jwtAudience]).toEqual({ Ref: idOf('AWS::Cognito::UserPoolClient', 'IdentityUsersDashboard') });
+    expect(env[ENV.sitesClaim]).toBe('custom:sites');
+    expect(env[ENV.jwtSecretArn]).toBeUndefined();
+    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
   });
 });
 
@@ -122,7 +121,7 @@ describe('Lambdas', () => {
     [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency]],
     [FUNCTIONS.metrics, [ENV.connectionsTable, ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [...tableEnv, ENV.callbackUrl]],
-    [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
+    [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwksUrl, ENV.jwtIssuer, ENV.jwtAudience, ENV.sitesClaim]],
   ])('%s gets exactly its environment variables', (prefix, expected) => {
     const vars = Object.keys(resources[fnId(prefix)]!.Properties.Environment.Variables).filter(
       (k) => !k.startsWith('POWERTOOLS_') && k !== 'LOG_LEVEL' && k !== 'NODE_OPTIONS',
