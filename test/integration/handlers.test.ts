@@ -173,7 +173,7 @@ describe('authorizer', () => {
     expect(allowed.context).toEqual({ sub: 'operator-7', sites: 'plant-a,plant-b', roles: 'operator' });
     expect((await handler(authorizerEvent(await mintToken('another-secret-entirely-0123456789')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
     expect((await handler(authorizerEvent())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
-    expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1s')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+    expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1m')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
   });
 
   it('verifies RS256 tokens against a JWKS URL, as with a Cognito user pool', async () => {
