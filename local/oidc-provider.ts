@@ -30,7 +30,7 @@ export const DEMO_USERS: readonly DemoUser[] = [
 ];
 
 /** The dashboard's client id at the local provider. */
-export const LOCAL_CLIENT_ID = 'iot-dashboard';
+const LOCAL_CLIENT_ID = 'iot-dashboard';
 
 /** Scopes the dashboard asks the local provider for (`offline_access` is implied: see issueRefreshToken). */
 export const LOCAL_SCOPES = ['openid', 'profile'] as const;

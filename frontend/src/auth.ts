@@ -37,7 +37,7 @@ interface PendingSignIn {
 }
 
 /** The sign-in could not complete; the message says what happened. */
-export class SignInError extends Error {
+class SignInError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'SignInError';

@@ -12,7 +12,7 @@ import { decodeToken, tokenUseProblem, type TokenProblem } from './token-claims'
 export type AuthMode = 'hs256' | 'jwks' | 'none';
 
 /** Clock skew allowed on `exp` and `nbf`, in seconds. */
-export const CLOCK_TOLERANCE_SECONDS = 30;
+const CLOCK_TOLERANCE_SECONDS = 30;
 
 /** Asymmetric algorithms accepted from an issuer; HS256 is only ever checked against the shared secret. */
 const ISSUER_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
