@@ -8,7 +8,7 @@ import { SignIn, type SignedInUser } from './auth';
 import type { DashboardConfig } from './config';
 import { withoutToken } from './config';
 import { el } from './dom';
-import { probeHandshake, refusalReason } from './token-status';
+import { probeHandshake, refusalReason, tokenProblem } from './token-status';
 import { socketUrl, type LiveSocket, type LiveSocketOptions } from './ws-client';
 
 /** The header's session area: user, sites, sign-out, and a notice when sign-in is needed. */
@@ -65,24 +65,44 @@ function userOfToken(token: string, sitesClaim = 'sites'): SignedInUser | undefi
 }
 
 /**
+ * Unexplained refusals (the token looks right: another key, a withdrawn user, or a throttled or
+ * failing server) retried with backoff before the page gives up and says so.
+ */
+const UNEXPLAINED_RETRIES = 3;
+
+/**
+ * The socket's probe: the host's answer, except that a refusal the token does not explain counts
+ * as a passing failure a few times, so a throttled handshake is not taken for a refused sign-in.
+ */
+function refusalProbe(wsUrl: string, token: () => string | undefined, expect: { issuer?: string; clientId?: string }): SessionHooks['probe'] {
+  let unexplained = 0;
+  return async () => {
+    const verdict = await probeHandshake(wsUrl);
+    if (verdict === 'refused' && !tokenProblem(token(), expect, Date.now()) && ++unexplained <= UNEXPLAINED_RETRIES) return 'network';
+    if (verdict === 'refused') unexplained = 0;
+    return verdict;
+  };
+}
+
+/**
  * Signs in (or resumes the session) and returns the socket's hooks; undefined when the browser is
  * leaving for the login page or sign-in failed (the panel then says so).
  */
 export async function startSession(config: DashboardConfig, panel: SessionPanel): Promise<SessionHooks | undefined> {
   const clean = withoutToken(window.location.href);
   if (clean) window.history.replaceState(null, '', clean);
-  const probe = () => probeHandshake(config.wsUrl);
   const auth = config.auth;
+  const expect = { issuer: auth?.issuer, clientId: auth?.clientId };
 
   if (config.token || !auth) {
     const token = config.token;
     if (token) panel.showUser(userOfToken(token, auth?.sitesClaim));
     return {
       url: socketUrl(config.wsUrl, token),
-      probe,
+      probe: refusalProbe(config.wsUrl, () => token, expect),
       attach(socket) {
         socket.on('refused', () =>
-          panel.showNotice(`Connection refused: ${refusalReason(token, { issuer: auth?.issuer, clientId: auth?.clientId }, Date.now())}.`, {
+          panel.showNotice(`Connection refused: ${refusalReason(token, expect, Date.now())}.`, {
             label: 'Retry',
             run: () => {
               panel.hideNotice();
@@ -106,7 +126,7 @@ export async function startSession(config: DashboardConfig, panel: SessionPanel)
   panel.showUser(signIn.user, signOut);
   return {
     url: async () => socketUrl(config.wsUrl, await signIn.freshToken()),
-    probe,
+    probe: refusalProbe(config.wsUrl, () => signIn.token, expect),
     attach(socket) {
       // A fresh token moves the connection to a new socket that carries it: a user removed or
       // given other sites is seen by the server within one token lifetime.

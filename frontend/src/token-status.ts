@@ -2,7 +2,7 @@
  * What the page knows about its token without the server: when to refresh it, and, when the
  * server refused a handshake, why (the browser sees neither the 401/403 nor its body).
  */
-import { TOKEN_PROBLEM_TEXT, claimsProblem, decodeToken } from '../../lambdas/core/token-claims';
+import { TOKEN_PROBLEM_TEXT, claimsProblem, decodeToken, type TokenProblem } from '../../lambdas/core/token-claims';
 
 /** The longest a token is refreshed ahead of its expiry: 5 minutes, wider than a background tab's timer throttling. */
 const MAX_REFRESH_MARGIN_MS = 5 * 60_000;
@@ -20,18 +20,23 @@ export function refreshDelayMs(token: string, nowMs: number): number {
   return Math.max(0, expMs - margin - nowMs);
 }
 
-/**
- * Why the server refused `token`, as far as the page can tell: the rule of
- * {@link claimsProblem} it breaks, or, when it breaks none, the one cause the page cannot see.
- */
-export function refusalReason(token: string | undefined, expect: { issuer?: string; clientId?: string }, nowMs: number): string {
-  const problem = claimsProblem(token, {
+/** The rule of {@link claimsProblem} `token` breaks, as far as the page can see; undefined when none. */
+export function tokenProblem(token: string | undefined, expect: { issuer?: string; clientId?: string }, nowMs: number): TokenProblem | undefined {
+  return claimsProblem(token, {
     issuer: expect.issuer,
     audience: expect.clientId,
     nowSeconds: Math.floor(nowMs / 1000),
     // No skew here: a token about to expire is better called expired (the page refreshes it).
     clockToleranceSeconds: 0,
   });
+}
+
+/**
+ * Why the server refused `token`, as far as the page can tell: the rule it breaks, or, when it
+ * breaks none, the cause the page cannot see.
+ */
+export function refusalReason(token: string | undefined, expect: { issuer?: string; clientId?: string }, nowMs: number): string {
+  const problem = tokenProblem(token, expect, nowMs);
   return problem ? TOKEN_PROBLEM_TEXT[problem] : `${TOKEN_PROBLEM_TEXT.bad_signature}, or your access was withdrawn`;
 }
 
