@@ -138,6 +138,17 @@ describe('authorizer', () => {
     expect(result.context).toEqual({ sub: 'user-1', sites: 'plant-a', roles: '' });
   });
 
+  it('gives no site through a prototype-named claim', async () => {
+    const handler = createAuthorizerHandler({ verifier, log });
+    // Built as raw JSON so that "__proto__" is an own key of the payload, as an attacker would send it.
+    const now = Math.floor(Date.now() / 1000);
+    const payload = `{"sub":"user-1","iss":"${ISSUER}","aud":"${CLIENT_ID}","exp":${now + 300},"__proto__":{"sites":["*"],"roles":["admin"]}}`;
+    const token = await new SignJWT(JSON.parse(payload)).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(signingKey);
+    const result = await handler(event(token));
+    expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    expect(result.context).toEqual({ sub: 'user-1', sites: '', roles: '' });
+  });
+
   it('refuses a token whose sites would overflow the authorizer context', async () => {
     const handler = createAuthorizerHandler({ verifier, log, sitesClaim: 'custom:sites' });
     const sites = Array.from({ length: 400 }, (_, i) => `plant-${i}`).join(',');
