@@ -15,7 +15,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { devSecret } from './dev-secret';
+import path from 'node:path';
+import { DEV_SECRET_FILE, devSecret } from './dev-secret';
 import { DEMO_USERS } from './oidc-provider';
 import { startLocalRuntime } from './runtime';
 
@@ -82,7 +83,13 @@ async function main(): Promise<void> {
     jwtSecret: authMode === 'none' ? undefined : await devSecret({ create: true }),
     oidc:
       authMode === 'oidc'
-        ? { embedded: true, port: intOption('oidc-port', values['oidc-port'] ?? env.OIDC_PORT, 8082), password: demoPassword }
+        ? {
+            embedded: true,
+            port: intOption('oidc-port', values['oidc-port'] ?? env.OIDC_PORT, 8082),
+            password: demoPassword,
+            // Tokens issued before a restart still verify after it (sessions do not survive it).
+            keyFile: path.join(path.dirname(DEV_SECRET_FILE), 'oidc-signing-key.json'),
+          }
         : undefined,
     simulator: values['no-simulator'] ? false : { devices, readingsPerSecond: rate },
     kafka: brokers?.length ? { brokers } : undefined,

@@ -1,19 +1,21 @@
 /**
  * A real OpenID provider on this machine, so that the dashboard signs in locally exactly as in the
- * cloud: authorization code with PKCE, ID tokens signed with a per-start RS256 key, refresh
+ * cloud: authorization code with PKCE, ID tokens signed with an RS256 key, refresh
  * tokens, discovery and JWKS. It is `oidc-provider` (certified by the OpenID Foundation) with two
  * demo users; this module adds only the login page and the users.
  *
  * `oidc-provider` is ESM-only: it is loaded with `import()`, which works under tsx (`npm start`)
  * but not inside jest, so tests run this file as a child process:
- * `tsx local/oidc-provider.ts --port 0 [--id-token-ttl 60]` prints one JSON line
+ * `tsx local/oidc-provider.ts --port 0 [--id-token-ttl 60] [--key-file F]` prints one JSON line
  * `{"issuer": "...", "clientId": "..."}`; passwords come from `DEMO_PASSWORD`.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { exportJWK, generateKeyPair } from 'jose';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
 
 /** A user of the local provider. */
 export interface DemoUser {
@@ -49,6 +51,11 @@ export interface OidcProviderOptions {
   idTokenTtlSeconds?: number;
   /** Users. Default {@link DEMO_USERS}. */
   users?: readonly DemoUser[];
+  /**
+   * A file keeping the signing key (a private JWK, mode 0600), created when absent, so that
+   * tokens issued before a restart still verify after it. Default: a new key every start.
+   */
+  keyFile?: string;
 }
 
 /** A running local provider. */
@@ -94,6 +101,23 @@ async function formBody(req: IncomingMessage): Promise<URLSearchParams> {
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
+async function loadSigningKey(file: string | undefined): Promise<JWK> {
+  if (file) {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as JWK;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const key = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+  if (file) {
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await writeFile(file, JSON.stringify(key), { mode: 0o600 });
+  }
+  return key;
+}
+
 /** Starts the provider. */
 export async function startOidcProvider(options: OidcProviderOptions): Promise<LocalOidcProvider> {
   // oidc-provider is ESM-only; tsx's CommonJS output keeps this import() native.
@@ -101,8 +125,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
   const users = new Map((options.users ?? DEMO_USERS).map((user) => [user.username, user]));
   const passwordDigest = digest(options.password);
   const ttl = options.idTokenTtlSeconds ?? 3600;
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const signingKey = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+  const signingKey = await loadSigningKey(options.keyFile);
 
   const server = http.createServer();
   await new Promise<void>((resolve, reject) => {
@@ -201,7 +224,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { port: { type: 'string', default: '8082' }, 'id-token-ttl': { type: 'string', default: '3600' } } });
+  const { values } = parseArgs({
+    options: { port: { type: 'string', default: '8082' }, 'id-token-ttl': { type: 'string', default: '3600' }, 'key-file': { type: 'string' } },
+  });
   const password = process.env.DEMO_PASSWORD;
   if (!password) throw new Error('set DEMO_PASSWORD');
   const provider = await startOidcProvider({
@@ -209,6 +234,7 @@ async function main(): Promise<void> {
     urlHost: '127.0.0.1',
     password,
     idTokenTtlSeconds: Number(values['id-token-ttl']),
+    keyFile: values['key-file'],
   });
   console.log(JSON.stringify({ issuer: provider.issuer, clientId: provider.clientId }));
   const stop = () => void provider.close().then(() => process.exit(0));

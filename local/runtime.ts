@@ -61,7 +61,7 @@ export interface LocalRuntimeOptions {
    * hands the page the minted token (tests and benchmarks).
    */
   oidc?:
-    | { embedded: true; port?: number; password: string; idTokenTtlSeconds?: number }
+    | { embedded: true; port?: number; password: string; idTokenTtlSeconds?: number; keyFile?: string }
     | { issuer: string; clientId: string; scopes?: string[] };
   /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
   simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
@@ -172,6 +172,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         password: options.oidc.password,
         idTokenTtlSeconds: options.oidc.idTokenTtlSeconds,
+        keyFile: options.oidc.keyFile,
       });
       stops.push(() => provider.close());
       oidc = { issuer: provider.issuer, clientId: provider.clientId, scopes: [...LOCAL_SCOPES] };

@@ -3,6 +3,9 @@
  * provider (authorization code + PKCE through its login page), for both demo users; then a token
  * lifetime of seconds, refreshed and carried to a renewed socket with no record lost or repeated.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { LocalRuntime } from '../../local/runtime';
 import { launchChromium } from './helpers/browser';
@@ -97,6 +100,48 @@ describe('signing in at the local provider', () => {
     await page.getByTestId('sign-out').click();
     await page.waitForURL((url) => url.href.startsWith(provider.issuer));
     expect(await page.evaluate(() => sessionStorage.getItem('iot-dashboard.session'))).toBeNull();
+    await context.close();
+  });
+});
+
+describe('a session the provider no longer knows', () => {
+  let provider: ProviderProcess;
+  let runtime: LocalRuntime;
+  let keyDir: string;
+
+  beforeAll(async () => {
+    keyDir = await mkdtemp(join(tmpdir(), 'oidc-key-'));
+    provider = await startProviderProcess(6, { keyFile: join(keyDir, 'key.json') });
+    runtime = await startRuntime({ oidc: { issuer: provider.issuer, clientId: provider.clientId } });
+  });
+  afterAll(async () => {
+    await runtime?.stop();
+    await provider?.stop();
+    await rm(keyDir, { recursive: true, force: true });
+  });
+
+  test('ends at the next refresh: the page disconnects, says so, and signs in again on request', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(runtime.dashboardUrl);
+    await logIn(page, provider.issuer, 'admin', provider.password);
+    await connected(page);
+
+    // The provider restarts on the same address with the same key, and forgets every session and refresh token.
+    const port = Number(new URL(provider.issuer).port);
+    await provider.stop();
+    provider = await startProviderProcess(6, { port, password: provider.password, keyFile: join(keyDir, 'key.json') });
+
+    await page.getByTestId('auth-notice').waitFor({ timeout: 15_000 });
+    await expect(page.getByTestId('auth-notice-text').textContent()).resolves.toMatch(/^Signed out: your sign-in has ended/);
+    await expect(page.getByTestId('connection-status').getAttribute('data-status')).resolves.toBe('offline');
+    await expect(page.getByTestId('signed-in-user').textContent()).resolves.toBe('');
+
+    await page.getByTestId('sign-in-again').click();
+    await logIn(page, provider.issuer, 'admin', provider.password);
+    await page.waitForURL(runtime.dashboardUrl);
+    await connected(page);
+    await expect(page.getByTestId('signed-in-user').textContent()).resolves.toBe('Administrator');
     await context.close();
   });
 });

@@ -17,12 +17,17 @@ export interface ProviderProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the provider on a free port; ID tokens live `idTokenTtlSeconds`. */
-export async function startProviderProcess(idTokenTtlSeconds = 3600): Promise<ProviderProcess> {
-  const password = randomBytes(9).toString('base64url');
+/**
+ * Starts the provider, on a free port unless `port` is given; ID tokens live `idTokenTtlSeconds`.
+ * A restart on the same port with the same password is a provider that forgot every session.
+ */
+export async function startProviderProcess(
+  idTokenTtlSeconds = 3600,
+  { port = 0, password = randomBytes(9).toString('base64url'), keyFile }: { port?: number; password?: string; keyFile?: string } = {},
+): Promise<ProviderProcess> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'local/oidc-provider.ts'), '--port', '0', '--id-token-ttl', String(idTokenTtlSeconds)],
+    [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'local/oidc-provider.ts'), '--port', String(port), '--id-token-ttl', String(idTokenTtlSeconds), ...(keyFile ? ['--key-file', keyFile] : [])],
     { cwd: ROOT, env: { ...process.env, DEMO_PASSWORD: password }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
