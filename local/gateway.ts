@@ -5,7 +5,7 @@
  * posts to it. API Gateway's limits are enforced: 128 KB messages (larger ones close the socket
  * with 1009), the 10-minute idle timeout and the 2-hour connection limit.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -14,6 +14,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS } from '../lambdas/config/tables';
 import { LIMITS } from '../lambdas/core/protocol';
 import type { WebSocketEvent, WebSocketResult } from '../lambdas/handlers/types';
+import { errorMessage } from '../lambdas/core/errors';
+import { connectEvent, disconnectEvent, messageEvent, wsRequestContext, type WsEventSource } from './apigw-events';
 
 type RouteHandler = (event: WebSocketEvent) => Promise<WebSocketResult | void>;
 
@@ -188,22 +190,14 @@ export class LocalGateway {
     return promise;
   }
 
-  private baseContext(connectionId: string, routeKey: string, eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT', connectedAt: number) {
-    const now = Date.now();
+  private source(connectionId: string, connectedAt: number, authorizer?: Record<string, unknown>): WsEventSource {
     return {
-      routeKey,
-      eventType,
-      messageId: eventType === 'MESSAGE' ? randomBytes(8).toString('base64') : undefined,
-      extendedRequestId: randomUUID(),
-      requestTime: new Date(now).toUTCString(),
-      messageDirection: 'IN' as const,
+      apiId: this.apiId,
       stage: this.opts.stage,
-      connectedAt,
-      requestTimeEpoch: now,
-      requestId: randomUUID(),
       domainName: `${this.opts.urlHost}:${this.boundPort}`,
       connectionId,
-      apiId: this.apiId,
+      connectedAt,
+      ...(authorizer ? { authorizer } : {}),
     };
   }
 
@@ -230,25 +224,20 @@ export class LocalGateway {
             multiValueQueryStringParameters: {},
             pathParameters: {},
             stageVariables: {},
-            requestContext: this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt) as never,
+            requestContext: wsRequestContext(this.source(connectionId, connectedAt), '$connect', 'CONNECT') as never,
           }),
         );
         const allowed = result.policyDocument.Statement.some((s) => 'Effect' in s && s.Effect === 'Allow');
         if (!allowed) return rejectUpgrade(socket, 403, 'Forbidden');
         authorizer = { ...(result.context ?? {}), principalId: result.principalId };
       }
-      const event = {
-        requestContext: { ...this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt), authorizer },
-        headers,
-        queryStringParameters: Object.keys(query).length ? query : undefined,
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent;
+      const event = connectEvent(this.source(connectionId, connectedAt, authorizer), { headers, query });
       const result = await this.track(this.handlers.connect(event));
       const status = result?.statusCode ?? 200;
       if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
     } catch (error) {
-      this.opts.log(`$connect failed: ${(error as Error).message}`);
-      // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
+      this.opts.log(`$connect failed: ${errorMessage(error)}`);
+      // An authorizer or $connect that throws: API Gateway answers 500 to the upgrade for both.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
     if (!this.server || socket.destroyed) {
@@ -297,17 +286,9 @@ export class LocalGateway {
     reason: string,
   ): Promise<void> {
     try {
-      await this.handlers.disconnect({
-        requestContext: {
-          ...this.baseContext(id, '$disconnect', 'DISCONNECT', connectedAt),
-          authorizer,
-          disconnectStatusCode: code,
-          disconnectReason: reason,
-        },
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent);
+      await this.handlers.disconnect(disconnectEvent(this.source(id, connectedAt, authorizer), code, reason));
     } catch (error) {
-      this.opts.log(`$disconnect failed for ${id}: ${(error as Error).message}`);
+      this.opts.log(`$disconnect failed for ${id}: ${errorMessage(error)}`);
     }
   }
 
@@ -331,14 +312,7 @@ export class LocalGateway {
       }
     }
     const handler = this.handlers.routes[routeKey];
-    const event = {
-      requestContext: {
-        ...this.baseContext(connection.id, routeKey, 'MESSAGE', connection.connectedAt),
-        authorizer: connection.authorizer,
-      },
-      body,
-      isBase64Encoded: isBinary,
-    } as unknown as WebSocketEvent;
+    const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
     // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
     // order the client sent its messages, which is what clients assume.
     connection.queue = connection.queue.then(async () => {
@@ -347,7 +321,7 @@ export class LocalGateway {
         const result = await handler(event);
         reply = result?.body;
       } catch (error) {
-        this.opts.log(`route ${routeKey} failed: ${(error as Error).message}`);
+        this.opts.log(`route ${routeKey} failed: ${errorMessage(error)}`);
         reply = JSON.stringify({
           message: 'Internal server error',
           connectionId: connection.id,

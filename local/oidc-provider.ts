@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** A user of the local provider. */
 export interface DemoUser {
@@ -204,11 +205,11 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<L
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const match = /^\/interaction\/([\w-]+)(?:\/(\w+))?$/.exec(new URL(req.url ?? '/', issuer).pathname);
     if (!match) return callback(req, res);
-    interaction(req, res, match[1], match[2]).catch((error: Error) => {
+    interaction(req, res, match[1], match[2]).catch((error: unknown) => {
       if (res.headersSent) return res.end();
       // An expired or unknown interaction: start the sign-in again from the dashboard.
       res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end(`Sign-in cannot continue (${error.message}). Go back to the dashboard and sign in again.\n`);
+      res.end(`Sign-in cannot continue (${errorMessage(error)}). Go back to the dashboard and sign in again.\n`);
     });
   });
 
@@ -243,8 +244,8 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((error: Error) => {
-    console.error(`oidc-provider: ${error.message}`);
+  main().catch((error: unknown) => {
+    console.error(`oidc-provider: ${errorMessage(error)}`);
     process.exit(1);
   });
 }

@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { mintToken } from '../lambdas/core/auth';
+import { errorMessage } from '../lambdas/core/errors';
 import { DEV_SECRET_FILE, devSecret } from './dev-secret';
 
 const USAGE = 'usage: npm run token -- --sub NAME --sites plant-a,plant-b [--ttl 1h] [--roles r1,r2] [--iss ISSUER] [--aud AUDIENCE]';
@@ -29,7 +30,7 @@ async function main(): Promise<number> {
       },
     }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
+    console.error(`${errorMessage(error)}\n${USAGE}`);
     return 2;
   }
   if (values.help) {
@@ -62,8 +63,8 @@ async function main(): Promise<number> {
 
 main().then(
   (code) => process.exit(code),
-  (error: Error) => {
-    console.error(`token: ${error.message}`);
+  (error: unknown) => {
+    console.error(`token: ${errorMessage(error)}`);
     process.exit(1);
   },
 );

@@ -4,6 +4,7 @@
  * with; it and the refresh token live in sessionStorage (this tab only, gone with it), never in
  * the URL. Tokens are refreshed ahead of expiry; a refresh the issuer refuses ends the session.
  */
+import { AppError, errorMessage } from '../../lambdas/core/errors';
 import { decodeToken } from '../../lambdas/core/token-claims';
 import type { AuthConfig } from './config';
 import { refreshDelayMs } from './token-status';
@@ -37,11 +38,8 @@ interface PendingSignIn {
 }
 
 /** The sign-in could not complete; the message says what happened. */
-class SignInError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'SignInError';
-  }
+class SignInError extends AppError {
+  override name = 'SignInError';
 }
 
 function listOf(value: unknown): string[] {
@@ -218,7 +216,7 @@ export class SignIn {
       const result = await oauth.processAuthorizationCodeResponse(server, client, response, { expectedNonce: pending.nonce, requireIdToken: true });
       this.store({ idToken: result.id_token!, refreshToken: result.refresh_token });
     } catch (error) {
-      throw new SignInError(`sign-in failed: ${(error as Error).message}`, { cause: error });
+      throw new SignInError(`sign-in failed: ${errorMessage(error)}`, { cause: error });
     }
   }
 

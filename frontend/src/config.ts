@@ -4,6 +4,7 @@
  * there; a `?token=` in the page URL (for scripts) is used instead, and taken out of the address
  * bar at once.
  */
+import { ConfigError } from '../../lambdas/core/errors';
 
 /** Where and how the page signs in (OpenID Connect, authorization code with PKCE). */
 export interface AuthConfig {
@@ -24,14 +25,6 @@ export interface DashboardConfig {
   readonly auth?: AuthConfig;
   /** A fixed token for `$connect`: the page URL's `?token=`, or config.json's (local test runtime). */
   readonly token?: string;
-}
-
-/** Raised when config.json is missing or malformed; the message says what to do. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
 }
 
 function authOf(value: unknown): AuthConfig | undefined {

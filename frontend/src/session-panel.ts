@@ -3,6 +3,7 @@
  * config.json names an issuer, else the fixed token (a script's `?token=`, taken out of the
  * address bar at once). Also says why the server refused a connection, and offers sign-in again.
  */
+import { errorMessage } from '../../lambdas/core/errors';
 import { decodeToken } from '../../lambdas/core/token-claims';
 import { SignIn, type SignedInUser } from './auth';
 import type { DashboardConfig } from './config';
@@ -119,7 +120,7 @@ export async function startSession(config: DashboardConfig, panel: SessionPanel)
   try {
     if (!(await signIn.start())) return undefined;
   } catch (error) {
-    panel.showNotice(`Not signed in: ${(error as Error).message}.`, again);
+    panel.showNotice(`Not signed in: ${errorMessage(error)}.`, again);
     return undefined;
   }
   const signOut = () => void signIn.signOut();

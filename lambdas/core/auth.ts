@@ -6,6 +6,7 @@
  * client, and be ID tokens (see {@link tokenUseProblem}).
  */
 import { SignJWT, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import { errorMessage } from './errors';
 import { decodeToken, tokenUseProblem, type TokenProblem } from './token-claims';
 
 /** How tokens are checked: `hs256` (shared secret), `jwks` (an OpenID Connect issuer) or `none` (every connection). */
@@ -118,7 +119,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       } catch (error) {
         const problem = problemOf(error);
         if (!problem) throw error;
-        return refusal(problem, (error as Error).message);
+        return refusal(problem, errorMessage(error));
       }
     },
   };

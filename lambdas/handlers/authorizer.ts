@@ -14,9 +14,11 @@ import {
   type TokenVerifier,
   type TokenVerifierOptions,
 } from '../core/auth';
+import { errorMessage } from '../core/errors';
 import type { Log } from '../core/ports';
 import { ENV } from '../config/env-names';
-import { ConfigError, optionalEnv, requireEnv } from '../config/config';
+import { optionalEnv, requireEnv } from '../config/config';
+import { ConfigError } from '../core/errors';
 import { defaultLogger, lazy } from './defaults';
 
 /**
@@ -46,7 +48,7 @@ export function createAuthorizerHandler(deps: { verifier: TokenVerifier; log: Lo
       result = await deps.verifier.verify(tokenOf(event));
     } catch (error) {
       // The key set or secret could not be fetched: not the caller's fault, but nobody gets in.
-      deps.log.error('token check failed', { error: (error as Error).message });
+      deps.log.error('token check failed', { error: errorMessage(error) });
       return policy('anonymous', 'Deny', event.methodArn);
     }
     if (!result.ok) {

@@ -10,7 +10,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { LocalRuntime } from '../../local/runtime';
 import { launchChromium } from './helpers/browser';
 import { logIn, startProviderProcess, type ProviderProcess } from './helpers/oidc';
-import { reading } from './helpers/records';
+import { deviceRecord } from '../support/records';
 import { startRuntime } from './helpers/runtime';
 
 jest.setTimeout(120_000);
@@ -79,14 +79,14 @@ describe('signing in at the local provider', () => {
     await expect(page.getByTestId('signed-in-sites').textContent()).resolves.toBe('all sites');
     // No code, state or token is left in the address bar or history.
     expect(page.url()).toBe(runtime.dashboardUrl);
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-101', { temperature: 70 }) }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-101', { metrics: { temperature: 70 } }) }]);
     await page.locator('[data-testid="device-row"][data-device-id="pump-101"]').waitFor();
 
     await page.reload();
     await connected(page);
     expect(page.url()).toBe(runtime.dashboardUrl);
     await expect(page.getByTestId('signed-in-user').textContent()).resolves.toBe('Administrator');
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-102', { temperature: 71 }) }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-102', { metrics: { temperature: 71 } }) }]);
     await page.locator('[data-testid="device-row"][data-device-id="pump-102"]').waitFor();
     await context.close();
   });
@@ -95,7 +95,7 @@ describe('signing in at the local provider', () => {
     const { context, page } = await signedInPage('operator-a');
     await expect(page.getByTestId('signed-in-user').textContent()).resolves.toBe('Operator A');
     await expect(page.getByTestId('signed-in-sites').textContent()).resolves.toBe('sites: plant-a');
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-201', { temperature: 60 }, { location: 'plant-a/line-2' }) }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-201', { metrics: { temperature: 60 }, location: 'plant-a/line-2' }) }]);
     await page.locator('[data-testid="device-row"][data-device-id="pump-201"]').waitFor();
     await page.getByTestId('sign-out').click();
     await page.waitForURL((url) => url.href.startsWith(provider.issuer));
@@ -173,7 +173,7 @@ describe('a token lifetime of seconds', () => {
     // 20 s of readings, one every 250 ms, across three or more refreshes of a 6 s token.
     const sent = 80;
     for (let i = 0; i < sent; i++) {
-      await runtime.publish([{ topic: 'device-data', value: reading('meter-001', { sequence: i }, { location: 'plant-a/line-9' }) }]);
+      await runtime.publish([{ topic: 'device-data', value: deviceRecord('meter-001', { metrics: { sequence: i }, location: 'plant-a/line-9' }) }]);
       tokens.add(await tokenAt());
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
