@@ -3,7 +3,9 @@
  * invokes, with events of the same shape, routed on `$request.body.action`, and the `@connections`
  * Management API (POST, GET, DELETE) over HTTP on the same port, so the Lambdas' real SDK client
  * posts to it. API Gateway's limits are enforced: 128 KB messages (larger ones close the socket
- * with 1009), the 10-minute idle timeout and the 2-hour connection limit.
+ * with 1009), the 10-minute idle timeout and the 2-hour connection limit. Asked to, the Management
+ * API behaves as over the network on AWS: each call answers after a round trip, and posts beyond
+ * the account quota are refused with 429.
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -45,7 +47,20 @@ export interface GatewayOptions {
   maxConnectionMs?: number;
   /** Largest message in either direction. Default 128 KB. */
   maxMessageBytes?: number;
+  /** Each Management API call answers after about this many ms (±50 %, uniform). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * Posts a second across all connections before 429 (`LimitExceededException`), as API
+   * Gateway's account quota: a token bucket holding one second's worth. Default 0: no quota.
+   */
+  postQuota?: number;
   log?: (line: string) => void;
+}
+
+/** Management API calls refused and made, for benchmarks and tests. */
+export interface ManagementStats {
+  posts: number;
+  throttled: number;
 }
 
 interface Connection {
@@ -91,6 +106,10 @@ export class LocalGateway {
   private readonly opts: Required<Omit<GatewayOptions, 'log'>> & { log: (line: string) => void };
   private boundPort = 0;
   private readonly apiId = 'local';
+  private quotaTokens = 0;
+  private quotaAt = 0;
+  /** Management API posts answered, and refused with 429. */
+  readonly managementStats: ManagementStats = { posts: 0, throttled: 0 };
 
   constructor(
     private readonly handlers: GatewayHandlers,
@@ -104,8 +123,23 @@ export class LocalGateway {
       idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_SECONDS * 1000,
       maxConnectionMs: options.maxConnectionMs ?? MAX_CONNECTION_SECONDS * 1000,
       maxMessageBytes: options.maxMessageBytes ?? LIMITS.maxMessageBytes,
+      postLatencyMs: options.postLatencyMs ?? 0,
+      postQuota: options.postQuota ?? 0,
       log: options.log ?? (() => {}),
     };
+    this.quotaTokens = this.opts.postQuota;
+  }
+
+  /** True when a post fits the quota now (and takes its token). */
+  private admitPost(): boolean {
+    const quota = this.opts.postQuota;
+    if (quota <= 0) return true;
+    const now = performance.now();
+    this.quotaTokens = Math.min(quota, this.quotaTokens + ((now - this.quotaAt) * quota) / 1000);
+    this.quotaAt = now;
+    if (this.quotaTokens < 1) return false;
+    this.quotaTokens--;
+    return true;
   }
 
   /** ws://host:port */
@@ -336,13 +370,28 @@ export class LocalGateway {
   private onHttp(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^(?:\/[^/]+)?\/@connections\/([^/]+)$/.exec(url.pathname);
-    const send = (status: number, body?: unknown, errorType?: string) => {
+    const latency = this.opts.postLatencyMs;
+    // `effect` happens when the call is answered: with latency, a post reaches its client then.
+    const send = (status: number, body?: unknown, errorType?: string, effect?: () => void) => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (errorType) headers['x-amzn-errortype'] = errorType;
-      res.writeHead(status, headers);
-      res.end(body === undefined ? undefined : JSON.stringify(body));
+      const answer = () => {
+        effect?.();
+        res.writeHead(status, headers);
+        res.end(body === undefined ? undefined : JSON.stringify(body));
+      };
+      if (latency > 0) setTimeout(answer, latency * (0.5 + Math.random()));
+      else answer();
     };
     if (!match) return send(404, { message: 'Not Found' });
+    if (req.method === 'POST') {
+      if (!this.admitPost()) {
+        this.managementStats.throttled++;
+        req.resume();
+        return send(429, { message: 'Too Many Requests' }, 'LimitExceededException');
+      }
+      this.managementStats.posts++;
+    }
     let id: string;
     try {
       id = decodeURIComponent(match[1]);
@@ -364,8 +413,10 @@ export class LocalGateway {
       }
       if (req.method === 'POST') {
         if (tooLarge) return send(413, { message: 'Message too long' }, 'PayloadTooLargeException');
-        connection.ws.send(Buffer.concat(chunks), { binary: false });
-        return send(200);
+        const data = Buffer.concat(chunks);
+        return send(200, undefined, undefined, () => {
+          if (connection.ws.readyState === connection.ws.OPEN) connection.ws.send(data, { binary: false });
+        });
       }
       if (req.method === 'GET') {
         return send(200, {
@@ -375,8 +426,7 @@ export class LocalGateway {
         });
       }
       if (req.method === 'DELETE') {
-        connection.ws.close(1000, 'Closed by server');
-        return send(204);
+        return send(204, undefined, undefined, () => connection.ws.close(1000, 'Closed by server'));
       }
       return send(405, { message: 'Method Not Allowed' });
     });
