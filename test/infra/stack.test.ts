@@ -132,7 +132,7 @@ describe('Lambdas', () => {
     [FUNCTIONS.unsubscribe, tableEnv],
     [FUNCTIONS.ping, [ENV.metricsTable]],
     [FUNCTIONS.default, [ENV.metricsTable]],
-    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency]],
+    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwksUrl, ENV.jwtIssuer, ENV.jwtAudience, ENV.sitesClaim]],
