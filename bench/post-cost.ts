@@ -9,6 +9,7 @@
  * batch-cost bench's subject, not this one's.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { performance as perfHooks } from 'node:perf_hooks';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -52,6 +53,13 @@ interface BatchWall {
   poster: 'lean' | 'sdk';
   wallMs: number;
   cpuMs: number;
+  /**
+   * Share of the wall time the event loop was not waiting for I/O or timers. Near 1 with CPU far
+   * below wall means the process was ready to run but had no core: the machine's load, not I/O.
+   */
+  eventLoopBusy: number;
+  /** CPU time of the sink (the Management API stand-in, another process) during the batch. */
+  sinkCpuMs: number;
   posts: number;
   messages: number;
 }
@@ -79,6 +87,14 @@ function startSink(latencyMs: number): Promise<{ url: string; child: ChildProces
     const child = fork(__filename, ['--sink', String(latencyMs)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.once('message', (message: { port: number }) => resolve({ url: `http://127.0.0.1:${message.port}/bench`, child }));
     child.once('exit', (code) => reject(new Error(`post sink exited with ${code}`)));
+  });
+}
+
+/** The sink's CPU time so far, in ms, asked over IPC. */
+function sinkCpuMs(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    child.once('message', (message: { cpuMs: number }) => resolve(message.cpuMs));
+    child.send('cpu');
   });
 }
 
@@ -198,22 +214,31 @@ export async function runPostCostBench(options: PostCostOptions = {}): Promise<P
         // The first batch opens the sockets, as a cold container's would; the second is measured.
         let last: BatchWall | undefined;
         for (let i = 0; i < 2; i++) {
+          const sinkBefore = await sinkCpuMs(slow.child);
+          const eluBefore = perfHooks.eventLoopUtilization();
           const before = process.cpuUsage();
           const started = performance.now();
           const { report } = await processStreamEvent(batchEvent(100), { index, poster, removeConnection: async () => undefined });
           const used = process.cpuUsage(before);
+          const elu = perfHooks.eventLoopUtilization(eluBefore);
+          const sinkUsed = (await sinkCpuMs(slow.child)) - sinkBefore;
           if (report.failed || report.stale) throw new Error(`batch to ${connections}: ${report.failed} failed, ${report.stale} stale`);
           last = {
             connections,
             poster: kind,
             wallMs: round(performance.now() - started, 1),
             cpuMs: round((used.user + used.system) / 1000, 1),
+            eventLoopBusy: round(elu.utilization, 2),
+            sinkCpuMs: round(sinkUsed, 1),
             posts: report.posts,
             messages: report.messages,
           };
         }
         batches.push(last!);
-        log(`post-cost: one batch to ${connections} connections at ${latency} ms (${kind}): ${last!.wallMs} ms wall, ${last!.cpuMs} ms CPU`);
+        log(
+          `post-cost: one batch to ${connections} connections at ${latency} ms (${kind}): ${last!.wallMs} ms wall, ${last!.cpuMs} ms CPU, ` +
+            `event loop busy ${last!.eventLoopBusy}, sink ${last!.sinkCpuMs} ms CPU`,
+        );
         if (poster instanceof SignedPoster) await poster.destroy();
         client.destroy();
       }
@@ -250,6 +275,10 @@ if (process.argv[2] === '--sink') {
   });
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as AddressInfo).port }));
+  process.on('message', () => {
+    const used = process.cpuUsage();
+    process.send!({ cpuMs: (used.user + used.system) / 1000 });
+  });
   process.on('disconnect', () => process.exit(0));
 } else if (require.main === module) {
   runPostCostBench({ log: (line) => console.log(line), ...(process.argv.includes('--quick') ? { posts: 500, rounds: 3 } : {}) }).then(

@@ -360,9 +360,12 @@ export function toMarkdown(results: BenchResults): string {
       `One 100-record batch through processStreamEvent to connections that all want it, each post answered after ~${pc.postLatencyMs} ms ` +
         `(load average ${pc.loadAverage.join(' → ')} on ${results.machine.cores} cores: wall time is CPU time over the share of a core the process gets):`,
       '',
-      '| Connections | Poster | wall ms | CPU ms | posts | messages built |',
-      '| --- | --- | --- | --- | --- | --- |',
-      ...pc.batches.map((b) => `| ${fmt(b.connections)} | ${b.poster} | ${fmt(b.wallMs)} | ${fmt(b.cpuMs)} | ${fmt(b.posts)} | ${fmt(b.messages)} |`),
+      '| Connections | Poster | wall ms | CPU ms | event loop busy | sink CPU ms | posts | messages built |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...pc.batches.map(
+        (b) =>
+          `| ${fmt(b.connections)} | ${b.poster} | ${fmt(b.wallMs)} | ${fmt(b.cpuMs)} | ${fmt(b.eventLoopBusy)} | ${fmt(b.sinkCpuMs)} | ${fmt(b.posts)} | ${fmt(b.messages)} |`,
+      ),
       '',
     );
   }
