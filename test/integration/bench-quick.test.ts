@@ -75,6 +75,12 @@ describe('npm run bench -- --quick', () => {
     expect(pc.batches.map((b) => b.poster).sort()).toEqual(['lean', 'sdk']);
     // Every connection wants the same records: one message serves them all.
     for (const batch of pc.batches) expect(batch).toMatchObject({ posts: batch.connections, messages: 1 });
+    for (const batch of pc.batches) for (const name of ['eventLoopBusy', 'sinkCpuMs'] as const) expectNumber(batch[name], `postCost batch ${name}`);
+  });
+
+  it('opens clients at 500/s with dynalite in its own process and, as the baseline, in the runtime', () => {
+    expect(results.connectRate).toMatchObject({ dynalite: 'process', failed: 0 });
+    expect(results.connectRateBaseline).toMatchObject({ dynalite: 'inline', failed: 0 });
   });
 
   it('runs the issue 12 scenarios, with pacing under the quota reporting its figures', () => {
