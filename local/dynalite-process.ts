@@ -77,6 +77,9 @@ async function runChild(port: number, host: string): Promise<void> {
     const { endpoint } = await startDynalite(port, host);
     // dynalite holds its tables in memory: nothing to flush, so the child just ends.
     process.once('disconnect', () => process.exit(0));
+    // Ctrl-C reaches the whole process group: the parent still needs dynalite while it stops
+    // (each open connection's $disconnect), and ends it when done.
+    process.on('SIGINT', () => {});
     process.send?.({ endpoint } satisfies ChildMessage);
   } catch (error) {
     process.send?.({ error: errorMessage(error), code: (error as NodeJS.ErrnoException).code } satisfies ChildMessage);
