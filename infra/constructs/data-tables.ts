@@ -21,7 +21,7 @@ export interface DataTablesProps {
 export class DataTables extends Construct {
   /** Connections: partition key `connectionId`, TTL `expiresAt`. */
   public readonly connections: dynamodb.TableV2;
-  /** Subscription index: `pk` index key, `sk` connection#subscription, TTL `expiresAt`. */
+  /** Subscription index: `pk` index key, `sk` shard, TTL `expiresAt` (of the whole bucket item). */
   public readonly subscriptions: dynamodb.TableV2;
   /** Aggregated metrics: `pk` family, `sk` shard. */
   public readonly metrics: dynamodb.TableV2;
@@ -44,6 +44,7 @@ export class DataTables extends Construct {
       ...common,
       partitionKey: str(SUBSCRIPTIONS_TABLE.partitionKey),
       sortKey: str(SUBSCRIPTIONS_TABLE.sortKey),
+      timeToLiveAttribute: SUBSCRIPTIONS_TABLE.ttlAttribute,
     });
     this.metrics = new dynamodb.TableV2(this, 'Metrics', {
       ...common,

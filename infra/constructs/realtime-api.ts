@@ -101,12 +101,13 @@ export class RealtimeApi extends Construct {
         .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
         .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
     }
-    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
-    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
-      ENV.metricsTable,
-      tables.metrics,
-      'readWrite',
-    );
+    // ping and $default read and write the connections table only for the per-connection rate limit.
+    const ping = fn('ping', 'WebSocket ping route: answers pong')
+      .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
+      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame')
+      .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
+      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
     this.routeFunctions = {
       $connect: connect,
       $disconnect: disconnect,

@@ -21,7 +21,7 @@ import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/c
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
 import type { WebSocketEvent } from '../../lambdas/handlers/types';
-import { noStores } from '../../lambdas/handlers/defaults';
+import { noIndex } from '../../lambdas/handlers/defaults';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
 import connectEvent from '../fixtures/apigw/connect.json';
 import disconnectEvent from '../fixtures/apigw/disconnect.json';
@@ -55,7 +55,7 @@ describe('route handlers on dynalite', () => {
   it('$connect stores the connection with the subject and sites from the authorizer context', async () => {
     expect(await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent)).toEqual({ statusCode: 200 });
     const item = await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=');
-    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', sub: 'operator-7', sites: ['plant-a'], subscriptions: {} });
+    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', sub: 'operator-7', sites: ['plant-a'], subscriptions: new Map() });
   });
 
   it('subscribe answers with the normalised filter as the route response', async () => {
@@ -64,7 +64,7 @@ describe('route handlers on dynalite', () => {
     expect(JSON.parse(result.body!)).toEqual({
       type: 'subscribed',
       id: 's1',
-      filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'] },
+      filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'], sites: ['plant-a'] },
     });
     const found = await deps.sessions.index.lookup(['l#plant-a/line-2']);
     expect(found.get('l#plant-a/line-2')).toHaveLength(1);
@@ -76,8 +76,8 @@ describe('route handlers on dynalite', () => {
     expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
   });
 
-  it('ping and $default answer without table access, as their functions have none', async () => {
-    const tableless = createMessageHandler({ ...deps, sessions: noStores('$default') });
+  it('ping and $default answer without index access, as their functions have none', async () => {
+    const tableless = createMessageHandler({ ...deps, sessions: { connections: deps.sessions.connections, index: noIndex('$default') } });
     const ping = await tableless({ ...subscribeEvent, body: '{"action":"ping"}' } as unknown as WebSocketEvent);
     expect(JSON.parse(ping.body!)).toMatchObject({ type: 'pong' });
     const unknown = await tableless({ ...subscribeEvent, body: '{"action":"publish"}' } as unknown as WebSocketEvent);
@@ -101,7 +101,7 @@ describe('subscription index buckets on dynalite', () => {
   let doc: ReturnType<typeof createDocumentClient>;
   let clock = Date.now();
   let index: DynamoSubscriptionIndex;
-  const filter = { types: ['device_data' as const], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [] };
+  const filter = { types: ['device_data' as const], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] };
 
   beforeAll(async () => {
     dynamo = await startDynalite();
