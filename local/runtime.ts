@@ -45,8 +45,15 @@ export interface LocalRuntimeOptions {
   host?: string;
   /** Host name in the URLs handed out. Default localhost. */
   urlHost?: string;
+  /**
+   * Host names the dashboard server and the WebSocket upgrade accept in `Host` and `Origin`.
+   * Default the loopback names (see ./gateway.ts `LOOPBACK_HOSTS`).
+   */
+  allowedHosts?: readonly string[];
   /** `dev` mints an HS256 token at start and requires it; `none` accepts every connection. Default dev. */
   auth?: 'dev' | 'none';
+  /** The HS256 secret. Default: 32 random bytes for this run. */
+  jwtSecret?: string;
   /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
   simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
   /** Read records from Kafka through the local MSK event source instead of feeding them directly. */
@@ -143,7 +150,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
     const sessions = { connections, index };
 
-    const secret = randomBytes(32).toString('hex');
+    const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
     const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer', sites: ['*'] }) : undefined;
     const verifier = createTokenVerifier(auth === 'dev' ? { mode: 'hs256', secret } : { mode: 'none' });
@@ -167,6 +174,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
+        allowedHosts: options.allowedHosts,
         log: options.log,
       },
     );
@@ -205,7 +213,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+      const tables = [
+        { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
+        { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
+      ];
+      Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -269,6 +281,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       config: () => ({ wsUrl: gateway.url, ...(token ? { token } : {}) }),
       metrics: async () => metricsStore.read(),
       health: healthChecks,
+      allowedHosts: options.allowedHosts,
     });
     stops.push(() => dashboard.close());
 
