@@ -246,15 +246,15 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex, CallCounter {
         }
       });
       const entriesExpression = `${valueOf ? 'SET' : 'REMOVE'} ${parts.join(', ')}`;
-      const send = (key: Bucket, expression: string, extra: Record<string, unknown> = {}, returnOverflow = false) => {
+      const send = (key: Bucket, expression: string, extra: Record<string, unknown> = {}, returnOverflow = false, withEntries = true) => {
         this.calls++;
-        const allValues = { ...values, ...extra };
+        const allValues = { ...(withEntries ? values : {}), ...extra };
         return this.doc.send(
           new UpdateCommand({
             TableName: this.tableName,
             Key: key,
             UpdateExpression: expression,
-            ExpressionAttributeNames: { ...names, ...(returnOverflow ? { '#o': 'o' } : {}) },
+            ExpressionAttributeNames: { ...(withEntries ? names : {}), ...(returnOverflow ? { '#o': 'o' } : {}) },
             ...(Object.keys(allValues).length ? { ExpressionAttributeValues: allValues } : {}),
             ...(returnOverflow ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
           }),
@@ -275,7 +275,7 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex, CallCounter {
       } catch (error) {
         if (!isItemTooLarge(error)) throw error;
       }
-      const touched = await send(bucket, `SET ${base}`, baseValues, true);
+      const touched = await send(bucket, `SET ${base}`, baseValues, true, false);
       const spilled = overflowOf(touched);
       for (let k = Math.max(1, spilled); k <= MAX_OVERFLOW; k++) {
         if (k > spilled) {
