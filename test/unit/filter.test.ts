@@ -171,7 +171,7 @@ describe('filter properties', () => {
 
 describe('sites', () => {
   // Records of these tests are at locations `a`, `b`, `c`: each its own site.
-  const sitesArb: fc.Arbitrary<string[]> = fc.oneof(fc.constant(['*']), fc.subarray(['a', 'b', 'x']));
+  const sitesArb: fc.Arbitrary<string[]> = fc.oneof(fc.constant<string[]>(['*']), fc.subarray(['a', 'b', 'x']));
 
   it('a narrowed filter matches exactly what the filter matches within the allowed sites', () => {
     fc.assert(
