@@ -31,9 +31,18 @@ function decode(stored: StoredConnection | undefined): ConnectionItem | undefine
   };
 }
 
+/** Connections whose bucket times this instance remembers; the oldest are forgotten first. */
+const REMEMBERED_BUCKETS = 10_000;
+
 /** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
 export class DynamoConnectionStore implements ConnectionStore, CallCounter {
   calls = 0;
+  /**
+   * The latest bucket time seen per connection and bucket. A bucket's time only moves forward
+   * while it is busy, so a request that this time already refuses is refused without a request:
+   * a flood costs this instance about one write per refill, not one per message.
+   */
+  private readonly bucketTimes = new Map<string, number>();
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -103,6 +112,15 @@ export class DynamoConnectionStore implements ConnectionStore, CallCounter {
    * write, so concurrent messages of a connection cannot take more than the bucket holds.
    */
   async take(connectionId: string, rule: RateRule, now: number): Promise<'ok' | 'limited' | 'gone'> {
+    const key = `${rule.bucket}\n${connectionId}`;
+    const known = this.bucketTimes.get(key);
+    if (known !== undefined && known - now > rule.burstMs - rule.costMs) return 'limited';
+    const remember = (time: unknown) => {
+      if (typeof time !== 'number') return;
+      this.bucketTimes.delete(key);
+      this.bucketTimes.set(key, time);
+      if (this.bucketTimes.size > REMEMBERED_BUCKETS) this.bucketTimes.delete(this.bucketTimes.keys().next().value!);
+    };
     const names = { '#b': BUCKET_ATTRIBUTE[rule.bucket] };
     const busy = () =>
       this.conditionalUpdate({
@@ -124,8 +142,24 @@ export class DynamoConnectionStore implements ConnectionStore, CallCounter {
         ExpressionAttributeValues: { ':next': now + rule.costMs, ':now': now },
       });
     // The second busy try covers a concurrent message that restarted an idle bucket meanwhile.
-    if ((await busy()) || (await idle()) || (await busy())) return 'ok';
-    return (await this.exists(connectionId)) ? 'limited' : 'gone';
+    const taken = (await busy()) || (await idle()) || (await busy());
+    if (taken) {
+      remember(taken.Attributes?.[names['#b']]);
+      return 'ok';
+    }
+    this.calls++;
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { connectionId },
+        ProjectionExpression: 'connectionId, #b',
+        ExpressionAttributeNames: names,
+        ConsistentRead: true,
+      }),
+    );
+    if (!out.Item) return 'gone';
+    remember(out.Item[names['#b']]);
+    return 'limited';
   }
 
   async delete(connectionId: string): Promise<ConnectionItem | undefined> {
@@ -136,11 +170,11 @@ export class DynamoConnectionStore implements ConnectionStore, CallCounter {
     return decode(out.Attributes as StoredConnection | undefined);
   }
 
-  private async conditionalUpdate(input: ConstructorParameters<typeof UpdateCommand>[0]): Promise<boolean> {
+  /** An update with `ReturnValues: UPDATED_NEW`: its output, or false when its condition failed. */
+  private async conditionalUpdate(input: ConstructorParameters<typeof UpdateCommand>[0]) {
     this.calls++;
     try {
-      await this.doc.send(new UpdateCommand(input));
-      return true;
+      return await this.doc.send(new UpdateCommand({ ...input, ReturnValues: 'UPDATED_NEW' }));
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
