@@ -120,7 +120,8 @@ async function main(): Promise<void> {
         inFlight.add(cycle);
         void cycle.finally(() => inFlight.delete(cycle));
         cycles++;
-        await sleep(intervalMs);
+        // Paced by the clock, not by the sleeps, so that timer drift does not lower the rate.
+        await sleep(Math.max(0, started + cycles * intervalMs - Date.now()));
       }
       await Promise.all(inFlight);
       await runtime.gateway.settle();

@@ -291,6 +291,25 @@ describe('connections counted right', () => {
   }, 120_000);
 });
 
+describe('slow readers', () => {
+  it('cuts off a client that stops reading once its buffer passes the bound, and keeps serving the others', async () => {
+    const reader = await connectAs('*');
+    const stalled = await connectAs('*');
+    await reader.subscribe('all', { deviceIds: ['flood'] });
+    await stalled.subscribe('all', { deviceIds: ['flood'] });
+    (stalled.ws as unknown as { _socket: net.Socket })._socket.pause();
+    const before = runtime.totals.stale;
+    const padding = 'x'.repeat(900);
+    for (let batch = 0; batch < 40 && runtime.totals.stale === before; batch++) {
+      await runtime.publish(Array.from({ length: 200 }, () => ({ topic: 'alerts', value: alertRecord('flood', 'info', { message: padding }) })));
+    }
+    expect(runtime.totals.stale).toBe(before + 1);
+    await reader.barrier();
+    expect(reader.recordsOf('flood').length).toBeGreaterThan(0);
+    expect(runtime.gateway.connectionCount).toBe(1);
+  }, 120_000);
+});
+
 describe('local only', () => {
   it('refuses upgrades with a foreign Host or Origin, and config.json to a foreign Host', async () => {
     const token = runtime.token!;
