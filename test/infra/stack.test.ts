@@ -117,8 +117,9 @@ describe('Lambdas', () => {
     [FUNCTIONS.disconnect, tableEnv],
     [FUNCTIONS.subscribe, tableEnv],
     [FUNCTIONS.unsubscribe, tableEnv],
-    [FUNCTIONS.ping, [ENV.metricsTable]],
-    [FUNCTIONS.default, [ENV.metricsTable]],
+    // The connections table for the per-connection rate limit.
+    [FUNCTIONS.ping, [ENV.connectionsTable, ENV.metricsTable]],
+    [FUNCTIONS.default, [ENV.connectionsTable, ENV.metricsTable]],
     [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency]],
     [FUNCTIONS.metrics, [ENV.connectionsTable, ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [...tableEnv, ENV.callbackUrl]],
@@ -145,8 +146,8 @@ describe('least privilege', () => {
   it.each([
     [FUNCTIONS.connect, ['TablesConnections', 'TablesMetrics']],
     [FUNCTIONS.disconnect, ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics']],
-    [FUNCTIONS.ping, ['TablesMetrics']],
-    [FUNCTIONS.default, ['TablesMetrics']],
+    [FUNCTIONS.ping, ['TablesConnections', 'TablesMetrics']],
+    [FUNCTIONS.default, ['TablesConnections', 'TablesMetrics']],
     [FUNCTIONS.authorizer, []],
     [FUNCTIONS.metrics, ['TablesConnections', 'TablesMetrics']],
   ])('%s touches only its tables', (prefix, tables) => {
@@ -236,8 +237,8 @@ describe('Kafka event source', () => {
 describe('DynamoDB tables', () => {
   it.each([
     ['TablesConnections', [{ AttributeName: 'connectionId', KeyType: 'HASH' }], 'expiresAt'],
-    // Subscription buckets are shared by many connections: entries expire one by one, not by TTL.
-    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
+    // Entries expire one by one; a whole bucket by TTL once no live connection writes to it.
+    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], 'expiresAt'],
     ['TablesMetrics', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
   ])('%s: keys, on demand, PITR, TTL, no secondary indexes', (prefix, keySchema, ttl) => {
     const props = resources[idOf('AWS::DynamoDB::GlobalTable', prefix)]!.Properties;
