@@ -75,7 +75,7 @@ export function hostAllowed(host: string | undefined, allowed: readonly string[]
 }
 
 /** Whether an `Origin` header is absent (not a browser) or names one of `allowed`. */
-export function originAllowed(origin: string | undefined, allowed: readonly string[]): boolean {
+function originAllowed(origin: string | undefined, allowed: readonly string[]): boolean {
   if (origin === undefined) return true;
   try {
     return allowed.includes(new URL(origin).hostname);

@@ -65,7 +65,7 @@ export interface IndexedFilter extends NormalisedFilter {
 const HASH_ABOVE_BYTES = 512;
 
 /** The short stand-in of a name in a hashed filter: FNV-1a in base 36 (at most 7 characters). */
-export function hashName(name: string): string {
+function hashName(name: string): string {
   return fnv1a(name).toString(36);
 }
 

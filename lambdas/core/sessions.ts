@@ -93,7 +93,7 @@ function newSubscriptionId(): string {
 }
 
 /** The token buckets of {@link LIMITS}, as rules for {@link ConnectionStore.take}. */
-export const RATE_RULES = {
+const RATE_RULES = {
   messages: {
     bucket: 'messages',
     costMs: 1000 / LIMITS.messagesPerSecond,
