@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { parseServerFrame, unpackFrame, type Filter } from '../lambdas/core/protocol';
 import { LatencyHistogram } from './stats';
 import { fnv1a } from './workload';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Commands from the harness. */
 export type WorkerCommand =
@@ -125,7 +126,7 @@ async function connectAll(command: Extract<WorkerCommand, { cmd: 'connect' }>): 
         ok++;
       } catch (error) {
         failed++;
-        firstError ??= (error as Error).message;
+        firstError ??= errorMessage(error);
       }
     }
   };

@@ -76,7 +76,7 @@ export interface DesignResult {
   /** Deliveries the filters call for, over every record produced. */
   expectedDeliveries: number;
   postsPerDelivery: number;
-  /** DynamoDB requests of the stream handler per batch (index Queries for the fan-out, Scan pages for the naive). */
+  /** DynamoDB requests of the stream handler per batch (index BatchGetItems for the fan-out, Scan pages for the naive). */
   dynamoCallsPerBatch: number;
   framesPerClient: number;
   bytesPerClient: number;
@@ -257,7 +257,6 @@ interface PhaseContext {
   runtime: LocalRuntime;
   processes: ClientProcess[];
   specs: Map<number, ClientSpec>;
-  connected: number;
 }
 
 async function runPhase(
@@ -434,7 +433,7 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
     for (const report of reports) for (const tally of report.clients) specs.set(tally.index, clients[tally.index]);
     const rssAfterConnectMB = Math.round(process.memoryUsage().rss / 2 ** 20);
 
-    const ctx: PhaseContext = { runtime, processes, specs, connected: ok };
+    const ctx: PhaseContext = { runtime, processes, specs };
     const phaseOptions = { rate: options.rate, durationS, windowMs, maxBatch, naiveGraceS: options.naiveGraceS ?? 5, devices };
     log(`${name}: fan-out, ${options.rate} records/s for ${durationS} s`);
     const fanout = await runPhase('fanout', ctx, phaseOptions);

@@ -22,6 +22,7 @@ import { machine, type DesignResult, type FanoutScenarioResult } from './fanout'
 import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Parsed command line. */
 export interface BenchOptions {
@@ -358,7 +359,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
         });
       } catch (error) {
         // A part that fails is reported with the others' figures, and the run exits non-zero.
-        results.skipped.push(`browser bench FAILED: ${(error as Error).message.split('\n')[0]}`);
+        results.skipped.push(`browser bench FAILED: ${errorMessage(error).split('\n')[0]}`);
         process.exitCode = 1;
       }
     }
@@ -373,7 +374,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       try {
         results.kafka = await runKafkaLatencyBench({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
       } catch (error) {
-        results.skipped.push(`Kafka latency bench FAILED against ${brokers}: ${(error as Error).message.split('\n')[0]}`);
+        results.skipped.push(`Kafka latency bench FAILED against ${brokers}: ${errorMessage(error).split('\n')[0]}`);
         process.exitCode = 1;
       }
     }
@@ -401,7 +402,7 @@ if (require.main === module) {
   try {
     options = parseOptions(process.argv.slice(2));
   } catch (error) {
-    console.error(`bench: ${(error as Error).message}`);
+    console.error(`bench: ${errorMessage(error)}`);
     process.exit(2);
   }
   runBench(options).then(

@@ -4,6 +4,7 @@
  * what to set. Constructs receive these typed values; none of them reads context itself.
  */
 import type { Node } from 'constructs';
+import { ConfigError } from '../lambdas/core/errors';
 import { HANDLER_NAMES, type HandlerName } from './lambda-bundling';
 
 /** Where the stream Lambda reads Kafka from. */
@@ -125,14 +126,6 @@ export interface DeployConfig {
   readonly streamIdleMinutes: number;
   /** Context `alarmOkActions`: also notify when an alarm returns to OK. Default false. */
   readonly alarmOkActions: boolean;
-}
-
-/** Thrown when a context value is missing or invalid; the message names the key to set. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
 }
 
 /** A source of context values: a construct node, or a plain record in tests. */

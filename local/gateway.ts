@@ -10,7 +10,7 @@
  * the Management API answers loopback peers only, under a random path segment made at each start
  * (as a stage name is), so that another local process cannot post to or close a connection.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,6 +19,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS } from '../lambdas/config/tables';
 import { LIMITS } from '../lambdas/core/protocol';
 import type { WebSocketEvent, WebSocketResult } from '../lambdas/handlers/types';
+import { errorMessage } from '../lambdas/core/errors';
+import { connectEvent, disconnectEvent, messageEvent, wsRequestContext, type WsEventSource } from './apigw-events';
 
 type RouteHandler = (event: WebSocketEvent) => Promise<WebSocketResult | void>;
 
@@ -237,22 +239,14 @@ export class LocalGateway {
     return promise;
   }
 
-  private baseContext(connectionId: string, routeKey: string, eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT', connectedAt: number) {
-    const now = Date.now();
+  private source(connectionId: string, connectedAt: number, authorizer?: Record<string, unknown>): WsEventSource {
     return {
-      routeKey,
-      eventType,
-      messageId: eventType === 'MESSAGE' ? randomBytes(8).toString('base64') : undefined,
-      extendedRequestId: randomUUID(),
-      requestTime: new Date(now).toUTCString(),
-      messageDirection: 'IN' as const,
+      apiId: this.apiId,
       stage: this.opts.stage,
-      connectedAt,
-      requestTimeEpoch: now,
-      requestId: randomUUID(),
       domainName: `${this.opts.urlHost}:${this.boundPort}`,
       connectionId,
-      apiId: this.apiId,
+      connectedAt,
+      ...(authorizer ? { authorizer } : {}),
     };
   }
 
@@ -287,25 +281,20 @@ export class LocalGateway {
             multiValueQueryStringParameters: {},
             pathParameters: {},
             stageVariables: {},
-            requestContext: this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt) as never,
+            requestContext: wsRequestContext(this.source(connectionId, connectedAt), '$connect', 'CONNECT') as never,
           }),
         );
         const allowed = result.policyDocument.Statement.some((s) => 'Effect' in s && s.Effect === 'Allow');
         if (!allowed) return rejectUpgrade(socket, 403, 'Forbidden');
         authorizer = { ...(result.context ?? {}), principalId: result.principalId };
       }
-      const event = {
-        requestContext: { ...this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt), authorizer },
-        headers,
-        queryStringParameters: Object.keys(query).length ? query : undefined,
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent;
+      const event = connectEvent(this.source(connectionId, connectedAt, authorizer), { headers, query });
       const result = await this.track(this.handlers.connect(event));
       const status = result?.statusCode ?? 200;
       if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
     } catch (error) {
-      this.opts.log(`$connect failed: ${(error as Error).message}`);
-      // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
+      this.opts.log(`$connect failed: ${errorMessage(error)}`);
+      // An authorizer or $connect that throws: API Gateway answers 500 to the upgrade for both.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
     const undo = () => void this.track(this.invokeDisconnect(connectionId, connectedAt, authorizer, 1006, 'Client left during $connect'));
@@ -361,17 +350,9 @@ export class LocalGateway {
     reason: string,
   ): Promise<void> {
     try {
-      await this.handlers.disconnect({
-        requestContext: {
-          ...this.baseContext(id, '$disconnect', 'DISCONNECT', connectedAt),
-          authorizer,
-          disconnectStatusCode: code,
-          disconnectReason: reason,
-        },
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent);
+      await this.handlers.disconnect(disconnectEvent(this.source(id, connectedAt, authorizer), code, reason));
     } catch (error) {
-      this.opts.log(`$disconnect failed for ${id}: ${(error as Error).message}`);
+      this.opts.log(`$disconnect failed for ${id}: ${errorMessage(error)}`);
     }
   }
 
@@ -395,14 +376,7 @@ export class LocalGateway {
       }
     }
     const handler = this.routes.get(routeKey) ?? this.handlers.routes.$default;
-    const event = {
-      requestContext: {
-        ...this.baseContext(connection.id, routeKey, 'MESSAGE', connection.connectedAt),
-        authorizer: connection.authorizer,
-      },
-      body,
-      isBase64Encoded: isBinary,
-    } as unknown as WebSocketEvent;
+    const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
     // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
     // order the client sent its messages, which is what clients assume.
     connection.queue = connection.queue.then(async () => {
@@ -411,7 +385,7 @@ export class LocalGateway {
         const result = await handler(event);
         reply = result?.body;
       } catch (error) {
-        this.opts.log(`route ${routeKey} failed: ${(error as Error).message}`);
+        this.opts.log(`route ${routeKey} failed: ${errorMessage(error)}`);
         reply = JSON.stringify({
           message: 'Internal server error',
           connectionId: connection.id,

@@ -2,7 +2,9 @@
  * The whole product on one machine: dynalite with the product's tables, the local API Gateway
  * (WebSocket API and Management API), the dashboard with /config.json, /metrics and /health, and
  * simulated devices feeding the stream handler (directly, or through Kafka). It composes the same
- * handlers and adapters the Lambdas use on AWS; it holds no second copy of their logic.
+ * handlers and adapters the Lambdas use on AWS for the WebSocket routes and the stream. Its
+ * dashboard server answers /metrics and /health itself, from the same core functions, without the
+ * bearer check of the metrics Lambda.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -32,6 +34,8 @@ import { startKafkaBridge } from './kafka-bridge';
 import { startKafkaSimulator } from './simulate-kafka';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
+import { errorMessage } from '../lambdas/core/errors';
+import { fnv1a } from '../lambdas/core/hash';
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
@@ -132,7 +136,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       try {
         await stop();
       } catch (error) {
-        options.log?.(`stop: ${(error as Error).message}`);
+        options.log?.(`stop: ${errorMessage(error)}`);
       }
     }
   };
@@ -217,7 +221,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
         { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
       ];
-      Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+      Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -231,7 +235,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         if (sending) return;
         sending = true;
         broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
-          .catch((error) => log.warn('system_status not sent', { error: (error as Error).message }))
+          .catch((error) => log.warn('system_status not sent', { error: errorMessage(error) }))
           .finally(() => (sending = false));
       }, statusIntervalMs);
       statusTimer.unref();
@@ -323,11 +327,7 @@ function startEmbeddedFeed(
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const partitions = 3;
-  const partitionOf = (deviceId: string) => {
-    let hash = 0;
-    for (let i = 0; i < deviceId.length; i++) hash = (hash * 31 + deviceId.charCodeAt(i)) | 0;
-    return Math.abs(hash) % partitions;
-  };
+  const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
   const timer = setInterval(() => {
     carry += (readingsPerSecond * windowMs) / 1000;
     const count = Math.floor(carry);
@@ -341,7 +341,7 @@ function startEmbeddedFeed(
     ];
     busy = true;
     running = publish(records)
-      .catch((error) => log.warn('simulated batch failed', { error: (error as Error).message }))
+      .catch((error) => log.warn('simulated batch failed', { error: errorMessage(error) }))
       .finally(() => (busy = false));
   }, windowMs);
   timer.unref();

@@ -22,7 +22,7 @@ import type {
   SystemStatusFrame,
   UnsubscribedFrame,
 } from '../../lambdas/core/protocol';
-import { backoffDelay, type BackoffOptions } from './backoff';
+import { backoffDelay, type BackoffOptions } from '../../lambdas/core/backoff';
 import { CursorWindow } from './cursor-window';
 import { SubscriptionBook, type SubscriptionEntry } from './subscription-book';
 

@@ -19,11 +19,11 @@ export interface DataTablesProps {
  * local runtime use as well.
  */
 export class DataTables extends Construct {
-  /** Connections: partition key `connectionId`, TTL `expiresAt`. */
+  /** Connections: keys and TTL in {@link CONNECTIONS_TABLE}. */
   public readonly connections: dynamodb.TableV2;
-  /** Subscription index: `pk` index key, `sk` shard, TTL `expiresAt` (of the whole bucket item). */
+  /** Subscription index buckets: keys and TTL (of a whole bucket) in {@link SUBSCRIPTIONS_TABLE}. */
   public readonly subscriptions: dynamodb.TableV2;
-  /** Aggregated metrics: `pk` family, `sk` shard. */
+  /** Aggregated metrics and the status gate: keys in {@link METRICS_TABLE}. */
   public readonly metrics: dynamodb.TableV2;
 
   constructor(scope: Construct, id: string, props: DataTablesProps = {}) {

@@ -1,7 +1,7 @@
 /** The connections table over DynamoDB. */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { CallCounter, ConnectionItem, ConnectionStore, RateRule, SetSubscriptionResult } from '../core/ports';
+import type { ConnectionItem, ConnectionStore, RateRule, SetSubscriptionResult } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 
 /**
@@ -35,7 +35,7 @@ function decode(stored: StoredConnection | undefined): ConnectionItem | undefine
 const REMEMBERED_BUCKETS = 10_000;
 
 /** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
-export class DynamoConnectionStore implements ConnectionStore, CallCounter {
+export class DynamoConnectionStore implements ConnectionStore {
   calls = 0;
   /**
    * The latest bucket time seen per connection and bucket. A bucket's time only moves forward

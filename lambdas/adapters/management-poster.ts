@@ -5,8 +5,9 @@ import {
   PostToConnectionCommand,
   type ApiGatewayManagementApiClient,
 } from '@aws-sdk/client-apigatewaymanagementapi';
-import { backoffDelay, sleep } from '../core/concurrency';
-import type { CallCounter, Poster, PostOutcome } from '../core/ports';
+import { backoffDelay } from '../core/backoff';
+import { sleep } from '../core/concurrency';
+import type { Poster, PostOutcome } from '../core/ports';
 
 /** Options of {@link ManagementApiPoster}. */
 export interface ManagementApiPosterOptions {
@@ -41,7 +42,7 @@ function isGone(error: unknown): boolean {
  * {@link Poster} over a Management API client. The client should be built with `maxAttempts: 1`
  * so that throttling is retried here, with full-jitter backoff, and counted.
  */
-export class ManagementApiPoster implements Poster, CallCounter {
+export class ManagementApiPoster implements Poster {
   calls = 0;
   private readonly maxRetries: number;
   private readonly baseDelayMs: number;
@@ -67,7 +68,7 @@ export class ManagementApiPoster implements Poster, CallCounter {
       } catch (error) {
         if (isGone(error)) return { outcome: 'gone', retries: attempt };
         if (attempt < this.maxRetries && isRetryable(error)) {
-          await sleep(backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs) + 1);
+          await sleep(backoffDelay(attempt + 1, { baseMs: this.baseDelayMs, capMs: this.maxDelayMs }) + 1);
           continue;
         }
         const e = error as { name?: string; message?: string };

@@ -1,11 +1,11 @@
 /**
- * Names of the environment variables the Lambdas read. The CDK app imports this module (and
- * nothing else from lambdas/) to set them, so a name is spelled in one place only.
+ * Names of the environment variables the Lambdas read. The CDK app imports this module to set
+ * them, so a name is spelled in one place only.
  */
 export const ENV = {
   /** DynamoDB table of connections (partition key `connectionId`). */
   connectionsTable: 'CONNECTIONS_TABLE',
-  /** DynamoDB table of subscription index items (`pk` index key, `sk` connection#subscription). */
+  /** DynamoDB table of subscription index buckets (keys in lambdas/config/tables.ts `SUBSCRIPTIONS_TABLE`). */
   subscriptionsTable: 'SUBSCRIPTIONS_TABLE',
   /** DynamoDB table of aggregated metrics. */
   metricsTable: 'METRICS_TABLE',

@@ -14,7 +14,8 @@ import { ManagementApiPoster } from '../adapters/management-poster';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
-import { ConfigError, intEnv, requireEnv } from '../config/config';
+import { intEnv, requireEnv } from '../config/config';
+import { ConfigError } from '../core/errors';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
 
 let logger: Logger | undefined;

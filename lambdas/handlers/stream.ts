@@ -18,6 +18,7 @@ import {
   defaultPoster,
   lazy,
 } from './defaults';
+import { errorMessage } from '../core/errors';
 
 /** Dependencies of the stream handler. */
 export interface StreamHandlerDeps {
@@ -57,7 +58,7 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       try {
         if (await deps.status.claim((deps.sessions.now ?? Date.now)())) await deps.status.broadcast();
       } catch (error) {
-        deps.log.warn('system_status not sent', { error: (error as Error).message });
+        deps.log.warn('system_status not sent', { error: errorMessage(error) });
       }
     }
     if (report.invalid || report.stale || report.failed) deps.log.info('stream batch', { ...report });

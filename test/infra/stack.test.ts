@@ -4,7 +4,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { accountUniqueName } from '../../infra/names';
 import { ENV } from '../../lambdas/config/env-names';
-import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
+import { ConfigError } from '../../lambdas/core/errors';
+import { PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
 import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
 const { template } = buildStack();

@@ -11,7 +11,8 @@ import WebSocket from 'ws';
 import { mintToken } from '../../lambdas/core/auth';
 import { ERROR_CODES, LIMITS } from '../../lambdas/core/protocol';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, reading } from '../support/ws-test-client';
+import { deviceRecord as reading } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;

@@ -20,12 +20,11 @@ import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
 import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
-import type { WebSocketEvent } from '../../lambdas/handlers/types';
 import { noIndex } from '../../lambdas/handlers/defaults';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
-import connectEvent from '../fixtures/apigw/connect.json';
-import disconnectEvent from '../fixtures/apigw/disconnect.json';
-import subscribeEvent from '../fixtures/apigw/message-subscribe.json';
+import { connectEvent, disconnectEvent, messageEvent } from '../../local/apigw-events';
+import connectFixture from '../fixtures/apigw/connect.json';
+import { awsSource, SUBSCRIBE_BODY } from '../support/apigw';
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -52,47 +51,60 @@ describe('route handlers on dynalite', () => {
     await new Promise((resolve) => dynamo.server.close(resolve));
   });
 
+  /** Each test has a connection of its own, so any one of them passes alone or in any order. */
+  const connectAndSubscribe = async (connectionId: string) => {
+    const source = awsSource(connectionId);
+    expect(await createConnectHandler(deps)(connectEvent(source))).toEqual({ statusCode: 200 });
+    return { source, subscribed: await createMessageHandler(deps)(messageEvent(source, 'subscribe', SUBSCRIBE_BODY)) };
+  };
+  const entriesOf = async (connectionId: string, keys: string[]) =>
+    [...(await deps.sessions.index.lookup(keys)).values()].flat().filter((entry) => entry.connectionId === connectionId);
+
   it('$connect stores the connection with the subject and sites from the authorizer context', async () => {
-    expect(await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent)).toEqual({ statusCode: 200 });
-    const item = await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=');
-    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', sub: 'operator-7', sites: ['plant-a'], subscriptions: new Map() });
+    expect(await createConnectHandler(deps)(connectEvent(awsSource('c-connect')))).toEqual({ statusCode: 200 });
+    const item = await deps.sessions.connections.get('c-connect');
+    expect(item).toMatchObject({ connectionId: 'c-connect', sub: 'operator-7', sites: ['plant-a'], subscriptions: new Map() });
   });
 
   it('subscribe answers with the normalised filter as the route response', async () => {
-    const result = await createMessageHandler(deps)(subscribeEvent as unknown as WebSocketEvent);
+    const { subscribed: result } = await connectAndSubscribe('c-subscribe');
     expect(result.statusCode).toBe(200);
     expect(JSON.parse(result.body!)).toEqual({
       type: 'subscribed',
       id: 's1',
       filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'], sites: ['plant-a'] },
     });
-    const found = await deps.sessions.index.lookup(['l#plant-a/line-2']);
-    expect(found.get('l#plant-a/line-2')).toHaveLength(1);
+    expect(await entriesOf('c-subscribe', ['l#plant-a/line-2'])).toHaveLength(1);
   });
 
   it('a base64-encoded body is decoded before parsing', async () => {
-    const event = { ...subscribeEvent, body: Buffer.from('{"action":"ping"}').toString('base64'), isBase64Encoded: true };
-    const result = await createMessageHandler(deps)(event as unknown as WebSocketEvent);
+    const event = messageEvent(awsSource('c-base64'), 'ping', Buffer.from('{"action":"ping"}').toString('base64'), true);
+    const result = await createMessageHandler(deps)(event);
     expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
   });
 
   it('ping and $default answer without index access, as their functions have none', async () => {
     const tableless = createMessageHandler({ ...deps, sessions: { connections: deps.sessions.connections, index: noIndex('$default') } });
-    const ping = await tableless({ ...subscribeEvent, body: '{"action":"ping"}' } as unknown as WebSocketEvent);
+    const source = awsSource('c-tableless');
+    const ping = await tableless(messageEvent(source, 'ping', '{"action":"ping"}'));
     expect(JSON.parse(ping.body!)).toMatchObject({ type: 'pong' });
-    const unknown = await tableless({ ...subscribeEvent, body: '{"action":"publish"}' } as unknown as WebSocketEvent);
+    const unknown = await tableless(messageEvent(source, '$default', '{"action":"publish"}'));
     expect(JSON.parse(unknown.body!)).toMatchObject({ type: 'error', code: 'unknown_action' });
-    const garbage = await tableless({ ...subscribeEvent, body: '<<<' } as unknown as WebSocketEvent);
+    const garbage = await tableless(messageEvent(source, '$default', '<<<'));
     expect(JSON.parse(garbage.body!)).toMatchObject({ type: 'error', code: 'bad_request' });
   });
 
   it('$disconnect removes the connection and its index items', async () => {
-    await createDisconnectHandler(deps)(disconnectEvent as unknown as WebSocketEvent);
-    expect(await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=')).toBeUndefined();
-    expect((await deps.sessions.index.lookup(['l#plant-a/line-2', 's#status'])).size).toBe(0);
-    const totals = await (deps.metrics as DynamoMetricsStore).read();
-    expect(totals.get(METRIC.connections)).toBe(0);
-    expect(totals.get(`${METRIC.connectionDuration}_count`)).toBe(1);
+    const { source } = await connectAndSubscribe('c-disconnect');
+    expect(await entriesOf('c-disconnect', ['l#plant-a/line-2', 's#status'])).toHaveLength(2);
+    const before = await (deps.metrics as DynamoMetricsStore).read();
+    await createDisconnectHandler(deps)(disconnectEvent(source, 1001, 'Going away'));
+    expect(await deps.sessions.connections.get('c-disconnect')).toBeUndefined();
+    expect(await entriesOf('c-disconnect', ['l#plant-a/line-2', 's#status'])).toEqual([]);
+    const after = await (deps.metrics as DynamoMetricsStore).read();
+    expect((after.get(METRIC.connections) ?? 0) - (before.get(METRIC.connections) ?? 0)).toBe(-1);
+    const durations = `${METRIC.connectionDuration}_count`;
+    expect((after.get(durations) ?? 0) - (before.get(durations) ?? 0)).toBe(1);
   });
 });
 
@@ -158,9 +170,9 @@ describe('authorizer', () => {
     ({
       type: 'REQUEST',
       methodArn: 'arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect',
-      headers: connectEvent.headers,
+      headers: connectFixture.headers,
       queryStringParameters: token ? { token } : {},
-      requestContext: connectEvent.requestContext,
+      requestContext: connectFixture.requestContext,
     }) as unknown as APIGatewayRequestAuthorizerEvent;
 
   it('allows a valid HS256 token and passes its subject, sites and roles on; denies a bad or missing one', async () => {

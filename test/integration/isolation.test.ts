@@ -14,7 +14,8 @@ import { LIMITS, type ServerFrame } from '../../lambdas/core/protocol';
 import { closeConnection, handleClientMessage, openConnection } from '../../lambdas/core/sessions';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, alertRecord, reading } from '../support/ws-test-client';
+import { alertRecord, deviceRecord as reading } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 const secret = 'isolation-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
@@ -103,7 +104,7 @@ describe('sites', () => {
         const deviceId = site === 'plant-a' ? `pump-a${n % 7}` : `pump-b${n % 5}`;
         const location = `${site}/line-${n % 2}`;
         return n % 50 === 0
-          ? { topic: 'alerts', value: alertRecord(deviceId, 'critical', { location }) }
+          ? { topic: 'alerts', value: alertRecord(deviceId, { level: 'critical', location }) }
           : { topic: 'device-data', value: reading(deviceId, { location }) };
       });
       sent += records.length;
@@ -301,7 +302,7 @@ describe('slow readers', () => {
     const before = runtime.totals.stale;
     const padding = 'x'.repeat(900);
     for (let batch = 0; batch < 40 && runtime.totals.stale === before; batch++) {
-      await runtime.publish(Array.from({ length: 200 }, () => ({ topic: 'alerts', value: alertRecord('flood', 'info', { message: padding }) })));
+      await runtime.publish(Array.from({ length: 200 }, () => ({ topic: 'alerts', value: alertRecord('flood', { level: 'info', message: padding }) })));
     }
     expect(runtime.totals.stale).toBe(before + 1);
     await reader.barrier();
