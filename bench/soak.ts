@@ -13,9 +13,12 @@
  * (the npm script passes it). Prints one JSON report.
  */
 import { parseArgs } from 'node:util';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import WebSocket from 'ws';
+import { createDocumentClient } from '../lambdas/adapters/clients';
 import { mintToken } from '../lambdas/core/auth';
 import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
+import { LOCAL_AWS, LOCAL_TABLES } from '../local/dynamo';
 import { startLocalRuntime } from '../local/runtime';
 import { LatencyHistogram } from './stats';
 
@@ -55,6 +58,18 @@ async function main(): Promise<void> {
   const runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, jwtSecret: secret, frontendDir: __dirname });
   const token = await mintToken(secret, { sub: 'soak', sites: ['*'] }, '2h');
   const url = `${runtime.wsUrl}/?token=${encodeURIComponent(token)}`;
+  const doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
+  /** Connection items: with the gauge and the open sockets, tells a lost $disconnect from a miscount. */
+  const connectionItems = async () => {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await doc.send(new ScanCommand({ TableName: LOCAL_TABLES.connections, Select: 'COUNT', ExclusiveStartKey: start }));
+      count += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return count;
+  };
   try {
     // The dashboard: everything, as the page subscribes on open.
     const dashboard = await open(url);
@@ -92,12 +107,23 @@ async function main(): Promise<void> {
     const during = window;
     await sleep(1000);
     const stillServed = (await reply(burster, { action: 'ping' })).type === 'pong';
-    burster.close();
+    await new Promise((resolve) => {
+      burster.once('close', resolve);
+      burster.close();
+    });
+    await runtime.gateway.settle();
 
     // 2. Soak.
-    const heap: { minute: number; liveHeapMb: number; gauge: number }[] = [];
+    const heap: { minute: number; liveHeapMb: number; gauge: number; connectionItems: number; openSockets: number }[] = [];
     const gauge = async () => Number(/^websocket_connections (\d+)/m.exec(await runtime.metricsText())?.[1] ?? NaN);
-    heap.push({ minute: 0, liveHeapMb: liveHeapMb(), gauge: await gauge() });
+    const sample = async (minute: number) => ({
+      minute,
+      liveHeapMb: liveHeapMb(),
+      gauge: await gauge(),
+      connectionItems: await connectionItems(),
+      openSockets: runtime.gateway.connectionCount,
+    });
+    heap.push(await sample(0));
     const intervalMs = 60_000 / cyclesPerMinute;
     let cycles = 0;
     let failures = 0;
@@ -125,7 +151,7 @@ async function main(): Promise<void> {
       }
       await Promise.all(inFlight);
       await runtime.gateway.settle();
-      heap.push({ minute, liveHeapMb: liveHeapMb(), gauge: await gauge() });
+      heap.push(await sample(minute));
       console.error(`minute ${minute}: ${JSON.stringify(heap[heap.length - 1])}`);
     }
     dashboard.close();
@@ -149,11 +175,12 @@ async function main(): Promise<void> {
         heap,
         growthPercent: Math.round(((last - first) / first) * 1000) / 10,
         withinTarget: last <= first * 1.1,
-        openSockets: runtime.gateway.connectionCount,
+        countsRight: heap.every((h) => h.gauge === h.openSockets && h.connectionItems === h.openSockets),
       },
     };
     console.log(JSON.stringify(report, null, 2));
   } finally {
+    doc.destroy();
     await runtime.stop();
   }
 }
