@@ -3,7 +3,9 @@
  * invokes, with events of the same shape, routed on `$request.body.action`, and the `@connections`
  * Management API (POST, GET, DELETE) over HTTP on the same port, so the Lambdas' real SDK client
  * posts to it. API Gateway's limits are enforced: 128 KB messages (larger ones close the socket
- * with 1009), the 10-minute idle timeout and the 2-hour connection limit.
+ * with 1009), the 10-minute idle timeout and the 2-hour connection limit. Asked to, the Management
+ * API behaves as over the network on AWS: each call answers after a round trip, and posts beyond
+ * the account quota are refused with 429.
  *
  * Only this machine may use it: upgrades need a loopback `Host` and, when the browser sends one,
  * a loopback `Origin` (so that no web page, not even through DNS rebinding, reads the stream), and
@@ -60,8 +62,35 @@ export interface GatewayOptions {
    * names: `localhost`, `127.0.0.1`, `[::1]`.
    */
   allowedHosts?: readonly string[];
+  /** Each Management API call answers after about this many ms (±50 %, uniform). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * Posts a second across all connections before 429 (`LimitExceededException`), as API
+   * Gateway's account quota: a token bucket holding one second's worth. Default 0: no quota.
+   */
+  postQuota?: number;
   log?: (line: string) => void;
 }
+
+/** Management API calls refused and made, for benchmarks and tests. */
+export interface ManagementStats {
+  posts: number;
+  throttled: number;
+}
+
+interface Connection {
+  id: string;
+  ws: WebSocket;
+  connectedAt: number;
+  lastActiveAt: number;
+  sourceIp: string;
+  userAgent: string;
+  authorizer?: Record<string, unknown>;
+  queue: Promise<void>;
+  idleTimer?: NodeJS.Timeout;
+  maxTimer?: NodeJS.Timeout;
+}
+
 
 /** Loopback host names, as `URL.hostname` spells them. */
 export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]'];
@@ -88,19 +117,6 @@ function originAllowed(origin: string | undefined, allowed: readonly string[]): 
 
 function isLoopback(address: string | undefined): boolean {
   return address === '::1' || address?.startsWith('127.') === true || address?.startsWith('::ffff:127.') === true;
-}
-
-interface Connection {
-  id: string;
-  ws: WebSocket;
-  connectedAt: number;
-  lastActiveAt: number;
-  sourceIp: string;
-  userAgent: string;
-  authorizer?: Record<string, unknown>;
-  queue: Promise<void>;
-  idleTimer?: NodeJS.Timeout;
-  maxTimer?: NodeJS.Timeout;
 }
 
 /** A connection id like API Gateway's: 16 characters of base64, ending in `=`. */
@@ -136,6 +152,10 @@ export class LocalGateway {
   private readonly apiId = 'local';
   /** The Management API's path segment, new at each start: only the runtime that made it knows it. */
   private readonly managementSecret = randomBytes(18).toString('base64url');
+  private quotaTokens = 0;
+  private quotaAt = 0;
+  /** Management API posts answered, and refused with 429. */
+  readonly managementStats: ManagementStats = { posts: 0, throttled: 0 };
 
   constructor(
     private readonly handlers: GatewayHandlers,
@@ -151,10 +171,25 @@ export class LocalGateway {
       maxMessageBytes: options.maxMessageBytes ?? LIMITS.maxMessageBytes,
       maxBufferedBytes: options.maxBufferedBytes ?? 2 * 1024 * 1024,
       allowedHosts: options.allowedHosts ?? LOOPBACK_HOSTS,
+      postLatencyMs: options.postLatencyMs ?? 0,
+      postQuota: options.postQuota ?? 0,
       log: options.log ?? (() => {}),
     };
+    this.quotaTokens = this.opts.postQuota;
     // A Map, so that an action named `constructor` or `__proto__` finds no route but $default.
     this.routes = new Map(Object.entries(handlers.routes));
+  }
+
+  /** True when a post fits the quota now (and takes its token). */
+  private admitPost(): boolean {
+    const quota = this.opts.postQuota;
+    if (quota <= 0) return true;
+    const now = performance.now();
+    this.quotaTokens = Math.min(quota, this.quotaTokens + ((now - this.quotaAt) * quota) / 1000);
+    this.quotaAt = now;
+    if (this.quotaTokens < 1) return false;
+    this.quotaTokens--;
+    return true;
   }
 
   /** ws://host:port */
@@ -404,13 +439,28 @@ export class LocalGateway {
       isLoopback(req.socket.remoteAddress) && url.pathname.startsWith(prefix)
         ? /^([^/]+)$/.exec(url.pathname.slice(prefix.length))
         : null;
-    const send = (status: number, body?: unknown, errorType?: string) => {
+    const latency = this.opts.postLatencyMs;
+    // `effect` happens when the call is answered: with latency, a post reaches its client then.
+    const send = (status: number, body?: unknown, errorType?: string, effect?: () => void) => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (errorType) headers['x-amzn-errortype'] = errorType;
-      res.writeHead(status, headers);
-      res.end(body === undefined ? undefined : JSON.stringify(body));
+      const answer = () => {
+        effect?.();
+        res.writeHead(status, headers);
+        res.end(body === undefined ? undefined : JSON.stringify(body));
+      };
+      if (latency > 0) setTimeout(answer, latency * (0.5 + Math.random()));
+      else answer();
     };
     if (!match) return send(404, { message: 'Not Found' });
+    if (req.method === 'POST') {
+      if (!this.admitPost()) {
+        this.managementStats.throttled++;
+        req.resume();
+        return send(429, { message: 'Too Many Requests' }, 'LimitExceededException');
+      }
+      this.managementStats.posts++;
+    }
     let id: string;
     try {
       id = decodeURIComponent(match[1]);
@@ -438,8 +488,10 @@ export class LocalGateway {
           connection.ws.terminate();
           return send(410, { message: `Connection ${id} is gone` }, 'GoneException');
         }
-        connection.ws.send(Buffer.concat(chunks), { binary: false });
-        return send(200);
+        const data = Buffer.concat(chunks);
+        return send(200, undefined, undefined, () => {
+          if (connection.ws.readyState === connection.ws.OPEN) connection.ws.send(data, { binary: false });
+        });
       }
       if (req.method === 'GET') {
         return send(200, {
@@ -449,8 +501,7 @@ export class LocalGateway {
         });
       }
       if (req.method === 'DELETE') {
-        connection.ws.close(1000, 'Closed by server');
-        return send(204);
+        return send(204, undefined, undefined, () => connection.ws.close(1000, 'Closed by server'));
       }
       return send(405, { message: 'Method Not Allowed' });
     });

@@ -16,11 +16,13 @@ import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
+import { SignedPoster } from '../lambdas/adapters/signed-poster';
+import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
 import type { Log } from '../lambdas/core/ports';
 import { TOPICS } from '../lambdas/core/protocol';
-import type { StreamReport } from '../lambdas/core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
@@ -68,8 +70,20 @@ export interface LocalRuntimeOptions {
   idleTimeoutMs?: number;
   /** API Gateway's connection limit. Default 2 hours. */
   maxConnectionMs?: number;
-  /** Concurrent posts per stream invocation. Default 32. */
+  /**
+   * Post through the AWS SDK poster, 32 in flight and no pacing, as before the lean path: a
+   * baseline for benchmarks. Default false.
+   */
+  sdkBaseline?: boolean;
+  /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
+  /** Each Management API call answers after about this many ms (jittered). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * The Management API refuses posts beyond this many a second with 429, as API Gateway's account
+   * quota. The stream handler paces itself under it (under 10,000 when not given). Default: no quota.
+   */
+  postQuota?: number;
   /** Interval of the TTL sweep. Default 60 s. */
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
@@ -87,6 +101,8 @@ export interface StreamTotals {
   posts: number;
   stale: number;
   failed: number;
+  /** Readings superseded under pacing, never sent. */
+  conflated: number;
 }
 
 /** A running local runtime. */
@@ -179,23 +195,32 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
         allowedHosts: options.allowedHosts,
+        postLatencyMs: options.postLatencyMs,
+        postQuota: options.postQuota,
         log: options.log,
       },
     );
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, (options.postConcurrency ?? 32) * 2);
+    const baseline = options.sdkBaseline === true;
+    const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
+    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    const poster = new ManagementApiPoster(management);
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
+    if (lean) stops.push(() => lean.destroy());
+    const poster = lean ?? new ManagementApiPoster(management);
+    // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
+    const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
 
-    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
+    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
       sessions: { connections, index: streamIndex },
       poster,
       metrics: metricsStore,
       log,
-      concurrency: options.postConcurrency ?? 32,
+      concurrency,
+      pacer: baseline ? undefined : pacer,
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;
@@ -204,6 +229,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         totals.posts += report.posts;
         totals.stale += report.stale;
         totals.failed += report.failed;
+        totals.conflated += report.conflated;
       },
     });
     // One invocation at a time, as Lambda polls one partition: batches keep their order.
@@ -229,12 +255,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new ManagementApiPoster(management);
+      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
+      stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {
         if (sending) return;
         sending = true;
         broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
+          // Status posts count against the quota the stream paces itself under.
+          .then((sent) => pacer.budget.take(sent.recipients))
           .catch((error) => log.warn('system_status not sent', { error: errorMessage(error) }))
           .finally(() => (sending = false));
       }, statusIntervalMs);

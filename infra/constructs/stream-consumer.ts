@@ -99,8 +99,8 @@ export class StreamConsumer extends Construct {
       .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem'])
       .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['BatchGetItem', 'UpdateItem'])
       .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem', 'Query']);
-    // POST pushes frames; DELETE closes a connection found stale.
-    props.realtimeApi.grantManageConnections(this.handler, ['POST', 'DELETE']);
+    // POST pushes frames; nothing here closes connections.
+    props.realtimeApi.grantManageConnections(this.handler, ['POST']);
 
     let onFailure: lambda.IEventSourceDlq;
     if ((props.failureDestination ?? 'sqs') === 's3') {

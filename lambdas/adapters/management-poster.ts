@@ -1,6 +1,5 @@
 /** Posting to connections through the API Gateway Management API. */
 import {
-  DeleteConnectionCommand,
   GoneException,
   PostToConnectionCommand,
   type ApiGatewayManagementApiClient,
@@ -74,16 +73,6 @@ export class ManagementApiPoster implements Poster {
         const e = error as { name?: string; message?: string };
         return { outcome: 'failed', retries: attempt, error: `${e?.name ?? 'Error'}: ${e?.message ?? String(error)}` };
       }
-    }
-  }
-
-  /** Closes a connection from the server side; a connection already gone is not an error. */
-  async disconnect(connectionId: string): Promise<void> {
-    try {
-      this.calls++;
-      await this.client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
-    } catch (error) {
-      if (!isGone(error)) throw error;
     }
   }
 }

@@ -1,9 +1,10 @@
 /** The MSK-triggered fan-out: see ../core/stream-processor.ts. */
-import type { MSKEvent } from 'aws-lambda';
+import type { Context, MSKEvent } from 'aws-lambda';
 import type { SubscriptionEntry } from '../core/fanout';
 import type { Log, MetricsSink, Poster, SubscriptionIndex } from '../core/ports';
+import { Pacer, PostBudget } from '../core/pacing';
 import { closeConnection, type SessionDeps } from '../core/sessions';
-import { processStreamEvent, type StreamReport } from '../core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, processStreamEvent, type StreamReport } from '../core/stream-processor';
 import { broadcastStatus } from '../core/status';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import { ENV } from '../config/env-names';
@@ -26,8 +27,10 @@ export interface StreamHandlerDeps {
   poster: Poster;
   metrics: MetricsSink;
   log: Log;
-  /** Concurrent posts. Default POST_CONCURRENCY or 32. */
+  /** Most posts in flight. Default {@link DEFAULT_MAX_CONCURRENCY} (the core's). */
   concurrency?: number;
+  /** Paces posts under the account quota; lives as long as the container. Default: no pacing. */
+  pacer?: Pacer;
   /**
    * After each batch: pushes a `system_status` frame when this invocation wins the interval's
    * slot. Status frames ride on stream invocations, so none are sent while no records flow.
@@ -42,11 +45,13 @@ export interface StreamHandlerDeps {
  * must be retried (the index could not be read), so a bad record never stops a batch.
  */
 export function createStreamHandler(deps: StreamHandlerDeps) {
-  return async (event: MSKEvent): Promise<StreamReport> => {
+  return async (event: MSKEvent, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<StreamReport> => {
     const { report, metrics } = await processStreamEvent(event, {
       index: deps.sessions.index,
       poster: deps.poster,
       concurrency: deps.concurrency,
+      pacer: deps.pacer,
+      remainingMs: context ? () => context.getRemainingTimeInMillis() : undefined,
       now: deps.sessions.now,
       log: deps.log,
       removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) =>
@@ -61,7 +66,7 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
         deps.log.warn('system_status not sent', { error: errorMessage(error) });
       }
     }
-    if (report.invalid || report.stale || report.failed) deps.log.info('stream batch', { ...report });
+    if (report.invalid || report.stale || report.failed || report.unsent || report.deferred) deps.log.info('stream batch', { ...report });
     return report;
   };
 }
@@ -73,7 +78,8 @@ export const handler = lazy(() => {
   const index = defaultIndex();
   const poster = defaultPoster();
   const store = defaultMetricsStore();
-  const concurrency = intEnv(ENV.postConcurrency, 32);
+  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
+  const pacer = new Pacer(PostBudget.share(intEnv(ENV.postQuota, 10_000), intEnv(ENV.postQuotaShares, 1)));
   // A container tries for the slot at most once per interval: the conditional write costs a
   // write unit even when it loses, and a busy stream invokes many times a second.
   let lastTry = 0;
@@ -83,13 +89,19 @@ export const handler = lazy(() => {
     metrics: combineSinks(store, new EmfMetricsSink(defaultEmf())),
     log: defaultLogger(),
     concurrency,
+    pacer,
     status: {
       claim: async (now) => {
         if (now - lastTry < STATUS_INTERVAL_MS) return false;
         lastTry = now;
         return store.claimStatusSlot(now, STATUS_INTERVAL_MS);
       },
-      broadcast: () => broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency }),
+      broadcast: async () => {
+        const sent = await broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency });
+        // Status posts count against the same quota as the stream's.
+        pacer.budget.take(sent.recipients);
+        return sent;
+      },
     },
   });
 });

@@ -221,7 +221,7 @@ describe('least privilege', () => {
         }
       }
     }
-    expect(managers).toEqual({ stream: ['DELETE', 'POST'], health: ['GET'] });
+    expect(managers).toEqual({ stream: ['POST'], health: ['GET'] });
   });
 
   it('never grants an action wildcard or a bare "*" resource to an app Lambda', () => {

@@ -8,12 +8,11 @@ import type { AddressInfo } from 'node:net';
 import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { createDocumentClient, createManagementClient } from '../../lambdas/adapters/clients';
+import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { EmfMetricsSink } from '../../lambdas/adapters/emf-metrics';
-import { ManagementApiPoster } from '../../lambdas/adapters/management-poster';
 import { createTokenVerifier, mintToken } from '../../lambdas/core/auth';
 import { MetricsBatch, METRIC } from '../../lambdas/core/metrics';
 import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
@@ -209,62 +208,6 @@ describe('authorizer', () => {
     } finally {
       server.close();
     }
-  });
-});
-
-describe('Management API poster', () => {
-  let server: http.Server;
-  let endpoint: string;
-  let script: { status: number; type?: string }[] = [];
-  let requests: string[] = [];
-
-  beforeAll(async () => {
-    server = http.createServer((req, res) => {
-      requests.push(`${req.method} ${req.url}`);
-      req.resume();
-      req.on('end', () => {
-        const next = script.shift() ?? { status: 200 };
-        res.writeHead(next.status, next.type ? { 'x-amzn-errortype': next.type, 'content-type': 'application/json' } : {});
-        res.end(next.status === 200 ? undefined : JSON.stringify({ message: next.type }));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/prod`;
-  });
-  afterAll(() => new Promise((resolve) => server.close(resolve)));
-  beforeEach(() => {
-    script = [];
-    requests = [];
-  });
-
-  const poster = () => new ManagementApiPoster(createManagementClient(endpoint, LOCAL_AWS), { baseDelayMs: 5, maxDelayMs: 20 });
-
-  it('posts to /{stage}/@connections/{id} with the id URL-encoded', async () => {
-    expect(await poster().post('CJ8wVdZ4IAMCJ3w=', '{"type":"pong"}')).toEqual({ outcome: 'ok', retries: 0 });
-    expect(requests).toEqual(['POST /prod/@connections/CJ8wVdZ4IAMCJ3w%3D']);
-  });
-
-  it('retries throttling (429) with backoff, then succeeds', async () => {
-    script = [{ status: 429, type: 'LimitExceededException' }, { status: 429, type: 'LimitExceededException' }];
-    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'ok', retries: 2 });
-    expect(requests).toHaveLength(3);
-  });
-
-  it('reports a gone connection (410) without retrying', async () => {
-    script = [{ status: 410, type: 'GoneException' }];
-    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'gone', retries: 0 });
-    expect(requests).toHaveLength(1);
-  });
-
-  it('gives up after its retries and says why', async () => {
-    script = Array.from({ length: 10 }, () => ({ status: 500, type: 'InternalServerErrorException' }));
-    const result = await poster().post('c1', 'x');
-    expect(result).toMatchObject({ outcome: 'failed', retries: 4, error: expect.stringContaining('InternalServerError') });
-  });
-
-  it('does not retry a client error such as 403', async () => {
-    script = [{ status: 403, type: 'ForbiddenException' }];
-    expect(await poster().post('c1', 'x')).toMatchObject({ outcome: 'failed', retries: 0 });
   });
 });
 
