@@ -108,6 +108,8 @@ export class IotDashboardStack extends Stack {
       startingPosition: config.kafkaStartingPosition,
       failureDestination: config.failureDestination,
       postConcurrency: config.postConcurrency,
+      postQuota: config.postQuota,
+      postQuotaShares: config.postQuotaShares,
     });
 
     this.ops = new OpsApi(this, 'Ops', {

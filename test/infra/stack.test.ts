@@ -134,7 +134,7 @@ describe('Lambdas', () => {
     // The connections table for the per-connection rate limit.
     [FUNCTIONS.ping, [ENV.connectionsTable, ENV.metricsTable]],
     [FUNCTIONS.default, [ENV.connectionsTable, ENV.metricsTable]],
-    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency]],
+    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
