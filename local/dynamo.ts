@@ -2,6 +2,7 @@
  * The local DynamoDB: dynalite (a DynamoDB-compatible server) in this process, the product's
  * tables created in it, and a sweeper for expired items, since dynalite implements no TTL.
  */
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
@@ -22,8 +23,34 @@ export const LOCAL_AWS = {
   credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
 } as const;
 
+interface ClosableIterator {
+  close(): Promise<void>;
+  return?: () => Promise<void>;
+}
+
+/**
+ * dynalite ends the iterators behind its Scan and Query streams with `iterator.return()`, which
+ * abstract-level 3 iterators do not have (they need `close()`). Each unclosed iterator keeps the
+ * in-memory store as it was when it opened, so every overwrite after it stays in memory: about
+ * 20 MB an hour with one dashboard open. Giving the iterators the `return` dynalite calls closes
+ * them. The classes come from the copy of abstract-level dynalite's memory-level loads.
+ */
+function closeDynaliteIterators(): void {
+  const fromMemoryLevel = createRequire(createRequire(require.resolve('dynalite')).resolve('memory-level'));
+  const level = fromMemoryLevel('abstract-level') as Record<string, { prototype: ClosableIterator }>;
+  for (const name of ['AbstractIterator', 'AbstractKeyIterator', 'AbstractValueIterator']) {
+    const prototype = level[name]?.prototype;
+    if (prototype && !Object.hasOwn(prototype, 'return')) {
+      prototype.return = function (this: ClosableIterator) {
+        return this.close();
+      };
+    }
+  }
+}
+
 /** Starts dynalite in memory on `port` (0: a free port) and returns its endpoint. */
 export async function startDynalite(port = 0, host = '127.0.0.1'): Promise<{ endpoint: string; server: Server }> {
+  closeDynaliteIterators();
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

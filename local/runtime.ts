@@ -53,6 +53,11 @@ export interface LocalRuntimeOptions {
   /** Host name in the URLs handed out. Default localhost. */
   urlHost?: string;
   /**
+   * Host names the dashboard server and the WebSocket upgrade accept in `Host` and `Origin`.
+   * Default the loopback names (see ./gateway.ts `LOOPBACK_HOSTS`).
+   */
+  allowedHosts?: readonly string[];
+  /**
    * `dev`: connections need a token, HS256 with {@link jwtSecret} (`npm run token`; one is minted
    * at start, {@link LocalRuntime.token}) or, with {@link oidc}, an ID token of that issuer.
    * `none`: every connection is accepted, with every site. Default dev.
@@ -227,6 +232,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
+        allowedHosts: options.allowedHosts,
         postLatencyMs: options.postLatencyMs,
         postQuota: options.postQuota,
         log: options.log,
@@ -275,7 +281,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
+      const tables = [
+        { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
+        { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
+      ];
+      Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -345,6 +355,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           : { wsUrl: gateway.url, ...(token ? { token } : {}) },
       metrics: async () => metricsStore.read(),
       health: healthChecks,
+      allowedHosts: options.allowedHosts,
     });
     stops.push(() => dashboard.close());
 

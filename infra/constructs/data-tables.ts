@@ -21,7 +21,7 @@ export interface DataTablesProps {
 export class DataTables extends Construct {
   /** Connections: keys and TTL in {@link CONNECTIONS_TABLE}. */
   public readonly connections: dynamodb.TableV2;
-  /** Subscription index buckets: keys in {@link SUBSCRIPTIONS_TABLE}; no table TTL. */
+  /** Subscription index buckets: keys and TTL (of a whole bucket) in {@link SUBSCRIPTIONS_TABLE}. */
   public readonly subscriptions: dynamodb.TableV2;
   /** Aggregated metrics and the status gate: keys in {@link METRICS_TABLE}. */
   public readonly metrics: dynamodb.TableV2;
@@ -44,6 +44,7 @@ export class DataTables extends Construct {
       ...common,
       partitionKey: str(SUBSCRIPTIONS_TABLE.partitionKey),
       sortKey: str(SUBSCRIPTIONS_TABLE.sortKey),
+      timeToLiveAttribute: SUBSCRIPTIONS_TABLE.ttlAttribute,
     });
     this.metrics = new dynamodb.TableV2(this, 'Metrics', {
       ...common,

@@ -109,12 +109,14 @@ export class RealtimeApi extends Construct {
         .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['UpdateItem'])
         .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     }
-    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
-    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
-      ENV.metricsTable,
-      tables.metrics,
-      ['UpdateItem'],
-    );
+    // ping and $default use the connections table only for the per-connection rate limit: a
+    // conditional UpdateItem per message, and a GetItem when it refuses.
+    const ping = fn('ping', 'WebSocket ping route: answers pong')
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
+    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame')
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     this.routeFunctions = {
       $connect: connect,
       $disconnect: disconnect,

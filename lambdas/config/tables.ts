@@ -9,15 +9,18 @@ export const CONNECTIONS_TABLE = {
 } as const;
 
 /**
- * Bucket items of the subscription index: one per index key and shard, each subscription an
- * attribute `c:<connectionId>#<subscriptionId>` with its filter and expiry. No table TTL: a bucket
- * is shared, so entries expire one by one (see lambdas/adapters/dynamo-subscriptions.ts).
+ * Bucket items of the subscription index: one per index key and shard (and overflow item), each
+ * subscription an attribute `c:<connectionId>#<subscriptionId>` with its filter and expiry. Entries
+ * expire one by one; a whole bucket expires by TTL once no live connection has written to it
+ * (see lambdas/adapters/dynamo-subscriptions.ts).
  */
 export const SUBSCRIPTIONS_TABLE = {
   /** Index key: `d#<deviceId>`, `l#<location>`, `t#<deviceType>`, `a#<alertLevel>`, `k#<recordType>`, `*` or `s#status`. */
   partitionKey: 'pk',
-  /** Shard of the key's bucket, `0` to `n-1`. */
+  /** Shard of the key's bucket, `0` to `n-1`; overflow items `<shard>.<k>`. */
   sortKey: 'sk',
+  /** Epoch seconds: no entry of the bucket outlives it. */
+  ttlAttribute: 'expiresAt',
 } as const;
 
 /** Summed metrics and the status broadcast gate (see lambdas/adapters/dynamo-metrics.ts). */

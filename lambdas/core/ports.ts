@@ -18,17 +18,45 @@ export interface ConnectionItem {
   sub: string;
   /** Sites the connection may see, from its token; `['*']` = every site. See {@link Principal}. */
   sites: string[];
-  /** Subscriptions by id. */
-  subscriptions: Record<string, NormalisedFilter>;
+  /**
+   * Subscriptions by id. A `Map`, because ids are client input: `__proto__` or `constructor` must
+   * be an id like any other, not a property of every object.
+   */
+  subscriptions: ReadonlyMap<string, NormalisedFilter>;
+}
+
+/** Result of {@link ConnectionStore.setSubscription}. */
+export type SetSubscriptionResult =
+  | { outcome: 'ok'; /** The filter this one replaced. */ previous?: NormalisedFilter }
+  | { outcome: 'full' }
+  | { outcome: 'gone' };
+
+/**
+ * A token bucket kept as the time it is next full (GCRA): a request of `costMs` is allowed when
+ * `max(tat, now) + costMs - now <= burstMs`, and moves `tat` there. Rates are per connection.
+ */
+export interface RateRule {
+  /** Name of the bucket, one per kind of cost. */
+  bucket: 'messages' | 'indexWrites';
+  /** Milliseconds of refill one request uses. */
+  costMs: number;
+  /** Milliseconds of refill the bucket holds: the burst. */
+  burstMs: number;
 }
 
 /** Storage of connections and the subscriptions they hold. */
 export interface ConnectionStore {
   put(item: ConnectionItem): Promise<void>;
   get(connectionId: string): Promise<ConnectionItem | undefined>;
-  /** Sets one subscription; false when the connection does not exist. */
-  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter): Promise<boolean>;
-  removeSubscription(connectionId: string, subscriptionId: string): Promise<void>;
+  /**
+   * Sets one subscription atomically: `full` when the connection already holds `max` others,
+   * `gone` when it does not exist. Concurrent calls never leave more than `max` stored.
+   */
+  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter, max: number): Promise<SetSubscriptionResult>;
+  /** Removes one subscription and returns its filter, or undefined when there was none. */
+  removeSubscription(connectionId: string, subscriptionId: string): Promise<NormalisedFilter | undefined>;
+  /** Takes from a connection's token bucket, atomically under concurrent calls. */
+  take(connectionId: string, rule: RateRule, now: number): Promise<'ok' | 'limited' | 'gone'>;
   /** Deletes the connection and returns what was stored, or undefined when it was already gone. */
   delete(connectionId: string): Promise<ConnectionItem | undefined>;
 }

@@ -40,6 +40,19 @@ export const LIMITS = {
   maxSubscriptionIdLength: 64,
   /** Length of an id, type or location string in a filter or record. */
   maxNameLength: 128,
+  /**
+   * Messages a connection may send: a token bucket refilled at this rate per second, holding
+   * {@link LIMITS.messageBurst}. A message over it gets `rate_limited`; the connection stays open.
+   */
+  messagesPerSecond: 10,
+  /** Messages a connection may send at once before {@link LIMITS.messagesPerSecond} applies. */
+  messageBurst: 40,
+  /**
+   * Subscription index writes a connection may cause per minute (one per index key of each
+   * subscribe; a subscribe with 100 device ids costs 101), a token bucket holding one minute's worth.
+   * A subscribe over it gets `rate_limited`.
+   */
+  indexWritesPerMinute: 600,
 } as const;
 
 /** Epoch milliseconds, or an ISO-8601 string with an offset, normalised to epoch milliseconds. */
@@ -91,6 +104,8 @@ export const filterSchema = z
     deviceTypes: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
     locations: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
     alertLevels: z.array(z.enum(ALERT_LEVELS)).max(ALERT_LEVELS.length * 2).optional(),
+    /** Sites to keep (`*`: all the connection may see); narrowed to the connection's own. */
+    sites: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
   })
   .strict();
 export type Filter = z.input<typeof filterSchema>;
@@ -102,6 +117,11 @@ export interface NormalisedFilter {
   deviceTypes: string[];
   locations: string[];
   alertLevels: AlertLevel[];
+  /**
+   * Sites the subscription sees: what it asked for, narrowed to the connection's sites (see
+   * ./sites.ts); `['*']` only for a connection that may see every site.
+   */
+  sites: string[];
 }
 
 const subscriptionIdSchema = z

@@ -95,16 +95,13 @@ export function lazy<E, R, C = unknown>(build: () => (event: E, context?: C) => 
 export type LazyHandler<E, R, C = unknown> = ((event: E, context?: C) => Promise<R>) & { warm(): void };
 
 /**
- * Stores for routes that never touch the tables (ping, $default): API Gateway routes subscribe
- * and unsubscribe elsewhere, so these Lambdas get no table access, and a call here is a wiring
- * error worth a clear message.
+ * The index for routes that never touch it (ping, $default): API Gateway routes subscribe and
+ * unsubscribe elsewhere, so these Lambdas get no index access (only the connections table, for
+ * the per-connection rate limit), and a call here is a wiring error worth a clear message.
  */
-export function noStores(route: string): Pick<SessionDepsLike, 'connections' | 'index'> {
+export function noIndex(route: string): SessionDepsLike['index'] {
   const fail = () => {
-    throw new ConfigError(`the ${route} route has no table access; subscribe and unsubscribe have routes of their own`);
+    throw new ConfigError(`the ${route} route has no index access; subscribe and unsubscribe have routes of their own`);
   };
-  return {
-    connections: { put: fail, get: fail, setSubscription: fail, removeSubscription: fail, delete: fail },
-    index: { put: fail, remove: fail, lookup: fail },
-  };
+  return { put: fail, remove: fail, lookup: fail };
 }

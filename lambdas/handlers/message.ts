@@ -4,7 +4,7 @@
  * message again, so a message that reached the wrong route still gets the right answer.
  */
 import { handleClientMessage } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy, noStores } from './defaults';
+import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy, noIndex } from './defaults';
 import type { ConnectDeps } from './connect';
 import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
@@ -37,7 +37,16 @@ export function subscriptionRouteHandler() {
   );
 }
 
-/** The default instance of a route that needs no table but metrics (ping, $default). */
+/**
+ * The default instance of a route that needs no index (ping, $default): only the connections
+ * table, whose token bucket limits every message of a connection.
+ */
 export function tablelessRouteHandler(route: string) {
-  return lazy(() => createMessageHandler({ sessions: noStores(route), metrics: defaultMetricsSink(), log: defaultLogger() }));
+  return lazy(() =>
+    createMessageHandler({
+      sessions: { connections: defaultConnections(), index: noIndex(route) },
+      metrics: defaultMetricsSink(),
+      log: defaultLogger(),
+    }),
+  );
 }

@@ -130,8 +130,9 @@ describe('Lambdas', () => {
     [FUNCTIONS.disconnect, tableEnv],
     [FUNCTIONS.subscribe, tableEnv],
     [FUNCTIONS.unsubscribe, tableEnv],
-    [FUNCTIONS.ping, [ENV.metricsTable]],
-    [FUNCTIONS.default, [ENV.metricsTable]],
+    // The connections table for the per-connection rate limit.
+    [FUNCTIONS.ping, [ENV.connectionsTable, ENV.metricsTable]],
+    [FUNCTIONS.default, [ENV.connectionsTable, ENV.metricsTable]],
     [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
@@ -179,8 +180,9 @@ describe('least privilege', () => {
     [FUNCTIONS.disconnect, { TablesConnections: ['DeleteItem'], TablesSubscriptions: ['UpdateItem'], TablesMetrics: ['UpdateItem'] }],
     [FUNCTIONS.subscribe, messageRoute],
     [FUNCTIONS.unsubscribe, messageRoute],
-    [FUNCTIONS.ping, { TablesMetrics: ['UpdateItem'] }],
-    [FUNCTIONS.default, { TablesMetrics: ['UpdateItem'] }],
+    // The rate limit: a conditional UpdateItem per message, a GetItem when it refuses.
+    [FUNCTIONS.ping, { TablesConnections: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] }],
+    [FUNCTIONS.default, { TablesConnections: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] }],
     [
       FUNCTIONS.stream,
       { TablesConnections: ['DeleteItem'], TablesSubscriptions: ['BatchGetItem', 'UpdateItem'], TablesMetrics: ['Query', 'UpdateItem'] },
@@ -290,8 +292,8 @@ describe('Kafka event source', () => {
 describe('DynamoDB tables', () => {
   it.each([
     ['TablesConnections', [{ AttributeName: 'connectionId', KeyType: 'HASH' }], 'expiresAt'],
-    // Subscription buckets are shared by many connections: entries expire one by one, not by TTL.
-    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
+    // Entries expire one by one; a whole bucket by TTL once no live connection writes to it.
+    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], 'expiresAt'],
     ['TablesMetrics', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
   ])('%s: keys, on demand, PITR, TTL, no secondary indexes', (prefix, keySchema, ttl) => {
     const props = resources[idOf('AWS::DynamoDB::GlobalTable', prefix)]!.Properties;
