@@ -9,14 +9,18 @@ import path from 'node:path';
 import type { Server } from 'node:http';
 import type { MSKEvent } from 'aws-lambda';
 import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
+import { DynamoAlertStore } from '../lambdas/adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../lambdas/adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
 import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
-import type { Log } from '../lambdas/core/ports';
+import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
+import type { Log, Poster } from '../lambdas/core/ports';
+import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } from '../lambdas/core/stream-state';
 import { TOPICS } from '../lambdas/core/protocol';
 import type { StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
@@ -47,6 +51,8 @@ export interface LocalRuntimeOptions {
   urlHost?: string;
   /** `dev` mints an HS256 token at start and requires it; `none` accepts every connection. Default dev. */
   auth?: 'dev' | 'none';
+  /** The HS256 secret of `dev` auth, so tests can mint tokens for other users. Default: random. */
+  jwtSecret?: string;
   /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
   simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
   /** Read records from Kafka through the local MSK event source instead of feeding them directly. */
@@ -63,6 +69,12 @@ export interface LocalRuntimeOptions {
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
   statusIntervalMs?: number;
+  /** An alert nobody resolved is resolved by expiry after this long. Default 24 hours. */
+  alertRetentionMs?: number;
+  /** How often the stream step looks for expired alerts. Default 60 s. */
+  alertExpirySweepMs?: number;
+  /** Least time between two writes of one location's latest readings. Default 5 s. */
+  latestIntervalMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -141,14 +153,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const streamIndex = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
-    const sessions = { connections, index };
+    const alerts = new DynamoAlertStore(doc, LOCAL_TABLES.alerts);
+    const latest = new DynamoLatestReadings(doc, LOCAL_TABLES.latest);
+    const retentionMs = options.alertRetentionMs ?? ALERT_STATE_DEFAULTS.retentionMs;
+    // The Management API listens once the gateway has started; the route handlers are built before.
+    let routePoster: Poster | undefined;
+    const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
+    const alertState: AlertStateDeps = { alerts, index, connections, poster: lazyPoster, retentionMs, log };
+    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs } };
 
-    const secret = randomBytes(32).toString('hex');
+    const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
     const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer', sites: ['*'] }) : undefined;
     const verifier = createTokenVerifier(auth === 'dev' ? { mode: 'hs256', secret } : { mode: 'none' });
 
-    const messageHandler = createMessageHandler({ sessions, metrics: metricsStore, log });
+    const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log });
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
@@ -158,6 +177,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           subscribe: messageHandler,
           unsubscribe: messageHandler,
           ping: messageHandler,
+          ack: messageHandler,
           $default: messageHandler,
         },
       },
@@ -176,6 +196,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, (options.postConcurrency ?? 32) * 2);
     stops.push(() => management.destroy());
     const poster = new ManagementApiPoster(management);
+    routePoster = new ManagementApiPoster(management);
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
     const streamHandler = createStreamHandler({
@@ -184,6 +205,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       metrics: metricsStore,
       log,
       concurrency: options.postConcurrency ?? 32,
+      batchStep: createStreamStateStep({
+        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? LATEST_INTERVAL_MS),
+        lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
+        log,
+      }),
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;
@@ -205,7 +231,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+      Promise.all([sweepExpired(doc, [
+          { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
+          { name: LOCAL_TABLES.alerts, keys: ['alertId'] },
+        ]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));

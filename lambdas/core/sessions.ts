@@ -3,6 +3,7 @@
  * Every route handler is a thin wrapper over these functions.
  */
 import { randomBytes } from 'node:crypto';
+import { acknowledgeAlert, type AlertStateDeps } from './alert-state';
 import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import { indexKeysForFilter, normaliseFilter } from './filter';
@@ -10,9 +11,11 @@ import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
 import { statusEntry } from './status';
 import type { ConnectionItem, ConnectionStore, SubscriptionIndex } from './ports';
+import { snapshotTexts, type SnapshotDeps } from './snapshot';
 import {
   LIMITS,
   errorFrame,
+  type AckedFrame,
   parseClientFrame,
   type ErrorFrame,
   type PongFrame,
@@ -27,6 +30,10 @@ export interface SessionDeps {
   connections: ConnectionStore;
   index: SubscriptionIndex;
   now?: () => number;
+  /** Alert state, for the `ack` action; without it `ack` is refused on this route. */
+  alertState?: AlertStateDeps;
+  /** What a new subscription's snapshot reads; without it no snapshot follows `subscribed`. */
+  snapshot?: SnapshotDeps;
 }
 
 /** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
@@ -142,7 +149,9 @@ async function unsubscribe(
 
 /** The reply to one client message, and the metrics it produced. */
 export interface MessageOutcome {
-  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | ErrorFrame;
+  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | AckedFrame | ErrorFrame;
+  /** Messages that must reach the client after the reply (a subscription's snapshot). */
+  followUps: string[];
   metrics: MetricsBatch;
 }
 
@@ -159,11 +168,23 @@ export async function handleClientMessage(
   const metrics = new MetricsBatch().add(METRIC.messagesReceived);
   const parsed = parseClientFrame(body);
   let reply: MessageOutcome['reply'];
+  let followUps: string[] = [];
   if (!parsed.ok) reply = parsed.error;
   else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: (deps.now ?? Date.now)() };
   else if (parsed.frame.action === 'subscribe') reply = await subscribe(deps, connectionId, parsed.frame);
-  else reply = await unsubscribe(deps, connectionId, parsed.frame);
-  // The reply goes back as the route response: one message sent.
-  metrics.add(METRIC.messagesSent).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
-  return { reply, metrics };
+  else if (parsed.frame.action === 'ack') {
+    reply = deps.alertState
+      ? await acknowledgeAlert(deps.alertState, connectionId, parsed.frame)
+      : errorFrame('unknown_action', 'ack is not served on this route', parsed.frame.alertId);
+  } else reply = await unsubscribe(deps, connectionId, parsed.frame);
+  if (reply.type === 'subscribed' && deps.snapshot) followUps = await subscriptionSnapshot(deps, connectionId, reply);
+  // The reply goes back as the route response (or a post before the follow-ups): one message sent each.
+  metrics.add(METRIC.messagesSent, 1 + followUps.length).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
+  return { reply, followUps, metrics };
+}
+
+/** The snapshot of a subscription just made, for the connection's sites (read again: the item is small). */
+async function subscriptionSnapshot(deps: SessionDeps, connectionId: string, reply: SubscribedFrame): Promise<string[]> {
+  const connection = await deps.connections.get(connectionId);
+  return connection && deps.snapshot ? snapshotTexts(deps.snapshot, connection, reply) : [];
 }

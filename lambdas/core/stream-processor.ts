@@ -11,6 +11,7 @@ import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
 import type { Log, Poster, SubscriptionIndex } from './ports';
 import type { StreamRecord } from './protocol';
+import type { BatchStep } from './stream-state';
 
 /** What the stream processor needs. */
 export interface StreamDeps {
@@ -23,6 +24,8 @@ export interface StreamDeps {
   removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) => Promise<{ connectedAt: number } | undefined>;
   /** Concurrent posts. Default 32. */
   concurrency?: number;
+  /** Alert state and latest readings: runs before the fan-out, and its returned step after it. */
+  batchStep?: BatchStep;
   now?: () => number;
   log?: Log;
 }
@@ -71,6 +74,8 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     metrics.add(METRIC.streamRecords, counts.valid, { topic, outcome: 'valid' });
     metrics.add(METRIC.streamRecords, counts.invalid, { topic, outcome: 'invalid' });
   }
+
+  const afterFanout = await deps.batchStep?.(decoded.records);
 
   const keysByRecord = new Map<StreamRecord, string[]>();
   const keys = new Set<string>();
@@ -135,6 +140,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     for (const item of ended) metrics.observe(METRIC.connectionDuration, Math.max(0, postTime - item.connectedAt) / 1000);
     metrics.add(METRIC.staleConnections, stale);
   }
+  await afterFanout?.();
   metrics.add(METRIC.messagesSent, posts);
   const durationMs = performance.now() - started;
   metrics.observe(METRIC.processingDuration, durationMs / 1000);

@@ -6,14 +6,18 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import type { MetricsSink } from '../core/ports';
+import { DynamoAlertStore } from '../adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { ManagementApiPoster } from '../adapters/management-poster';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { ENV } from '../config/env-names';
 import { ConfigError, intEnv, requireEnv } from '../config/config';
+import type { AlertStateDeps } from '../core/alert-state';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
+import type { SnapshotDeps } from '../core/snapshot';
 
 let logger: Logger | undefined;
 /** The shared Powertools logger (service name from POWERTOOLS_SERVICE_NAME). */
@@ -39,6 +43,38 @@ export function defaultIndex(): DynamoSubscriptionIndex {
 /** Metrics store on the table named by METRICS_TABLE. */
 export function defaultMetricsStore(): DynamoMetricsStore {
   return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable));
+}
+
+/** Alert store on the table named by ALERTS_TABLE. */
+export function defaultAlerts(): DynamoAlertStore {
+  return new DynamoAlertStore(documentClient(), requireEnv(ENV.alertsTable));
+}
+
+/** Latest readings on the table named by LATEST_TABLE. */
+export function defaultLatest(): DynamoLatestReadings {
+  return new DynamoLatestReadings(documentClient(), requireEnv(ENV.latestTable));
+}
+
+/** Alert retention from ALERT_RETENTION_SECONDS, in ms. Default 24 hours. */
+export function alertRetentionMs(): number {
+  return intEnv(ENV.alertRetentionSeconds, 24 * 60 * 60) * 1000;
+}
+
+/** Alert state delivery: the alerts, the index and connections (for recipients), the poster. */
+export function defaultAlertState(): AlertStateDeps {
+  return {
+    alerts: defaultAlerts(),
+    index: defaultIndex(),
+    connections: defaultConnections(),
+    poster: defaultPoster(),
+    retentionMs: alertRetentionMs(),
+    log: defaultLogger(),
+  };
+}
+
+/** What a subscription's snapshot reads. */
+export function defaultSnapshot(): SnapshotDeps {
+  return { latest: defaultLatest(), alerts: defaultAlerts(), retentionMs: alertRetentionMs() };
 }
 
 let emf: Metrics | undefined;
