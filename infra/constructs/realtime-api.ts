@@ -48,7 +48,7 @@ export interface RealtimeApiProps {
 }
 
 /** The route keys of the WebSocket API besides $connect and $disconnect. */
-export const CLIENT_ROUTES = ['subscribe', 'unsubscribe', 'ping'] as const;
+export const CLIENT_ROUTES = ['subscribe', 'unsubscribe', 'ping', 'ack'] as const;
 
 /**
  * The API Gateway WebSocket API: routes chosen by `$request.body.action`, a Lambda REQUEST
@@ -101,6 +101,13 @@ export class RealtimeApi extends Construct {
         .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
         .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
     }
+    // The snapshot after `subscribed` reads the latest readings and the unresolved alerts.
+    subscribe.linkTable(ENV.latestTable, tables.latest, 'read').linkTable(ENV.alertsTable, tables.alerts, 'read');
+    const ack = fn('ack', 'WebSocket ack route: acknowledges an alert and tells every operator who sees it')
+      .linkTable(ENV.connectionsTable, tables.connections, 'read')
+      .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'read')
+      .linkTable(ENV.alertsTable, tables.alerts, 'readWrite')
+      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
     const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
     const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
       ENV.metricsTable,
@@ -114,6 +121,7 @@ export class RealtimeApi extends Construct {
       subscribe,
       unsubscribe,
       ping,
+      ack,
     };
 
     const integration = (name: string, f: ServiceFunction) => new WebSocketLambdaIntegration(`${name}Integration`, f.function);
@@ -133,6 +141,7 @@ export class RealtimeApi extends Construct {
     this.api.addRoute('subscribe', { integration: integration('Subscribe', subscribe), returnResponse: true });
     this.api.addRoute('unsubscribe', { integration: integration('Unsubscribe', unsubscribe), returnResponse: true });
     this.api.addRoute('ping', { integration: integration('Ping', ping), returnResponse: true });
+    this.api.addRoute('ack', { integration: integration('Ack', ack), returnResponse: true });
 
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: defaults.logRetention,
@@ -162,6 +171,12 @@ export class RealtimeApi extends Construct {
         ),
       },
     });
+
+    // subscribe posts `subscribed` and the snapshot after it; ack posts `alert_state` frames.
+    for (const f of [subscribe, ack]) {
+      f.setEnv(ENV.callbackUrl, this.stage.callbackUrl);
+      this.grantManageConnections(f, ['POST']);
+    }
 
     if (props.createAccountLogsRole ?? true) {
       // WebSocket (unlike HTTP) APIs write access logs through this account-wide role.

@@ -96,7 +96,9 @@ export class StreamConsumer extends Construct {
     })
       .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
       .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
-      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite')
+      .linkTable(ENV.alertsTable, tables.alerts, 'readWrite')
+      .linkTable(ENV.latestTable, tables.latest, 'readWrite');
     // POST pushes frames; DELETE closes a connection found stale.
     props.realtimeApi.grantManageConnections(this.handler, ['POST', 'DELETE']);
 

@@ -43,6 +43,7 @@ export const FUNCTIONS = {
   subscribe: 'RealtimeSubscribeFunction',
   unsubscribe: 'RealtimeUnsubscribeFunction',
   ping: 'RealtimePingFunction',
+  ack: 'RealtimeAckFunction',
   default: 'RealtimeDefaultRouteFunction',
   stream: 'StreamFunction',
   metrics: 'OpsMetricsFunction',

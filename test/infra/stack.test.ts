@@ -115,11 +115,12 @@ describe('Lambdas', () => {
   it.each([
     [FUNCTIONS.connect, [ENV.connectionsTable, ENV.metricsTable]],
     [FUNCTIONS.disconnect, tableEnv],
-    [FUNCTIONS.subscribe, tableEnv],
+    [FUNCTIONS.subscribe, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl]],
+    [FUNCTIONS.ack, [ENV.connectionsTable, ENV.subscriptionsTable, ENV.alertsTable, ENV.metricsTable, ENV.callbackUrl]],
     [FUNCTIONS.unsubscribe, tableEnv],
     [FUNCTIONS.ping, [ENV.metricsTable]],
     [FUNCTIONS.default, [ENV.metricsTable]],
-    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency]],
+    [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency]],
     [FUNCTIONS.metrics, [ENV.connectionsTable, ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [...tableEnv, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
@@ -161,7 +162,7 @@ describe('least privilege', () => {
     }
   });
 
-  it('allows execute-api:ManageConnections only on this API stage, per method, for stream and health', () => {
+  it('allows execute-api:ManageConnections only on this API stage, per method, for stream, subscribe, ack and health', () => {
     const apiId = idOf('AWS::ApiGatewayV2::Api', 'RealtimeApi');
     const managers: Record<string, string[]> = {};
     for (const [name, prefix] of Object.entries(FUNCTIONS)) {
@@ -178,7 +179,7 @@ describe('least privilege', () => {
         }
       }
     }
-    expect(managers).toEqual({ stream: ['DELETE', 'POST'], health: ['GET'] });
+    expect(managers).toEqual({ stream: ['DELETE', 'POST'], subscribe: ['POST'], ack: ['POST'], health: ['GET'] });
   });
 
   it('never grants an action wildcard or a bare "*" resource to an app Lambda', () => {
@@ -335,7 +336,8 @@ describe('alarms', () => {
   const topicId = idOf('AWS::SNS::Topic', 'AlarmsTopic');
 
   it('alarms on stream errors, offset lag, throttles and stale connections, all notifying one topic', () => {
-    expect(alarms).toHaveLength(4);
+    // Throttles: one alarm per ten functions (CloudWatch's metric math limit), here two.
+    expect(alarms).toHaveLength(5);
     for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
     const byMetric = (name: string) => alarms.find((a) => a.MetricName === name);
     expect(byMetric('Errors')).toMatchObject({ Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId(FUNCTIONS.stream) } }] });
@@ -345,8 +347,9 @@ describe('alarms', () => {
       Dimensions: [{ Name: 'service', Value: 'iot-live-dashboard' }],
       Threshold: 100,
     });
-    const throttles = alarms.find((a) => a.Metrics)!;
-    const throttled = throttles.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric);
+    const throttled = alarms
+      .filter((a) => a.Metrics)
+      .flatMap((a) => a.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric));
     expect(throttled.every((m: any) => m.MetricName === 'Throttles')).toBe(true);
     expect(throttled.map((m: any) => m.Dimensions[0].Value.Ref).sort()).toEqual(Object.values(FUNCTIONS).map(fnId).sort());
   });
