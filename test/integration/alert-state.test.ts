@@ -151,11 +151,16 @@ describe('resolution', () => {
 
 describe('snapshot', () => {
   it('gives a reconnecting client the critical alert it missed, with its state, newest first', async () => {
+    const filter = { types: ['alert'], alertLevels: ['critical'] };
+    const before = await connectAs('tablet', ['plant-a']);
+    await before.subscribe('floor', filter);
+    await before.close();
     const older = alertRecord('boiler-1', 'critical', { timestamp: Date.now() - 1000 });
     const missed = alertRecord('boiler-1', 'critical');
     await publishAlerts(older, missed);
+    expect(before.records).toHaveLength(0);
     const tablet = await connectAs('tablet', ['plant-a']);
-    const alerts = snapshotAlerts(await subscribeWithSnapshot(tablet, 'floor', { types: ['alert'], alertLevels: ['critical'] }));
+    const alerts = snapshotAlerts(await subscribeWithSnapshot(tablet, 'floor', filter));
     const ids = alerts.map((a) => a.data.alertId);
     expect(ids).toContain(missed.alertId);
     expect(ids.indexOf(missed.alertId)).toBeLessThan(ids.indexOf(older.alertId));
@@ -188,5 +193,36 @@ describe('snapshot', () => {
     const sizes = client.messages.filter((m) => m.startsWith('{"type":"snapshot"')).map((m) => Buffer.byteLength(m));
     expect(Math.max(...sizes)).toBeLessThanOrEqual(32 * 1024);
     expect(new Set(frames.flatMap((f) => f.messages.map((m) => m.data.deviceId))).size).toBe(400);
+  });
+});
+
+describe('expiry', () => {
+  let short: LocalRuntime;
+  beforeAll(async () => {
+    short = await startLocalRuntime({
+      dashboardPort: 0,
+      wsPort: 0,
+      urlHost: '127.0.0.1',
+      simulator: false,
+      frontendDir: __dirname,
+      statusIntervalMs: 0,
+      jwtSecret: SECRET,
+      alertRetentionMs: 60_000,
+      alertExpirySweepMs: 0,
+    });
+  });
+  afterAll(() => short.stop());
+
+  it('resolves an alert nobody resolved once it outlives the retention, and tells its watchers', async () => {
+    const client = await TestClient.connect(short.wsUrl, await mintToken(SECRET, { sub: 'night-shift', sites: ['plant-a'] }));
+    clients.push(client);
+    await client.subscribe('all', { types: ['alert'] });
+    const stale = alertRecord('valve-1', 'critical', { timestamp: Date.now() - 120_000 });
+    const fresh = alertRecord('valve-2', 'critical');
+    await short.publish([stale, fresh].map((value) => ({ topic: TOPICS.alerts, key: value.deviceId, value })));
+    await client.until(() => client.of('alert_state').length > 0, 5000, 'expiry');
+    expect(client.of('alert_state').map((f) => [f.data.alertId, f.data.state, f.data.by])).toEqual([[stale.alertId, 'resolved', 'expiry']]);
+    const ids = snapshotAlerts(await subscribeWithSnapshot(client, 'again', {})).map((a) => a.data.alertId);
+    expect(ids).toEqual([fresh.alertId]);
   });
 });
