@@ -5,7 +5,7 @@
  *
  * See ../../../shared/DESIGN.md ("Kafka records", "Wire protocol").
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Kafka topics the product reads. */
 export const TOPICS = { deviceData: 'device-data', alerts: 'alerts' } as const;

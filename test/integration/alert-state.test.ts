@@ -3,7 +3,7 @@
  * users and sites, the real handlers, the real AWS SDK against dynalite.
  */
 import { mintToken } from '../../lambdas/core/auth';
-import { TOPICS, type AlertFrame, type SnapshotFrame } from '../../lambdas/core/protocol';
+import { TOPICS, type AlertFrame, type Filter, type SnapshotFrame } from '../../lambdas/core/protocol';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
 import { TestClient, alertRecord, reading } from '../support/ws-test-client';
 
@@ -151,7 +151,7 @@ describe('resolution', () => {
 
 describe('snapshot', () => {
   it('gives a reconnecting client the critical alert it missed, with its state, newest first', async () => {
-    const filter = { types: ['alert'], alertLevels: ['critical'] };
+    const filter: Filter = { types: ['alert'], alertLevels: ['critical'] };
     const before = await connectAs('tablet', ['plant-a']);
     await before.subscribe('floor', filter);
     await before.close();
