@@ -14,14 +14,17 @@ export const LATEST_INTERVAL_MS = 5000;
 
 /**
  * Holds the newest reading of each device until its location is due, then writes the location's
- * changed devices in one request. A location seen for the first time is written at once, so a
- * new device appears in snapshots without waiting for the interval.
+ * changed devices in one request. A location holding a device this container has not written yet
+ * is due at once, so a new device appears in snapshots without waiting for the interval.
  */
 export class LatestReadingsConflator {
   /** location -> deviceId -> newest reading not yet written. */
   private readonly pending = new Map<string, Map<string, DeviceRecord>>();
   /** location -> when this container last wrote it (epoch ms). */
   private readonly lastWrite = new Map<string, number>();
+  /** Locations holding a device never written by this container. */
+  private readonly fresh = new Set<string>();
+  private readonly written = new Set<string>();
 
   constructor(
     private readonly store: LatestReadingsStore,
@@ -37,17 +40,22 @@ export class LatestReadingsConflator {
       if (!devices) this.pending.set(data.location, (devices = new Map()));
       const held = devices.get(data.deviceId);
       if (!held || held.timestamp <= data.timestamp) devices.set(data.deviceId, data);
+      if (!this.written.has(data.deviceId)) this.fresh.add(data.location);
     }
   }
 
   /** Writes every location that is due at `now`. A failed write keeps its readings for the next try. */
   async flush(now: number, log?: Log): Promise<void> {
-    const due = [...this.pending].filter(([location]) => now - (this.lastWrite.get(location) ?? -Infinity) >= this.intervalMs);
+    const due = [...this.pending].filter(
+      ([location]) => this.fresh.has(location) || now - (this.lastWrite.get(location) ?? -Infinity) >= this.intervalMs,
+    );
     await mapWithConcurrency(due, 8, async ([location, devices]) => {
       this.pending.delete(location);
+      this.fresh.delete(location);
       this.lastWrite.set(location, now);
       try {
         await this.store.write(location, [...devices.values()]);
+        for (const deviceId of devices.keys()) this.written.add(deviceId);
       } catch (error) {
         log?.warn('latest readings not stored', { location, error: (error as Error).message });
         // Newer readings that arrived meanwhile win over the ones put back.
