@@ -108,7 +108,7 @@ export class DeviceList {
 }
 
 /** Which alerts the panel lists. */
-export type AlertStateFilter = 'all' | AlertStateName;
+type AlertStateFilter = 'all' | AlertStateName;
 const ALERT_STATE_FILTERS: readonly AlertStateFilter[] = ['all', 'open', 'acknowledged', 'resolved'];
 
 /** Interval of the alarm tone while a critical alert is open and sound is on. */

@@ -43,10 +43,10 @@ export interface AlertStateDeps {
 }
 
 /** The `by` of an alert resolved because it outlived the retention. */
-export const EXPIRY = 'expiry';
+const EXPIRY = 'expiry';
 
 /** The `alert_state` frame of a stored alert. */
-export function alertStateFrame(stored: StoredAlert, now: number): AlertStateFrame {
+function alertStateFrame(stored: StoredAlert, now: number): AlertStateFrame {
   const { alert, state } = stored;
   return {
     type: 'alert_state',
@@ -56,7 +56,7 @@ export function alertStateFrame(stored: StoredAlert, now: number): AlertStateFra
 }
 
 /** DynamoDB TTL (epoch seconds) of an alert: resolved ones stay one more retention, for late acks. */
-export function alertExpiresAt(alert: AlertRecord, retentionMs: number): number {
+function alertExpiresAt(alert: AlertRecord, retentionMs: number): number {
   return Math.ceil((alert.timestamp + 2 * retentionMs) / 1000);
 }
 
@@ -65,7 +65,7 @@ export function alertExpiresAt(alert: AlertRecord, retentionMs: number): number 
  * alert and whose sites include its location. Resolves with the number of successful posts; a
  * gone connection is left to the stream fan-out, which removes it on its next record.
  */
-export async function broadcastAlertStates(deps: AlertStateDeps, changes: readonly StoredAlert[]): Promise<number> {
+async function broadcastAlertStates(deps: AlertStateDeps, changes: readonly StoredAlert[]): Promise<number> {
   if (!changes.length) return 0;
   const now = (deps.now ?? Date.now)();
   const records = changes.map((stored): StreamRecord => ({ type: 'alert', data: stored.alert }));

@@ -134,7 +134,7 @@ export const unsubscribeFrameSchema = z.object({
 });
 export const pingFrameSchema = z.object({ action: z.literal('ping') });
 /** Acknowledges an alert for every operator who can see it; who = the connection's token subject. */
-export const ackFrameSchema = z.object({ action: z.literal('ack'), alertId: nameSchema });
+const ackFrameSchema = z.object({ action: z.literal('ack'), alertId: nameSchema });
 
 /** Every frame a client may send, discriminated by `action`. */
 export const clientFrameSchema = z.discriminatedUnion('action', [
@@ -154,7 +154,7 @@ export const CLIENT_ACTIONS: readonly ClientAction[] = ['subscribe', 'unsubscrib
  * An alert's state as the server keeps it: `by` is the acknowledging token subject, the resolving
  * alert's id, or `expiry`; `at` is when the state was entered (epoch ms).
  */
-export const alertStateInfoSchema = z.object({
+const alertStateInfoSchema = z.object({
   state: z.enum(ALERT_STATES),
   by: z.string().max(256).optional(),
   at: z.number(),
@@ -162,7 +162,7 @@ export const alertStateInfoSchema = z.object({
 export type AlertStateInfo = z.output<typeof alertStateInfoSchema>;
 
 /** Pushed record frames. `cursor` is `topic:partition:offset`, unique per Kafka record. */
-export const deviceDataFrameSchema = z.object({
+const deviceDataFrameSchema = z.object({
   type: z.literal('device_data'),
   data: deviceRecordSchema,
   timestamp: z.number(),
@@ -170,7 +170,7 @@ export const deviceDataFrameSchema = z.object({
 });
 export type DeviceDataFrame = z.output<typeof deviceDataFrameSchema>;
 /** An alert record; inside a `snapshot` it carries the alert's current `state`. */
-export const alertFrameSchema = z.object({
+const alertFrameSchema = z.object({
   type: z.literal('alert'),
   data: alertRecordSchema,
   timestamp: z.number(),
@@ -178,14 +178,14 @@ export const alertFrameSchema = z.object({
   state: alertStateInfoSchema.optional(),
 });
 export type AlertFrame = z.output<typeof alertFrameSchema>;
-export const systemStatusFrameSchema = z.object({
+const systemStatusFrameSchema = z.object({
   type: z.literal('system_status'),
   data: z.looseObject({ connections: z.number() }),
   timestamp: z.number(),
 });
 export type SystemStatusFrame = z.output<typeof systemStatusFrameSchema>;
 /** A change of an alert's state, pushed to every connection whose subscriptions match the alert. */
-export const alertStateFrameSchema = z.object({
+const alertStateFrameSchema = z.object({
   type: z.literal('alert_state'),
   data: z.object({
     alertId: nameSchema,
@@ -206,14 +206,14 @@ const pushFrameSchema = z.discriminatedUnion('type', [
 ]);
 /** A frame that may travel inside a `batch`. */
 export type PushFrame = z.output<typeof pushFrameSchema>;
-export const batchFrameSchema = z.object({ type: z.literal('batch'), messages: z.array(pushFrameSchema) });
+const batchFrameSchema = z.object({ type: z.literal('batch'), messages: z.array(pushFrameSchema) });
 export type BatchFrame = z.output<typeof batchFrameSchema>;
 /**
  * What a subscription matched when it was made: the latest reading of each matching device, then
  * the matching alerts that are not resolved, newest first. Several frames when one would pass
  * {@link LIMITS.maxFrameBytes}; the last has `final: true`.
  */
-export const snapshotFrameSchema = z.object({
+const snapshotFrameSchema = z.object({
   type: z.literal('snapshot'),
   id: z.string(),
   messages: z.array(z.discriminatedUnion('type', [deviceDataFrameSchema, alertFrameSchema])),
@@ -227,15 +227,15 @@ const normalisedFilterSchema = z.object({
   locations: z.array(z.string()),
   alertLevels: z.array(z.enum(ALERT_LEVELS)),
 });
-export const subscribedFrameSchema = z.object({ type: z.literal('subscribed'), id: z.string(), filter: normalisedFilterSchema });
+const subscribedFrameSchema = z.object({ type: z.literal('subscribed'), id: z.string(), filter: normalisedFilterSchema });
 export type SubscribedFrame = z.output<typeof subscribedFrameSchema>;
-export const unsubscribedFrameSchema = z.object({ type: z.literal('unsubscribed'), id: z.string() });
+const unsubscribedFrameSchema = z.object({ type: z.literal('unsubscribed'), id: z.string() });
 export type UnsubscribedFrame = z.output<typeof unsubscribedFrameSchema>;
-export const ackedFrameSchema = z.object({ type: z.literal('acked'), alertId: z.string() });
+const ackedFrameSchema = z.object({ type: z.literal('acked'), alertId: z.string() });
 export type AckedFrame = z.output<typeof ackedFrameSchema>;
-export const pongFrameSchema = z.object({ type: z.literal('pong'), timestamp: z.number() });
+const pongFrameSchema = z.object({ type: z.literal('pong'), timestamp: z.number() });
 export type PongFrame = z.output<typeof pongFrameSchema>;
-export const errorFrameSchema = z.object({
+const errorFrameSchema = z.object({
   type: z.literal('error'),
   code: z.enum(ERROR_CODES),
   message: z.string(),
@@ -244,7 +244,7 @@ export const errorFrameSchema = z.object({
 });
 export type ErrorFrame = z.output<typeof errorFrameSchema>;
 /** Every frame the server sends, discriminated by `type`. */
-export const serverFrameSchema = z.discriminatedUnion('type', [
+const serverFrameSchema = z.discriminatedUnion('type', [
   ...pushFrameSchema.options,
   batchFrameSchema,
   snapshotFrameSchema,
