@@ -274,15 +274,19 @@ export class DashboardModel {
 
 /**
  * Inserts a point keeping x ascending (Chart.js is told the data is sorted) and the window at
- * most `limit` long. Mutates in place: Chart.js holds these very arrays as its datasets.
+ * most `limit` long. A point at an x already held is the same reading again (a snapshot after a
+ * reconnect repeats the latest one) and is skipped. Mutates in place: Chart.js holds these very
+ * arrays as its datasets.
  */
 export function insertPoint(points: Point[], point: Point, limit: number): void {
   const last = points[points.length - 1];
-  if (!last || point.x >= last.x) {
+  if (last && point.x === last.x) return;
+  if (!last || point.x > last.x) {
     points.push(point);
   } else {
     let index = points.length - 1;
     while (index > 0 && points[index - 1].x > point.x) index--;
+    if (index > 0 && points[index - 1].x === point.x) return;
     // Older than the whole full window: it would be evicted at once.
     if (index === 0 && points.length >= limit) return;
     points.splice(index, 0, point);

@@ -35,6 +35,12 @@ describe('insertPoint (the window of the last N points)', () => {
     expect(points.map((p) => p.x)).toEqual([3, 4, 5, 6]);
   });
 
+  test('the same reading twice (live, then in a snapshot) is one point', () => {
+    const points: Point[] = [];
+    for (const x of [1, 3, 3, 2, 1, 3]) insertPoint(points, { x, y: x }, 10);
+    expect(points.map((p) => p.x)).toEqual([1, 2, 3]);
+  });
+
   test('a point older than a full window is dropped', () => {
     const points: Point[] = [{ x: 5, y: 0 }, { x: 6, y: 0 }];
     insertPoint(points, { x: 1, y: 0 }, 2);
