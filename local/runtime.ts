@@ -22,6 +22,8 @@ import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../la
 import type { Log, Poster } from '../lambdas/core/ports';
 import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } from '../lambdas/core/stream-state';
 import { TOPICS } from '../lambdas/core/protocol';
+import { intEnv } from '../lambdas/config/config';
+import { ENV } from '../lambdas/config/env-names';
 import type { StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
@@ -69,11 +71,11 @@ export interface LocalRuntimeOptions {
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
   statusIntervalMs?: number;
-  /** An alert nobody resolved is resolved by expiry after this long. Default 24 hours. */
+  /** An alert nobody resolved is resolved by expiry after this long. Default ALERT_RETENTION_SECONDS or 24 hours. */
   alertRetentionMs?: number;
   /** How often the stream step looks for expired alerts. Default 60 s. */
   alertExpirySweepMs?: number;
-  /** Least time between two writes of one location's latest readings. Default 5 s. */
+  /** Least time between two writes of one location's latest readings. Default LATEST_INTERVAL_MS or 5 s. */
   latestIntervalMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
@@ -155,7 +157,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
     const alerts = new DynamoAlertStore(doc, LOCAL_TABLES.alerts);
     const latest = new DynamoLatestReadings(doc, LOCAL_TABLES.latest);
-    const retentionMs = options.alertRetentionMs ?? ALERT_STATE_DEFAULTS.retentionMs;
+    // Locally as on AWS, the environment may set both (ALERT_RETENTION_SECONDS, LATEST_INTERVAL_MS).
+    const retentionMs = options.alertRetentionMs ?? intEnv(ENV.alertRetentionSeconds, ALERT_STATE_DEFAULTS.retentionMs / 1000) * 1000;
     // The Management API listens once the gateway has started; the route handlers are built before.
     let routePoster: Poster | undefined;
     const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
@@ -206,7 +209,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       log,
       concurrency: options.postConcurrency ?? 32,
       batchStep: createStreamStateStep({
-        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? LATEST_INTERVAL_MS),
+        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
         lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
         log,
       }),
