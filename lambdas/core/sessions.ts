@@ -183,8 +183,7 @@ export async function handleClientMessage(
   return { reply, followUps, metrics };
 }
 
-/** The snapshot of a subscription just made, for the connection's sites (read again: the item is small). */
-async function subscriptionSnapshot(deps: SessionDeps, connectionId: string, reply: SubscribedFrame): Promise<string[]> {
-  const connection = await deps.connections.get(connectionId);
-  return connection && deps.snapshot ? snapshotTexts(deps.snapshot, connection, reply) : [];
+/** The snapshot of a subscription just made, for the connection's sites (read again, beside the snapshot's reads). */
+function subscriptionSnapshot(deps: SessionDeps, connectionId: string, reply: SubscribedFrame): Promise<string[]> {
+  return deps.snapshot ? snapshotTexts(deps.snapshot, deps.connections.get(connectionId), reply) : Promise.resolve([]);
 }

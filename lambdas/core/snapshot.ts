@@ -22,11 +22,13 @@ export interface SnapshotDeps {
 
 /**
  * Builds the `snapshot` texts for one subscription of a connection: only what its filter matches
- * and its sites include. Always at least one frame, so a client knows the snapshot is complete.
+ * and its sites include (none when the connection is gone). The connection may still be being
+ * read: the snapshot's own reads run meanwhile. Always at least one frame, so a client knows the
+ * snapshot is complete.
  */
 export async function snapshotTexts(
   deps: SnapshotDeps,
-  connection: Pick<ConnectionItem, 'sites'>,
+  connection: Pick<ConnectionItem, 'sites'> | undefined | Promise<Pick<ConnectionItem, 'sites'> | undefined>,
   subscribed: SubscribedFrame,
   maxBytes: number = LIMITS.maxFrameBytes,
 ): Promise<string[]> {
@@ -34,21 +36,23 @@ export async function snapshotTexts(
   const { filter } = subscribed;
   const wantsReadings = filter.types.includes('device_data');
   const wantsAlerts = filter.types.includes('alert');
-  const [readings, alerts] = await Promise.all([
+  const [readings, alerts, reader] = await Promise.all([
     wantsReadings ? deps.latest.read(filter.locations.length ? filter.locations : undefined) : [],
     wantsAlerts ? deps.alerts.unresolved({ limit: deps.maxAlerts ?? 500 }) : [],
+    connection,
   ]);
+  const sites = reader?.sites ?? [];
   const oldest = now - (deps.retentionMs ?? ALERT_STATE_DEFAULTS.retentionMs);
   const frames: (DeviceDataFrame | AlertFrame)[] = [
     ...readings
-      .filter((data) => mayRead(connection.sites, data.location) && matchesFilter(filter, { type: 'device_data', data }))
+      .filter((data) => mayRead(sites, data.location) && matchesFilter(filter, { type: 'device_data', data }))
       .sort((a, b) => a.deviceId.localeCompare(b.deviceId))
       .map((data): DeviceDataFrame => ({ type: 'device_data', data, timestamp: now })),
     ...alerts
       .filter(
         ({ alert }) =>
           alert.timestamp >= oldest &&
-          mayRead(connection.sites, alert.location) &&
+          mayRead(sites, alert.location) &&
           matchesFilter(filter, { type: 'alert', data: alert }),
       )
       .map(({ alert, state }): AlertFrame => ({ type: 'alert', data: alert, timestamp: now, state })),
