@@ -10,9 +10,16 @@ import { ConfigError, readConfig } from './config';
 import { IotDashboardStack } from './stack';
 
 const app = new App();
-let config;
+const stackName = (app.node.tryGetContext('stackName') as string | undefined) || 'IotLiveDashboard';
 try {
-  config = readConfig(app.node);
+  new IotDashboardStack(app, stackName, {
+    config: readConfig(app.node),
+    description: 'Serverless real-time IoT dashboard: MSK to API Gateway WebSockets to a CloudFront dashboard',
+    env:
+      process.env.CDK_DEFAULT_ACCOUNT && process.env.CDK_DEFAULT_REGION
+        ? { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION }
+        : undefined,
+  });
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(`Configuration error: ${err.message}\nSee docs/deploy.md for every context value.`);
@@ -20,15 +27,6 @@ try {
   }
   throw err;
 }
-const stackName = (app.node.tryGetContext('stackName') as string | undefined) || 'IotLiveDashboard';
-new IotDashboardStack(app, stackName, {
-  config,
-  description: 'Serverless real-time IoT dashboard: MSK to API Gateway WebSockets to a CloudFront dashboard',
-  env:
-    process.env.CDK_DEFAULT_ACCOUNT && process.env.CDK_DEFAULT_REGION
-      ? { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION }
-      : undefined,
-});
 // cdk-nag's AwsSolutions rules run on every synth; a finding without a justified
 // acknowledgement (infra/nag.ts) fails the synth. `-c nag=false` skips them.
 if (app.node.tryGetContext('nag') !== false && app.node.tryGetContext('nag') !== 'false') {

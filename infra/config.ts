@@ -4,6 +4,7 @@
  * what to set. Constructs receive these typed values; none of them reads context itself.
  */
 import type { Node } from 'constructs';
+import { HANDLER_NAMES, type HandlerName } from './lambda-bundling';
 
 /** Where the stream Lambda reads Kafka from. */
 export type KafkaSource = 'msk' | 'self-managed';
@@ -91,14 +92,25 @@ export interface DeployConfig {
 
   /** Context `wsThrottleRate` / `wsThrottleBurst`: stage-wide request rate (per s) and burst. Default 500 / 1000. */
   readonly wsThrottle: { readonly rateLimit: number; readonly burstLimit: number };
-  /** Context `httpThrottleRate` / `httpThrottleBurst` for GET /metrics and /health. Default 20 / 40. */
+  /** Context `httpThrottleRate` / `httpThrottleBurst` for GET /metrics. Default 20 / 40. */
   readonly httpThrottle: { readonly rateLimit: number; readonly burstLimit: number };
+  /** Context `healthThrottleRate` / `healthThrottleBurst` for GET /health, a limit of its own. Default 5 / 10. */
+  readonly healthThrottle: { readonly rateLimit: number; readonly burstLimit: number };
   /**
    * Context `apiGatewayLogsRole`: create the account-level role that lets API Gateway write
-   * WebSocket access logs (account and region wide, retained on delete). Default true; set false
-   * when the account already has one.
+   * WebSocket access logs and set it on the account (account and region wide: it replaces a role
+   * set by anyone else, and is retained on delete). Default false: the account needs one already,
+   * see docs/deploy.md "Before the first deploy".
    */
   readonly apiGatewayLogsRole: boolean;
+  /**
+   * Context `reservedConcurrency`: reserved concurrency by handler name, e.g.
+   * `{"authorizer": 20, "stream": 10}` (JSON on the command line). Default none: a new account's
+   * concurrency quota (10) leaves no room for any reservation.
+   */
+  readonly reservedConcurrency: Partial<Record<HandlerName, number>>;
+  /** Context `tags`: tags added to every resource besides `Application` and `Stack`, e.g. `{"CostCenter": "ops"}`. Default none. */
+  readonly tags: Readonly<Record<string, string>>;
 
   /** Context `dashboardAssetPath`: the built dashboard (`npm run build:frontend`). Default `frontend/dist`. */
   readonly dashboardAssetPath: string;
@@ -109,6 +121,10 @@ export interface DeployConfig {
   readonly offsetLagThreshold: number;
   /** Context `staleConnectionsThreshold`: alarm when more stale connections than this are found in 5 minutes. Default 100. */
   readonly staleConnectionsThreshold: number;
+  /** Context `streamIdleMinutes`: alarm when the stream Lambda was not invoked for this long; 0 turns it off. Default 15. */
+  readonly streamIdleMinutes: number;
+  /** Context `alarmOkActions`: also notify when an alarm returns to OK. Default false. */
+  readonly alarmOkActions: boolean;
 }
 
 /** Thrown when a context value is missing or invalid; the message names the key to set. */
@@ -173,10 +189,31 @@ export function readConfig(source: ContextSource): DeployConfig {
     if (!items) throw new ConfigError(`context "${key}" must be a list or a comma-separated string`);
     return items.map((s) => s.trim()).filter((s) => s.length > 0);
   };
+  const object = (key: string): Record<string, unknown> => {
+    const raw = get(key);
+    if (raw === undefined || raw === null || raw === '') return {};
+    let v = raw;
+    if (typeof raw === 'string') {
+      try {
+        v = JSON.parse(raw);
+      } catch (error) {
+        throw new ConfigError(`context "${key}" must be a JSON object; got ${raw}`, { cause: error });
+      }
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`context "${key}" must be a JSON object`);
+    return v as Record<string, unknown>;
+  };
   const arn = (key: string, service: string): string | undefined => {
     const v = optStr(key);
     if (v !== undefined && !new RegExp(`^arn:aws[a-z-]*:${service}:`).test(v)) {
       throw new ConfigError(`context "${key}" must be an ARN of service ${service}; got "${v}"`);
+    }
+    // A partial secret ARN (no "-" and 6 random characters) makes the IAM grant name a resource
+    // that does not exist: the deploy works and every GetSecretValue is denied.
+    if (v !== undefined && service === 'secretsmanager' && !/:secret:.+-[A-Za-z0-9]{6}$/.test(v)) {
+      throw new ConfigError(
+        `context "${key}" must be the complete secret ARN, ending in -<6 characters> (aws secretsmanager describe-secret --secret-id <name> --query ARN); got "${v}"`,
+      );
     }
     return v;
   };
@@ -235,6 +272,24 @@ export function readConfig(source: ContextSource): DeployConfig {
     throw new ConfigError(`context "stageName" must be letters, digits, - or _; got "${stageName}"`);
   }
 
+  const reservedConcurrency: Partial<Record<HandlerName, number>> = {};
+  for (const [name, value] of Object.entries(object('reservedConcurrency'))) {
+    if (!(HANDLER_NAMES as readonly string[]).includes(name)) {
+      throw new ConfigError(`context "reservedConcurrency" names "${name}"; handlers are ${HANDLER_NAMES.join(', ')}`);
+    }
+    if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 10000) {
+      throw new ConfigError(`context "reservedConcurrency.${name}" must be an integer in 0..10000; got ${JSON.stringify(value)}`);
+    }
+    reservedConcurrency[name as HandlerName] = value as number;
+  }
+  const tags: Record<string, string> = {};
+  for (const [name, value] of Object.entries(object('tags'))) {
+    if (typeof value !== 'string' || !/^[\p{L}\p{N}\s_.:/=+@-]{1,128}$/u.test(name) || value.length > 256) {
+      throw new ConfigError(`context "tags.${name}" must be a string of at most 256 characters under a valid tag key`);
+    }
+    tags[name] = value;
+  }
+
   const retention = int('logRetentionDays', 30, 1, 3653);
   return {
     serviceName: str('serviceName', 'iot-live-dashboard'),
@@ -264,10 +319,15 @@ export function readConfig(source: ContextSource): DeployConfig {
     postConcurrency: int('postConcurrency', 32, 1, 1000),
     wsThrottle: { rateLimit: int('wsThrottleRate', 500, 1, 10000), burstLimit: int('wsThrottleBurst', 1000, 1, 5000) },
     httpThrottle: { rateLimit: int('httpThrottleRate', 20, 1, 10000), burstLimit: int('httpThrottleBurst', 40, 1, 5000) },
-    apiGatewayLogsRole: bool('apiGatewayLogsRole', true),
+    healthThrottle: { rateLimit: int('healthThrottleRate', 5, 1, 10000), burstLimit: int('healthThrottleBurst', 10, 1, 5000) },
+    apiGatewayLogsRole: bool('apiGatewayLogsRole', false),
+    reservedConcurrency,
+    tags,
     dashboardAssetPath: str('dashboardAssetPath', 'frontend/dist'),
     alarmEmail: optStr('alarmEmail'),
     offsetLagThreshold: int('offsetLagThreshold', 1000, 1, 1_000_000_000),
     staleConnectionsThreshold: int('staleConnectionsThreshold', 100, 1, 1_000_000_000),
+    streamIdleMinutes: int('streamIdleMinutes', 15, 0, 1440),
+    alarmOkActions: bool('alarmOkActions', false),
   };
 }

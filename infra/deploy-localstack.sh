@@ -8,6 +8,11 @@
 # Kafka is the compose broker, consumed as a self-managed cluster (LocalStack does not check
 # the VPC ids; they only satisfy the stack's "no auth needs a VPC" rule). Uses `cdklocal` when
 # it is installed, else the plain CDK CLI with endpoint variables.
+#
+# What runs depends on the plan of LOCALSTACK_AUTH_TOKEN (docs/deploy.md, "Try it on LocalStack"):
+# the whole stack needs Pro (self-managed Kafka trigger, CloudFront); Base stops at CloudFront.
+# Even on Pro the deployed page names AWS host names and cannot connect: for a dashboard that
+# runs, use `npm start`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +31,9 @@ if ! curl -fsS "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null; then
   echo "Start it first: docker compose -f docker-compose.localstack.yml up -d" >&2
   exit 1
 fi
+
+echo "LocalStack at $AWS_ENDPOINT_URL. This deploy needs the Pro plan (see docs/deploy.md); the deployed" >&2
+echo "page cannot connect on LocalStack (AWS host names): use 'npm start' for the end-to-end loop." >&2
 
 if [ ! -f frontend/dist/index.html ]; then
   npm run build:frontend
@@ -46,6 +54,8 @@ CONTEXT=(
   -c kafkaSecurityGroupId=sg-localstack
   -c kafkaStartingPosition=TRIM_HORIZON
   -c logRetentionDays=1
+  # LocalStack keeps no account-wide API Gateway settings worth protecting.
+  -c apiGatewayLogsRole=true
 )
 
 "${CDK[@]}" bootstrap "aws://$CDK_DEFAULT_ACCOUNT/$AWS_REGION" "${CONTEXT[@]}"

@@ -1,8 +1,9 @@
-import { Annotations, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Stack, Tags, Token, type StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import { PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
+import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
 import { OperationalAlarms } from './constructs/alarms';
 import { DashboardSite } from './constructs/dashboard-site';
 import { DataTables } from './constructs/data-tables';
@@ -49,7 +50,12 @@ export class IotDashboardStack extends Stack {
       metricsNamespace: config.metricsNamespace,
       logLevel: config.logLevel,
       logRetention: retentionDays(config.logRetentionDays),
+      reservedConcurrency: config.reservedConcurrency,
     };
+    // Cost allocation and ownership: every taggable resource of the stack carries these.
+    Tags.of(this).add('Application', config.serviceName);
+    Tags.of(this).add('Stack', this.stackName);
+    for (const [key, value] of Object.entries(config.tags)) Tags.of(this).add(key, value);
 
     if (config.authMode === 'hs256') {
       this.jwtSecret = config.jwtSecretArn
@@ -82,12 +88,7 @@ export class IotDashboardStack extends Stack {
       },
     });
 
-    if (config.kafkaSource === 'msk' && config.mskClusterArn === PLACEHOLDER_MSK_CLUSTER_ARN) {
-      Annotations.of(this).addWarningV2(
-        'iot-dashboard:placeholder-msk-cluster',
-        'mskClusterArn is the placeholder from cdk.json: synth works, deploy will not. Pass -c mskClusterArn=<your cluster ARN>.',
-      );
-    }
+    if (config.kafkaSource === 'msk') this.checkMskCluster(config.mskClusterArn);
     this.stream = new StreamConsumer(this, 'Stream', {
       tables: this.tables,
       realtimeApi: this.realtime,
@@ -114,6 +115,7 @@ export class IotDashboardStack extends Stack {
       metricsTokenSecret: this.metricsTokenSecret,
       functionDefaults,
       throttle: config.httpThrottle,
+      healthThrottle: config.healthThrottle,
     });
 
     this.site = new DashboardSite(this, 'Dashboard', {
@@ -125,20 +127,23 @@ export class IotDashboardStack extends Stack {
       ],
     });
 
-    const functions = [
-      this.realtime.authorizer,
-      ...Object.values(this.realtime.routeFunctions),
-      this.stream.handler,
-      this.ops.metricsFunction,
-      this.ops.healthFunction,
-    ].map((f) => f.function);
     this.alarms = new OperationalAlarms(this, 'Alarms', {
       streamFunction: this.stream.handler.function,
-      functions,
+      authorizerFunction: this.realtime.authorizer.function,
+      routeFunctions: [...Object.values(this.realtime.routeFunctions), this.ops.metricsFunction, this.ops.healthFunction].map(
+        (f) => f.function,
+      ),
+      webSocketApi: { api: this.realtime.api, stageName: this.realtime.stage.stageName },
+      httpApi: this.ops.api,
+      failureQueue: this.stream.failureQueue,
+      // Every table of the stack, including ones other constructs add to DataTables later.
+      tables: this.tables.node.children.filter((c): c is dynamodb.TableV2 => c instanceof dynamodb.TableV2),
       metricsNamespace: config.metricsNamespace,
       serviceName: config.serviceName,
       offsetLagThreshold: config.offsetLagThreshold,
       staleConnectionsThreshold: config.staleConnectionsThreshold,
+      streamIdleMinutes: config.streamIdleMinutes,
+      okActions: config.alarmOkActions,
       email: config.alarmEmail,
     });
 
@@ -158,7 +163,45 @@ export class IotDashboardStack extends Stack {
       description: 'Where the stream Lambda sends metadata of batches it could not process',
     });
 
+    new CfnOutput(this, 'OperationsDashboard', {
+      value: `https://console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.alarms.dashboard.dashboardName}`,
+      description: 'CloudWatch dashboard of the alarms and their metrics',
+    });
+
     applyNagSuppressions(this);
+  }
+
+  /**
+   * The placeholder cluster ARN of cdk.json lets an env-agnostic synth run with no account, and
+   * only warns there. A synth for a concrete account is a deploy about to happen: with the
+   * placeholder (or a cluster in another region) CloudFormation would create every other resource
+   * and then fail at the event source mapping, so it fails now, saying what to pass.
+   */
+  private checkMskCluster(clusterArn: string): void {
+    const concrete = !Token.isUnresolved(this.account) && !Token.isUnresolved(this.region);
+    if (clusterArn === PLACEHOLDER_MSK_CLUSTER_ARN) {
+      if (concrete) {
+        throw new ConfigError(
+          `mskClusterArn is still the placeholder from cdk.json, and this synth targets account ${this.account} in ` +
+            `${this.region}: a deploy would fail at the Kafka event source mapping. Pass ` +
+            `-c mskClusterArn=arn:aws:kafka:${this.region}:<account>:cluster/<name>/<uuid> ` +
+            `(aws kafka list-clusters-v2 --region ${this.region} --query 'ClusterInfoList[].ClusterArn'), ` +
+            'or -c kafkaSource=self-managed with kafkaBootstrapServers.',
+        );
+      }
+      Annotations.of(this).addWarningV2(
+        'iot-dashboard:placeholder-msk-cluster',
+        'mskClusterArn is the placeholder from cdk.json: synth works, deploy will not. Pass -c mskClusterArn=<your cluster ARN>.',
+      );
+      return;
+    }
+    const clusterRegion = clusterArn.split(':')[3];
+    if (concrete && clusterRegion !== this.region) {
+      throw new ConfigError(
+        `mskClusterArn names a cluster in ${clusterRegion}, but the stack deploys to ${this.region}; an MSK event ` +
+          'source mapping reads a cluster in its own region. Deploy to the cluster\'s region (AWS_REGION) or pass its ARN there.',
+      );
+    }
   }
 }
 

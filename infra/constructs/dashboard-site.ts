@@ -5,6 +5,7 @@ import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import { Construct } from 'constructs';
+import { accountUniqueName } from '../names';
 
 /** Properties of {@link DashboardSite}. */
 export interface DashboardSiteProps {
@@ -22,7 +23,7 @@ export interface DashboardSiteProps {
 
 /**
  * The dashboard: a private S3 bucket served only through CloudFront with origin access control,
- * HTTPS only, security headers including a content security policy, and the built page deployed
+ * HTTP redirected to HTTPS, security headers including a content security policy, and the built page deployed
  * together with a generated `config.json` (`{"wsUrl": ...}`).
  */
 export class DashboardSite extends Construct {
@@ -55,6 +56,8 @@ export class DashboardSite extends Construct {
 
     const connectSrc = ["'self'", ...(props.connectOrigins ?? [])].join(' ');
     this.headersPolicy = new cloudfront.ResponseHeadersPolicy(this, 'SecurityHeaders', {
+      // CloudFront policy names are unique per account: the region keeps a second region's stack apart.
+      responseHeadersPolicyName: accountUniqueName(this, 'security-headers', 128),
       comment: 'IoT dashboard: CSP and security headers',
       securityHeadersBehavior: {
         contentSecurityPolicy: {
@@ -90,8 +93,14 @@ export class DashboardSite extends Construct {
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       priceClass: cloudfront.PriceClass.PRICE_CLASS_100,
       defaultBehavior: {
-        origin: origins.S3BucketOrigin.withOriginAccessControl(this.bucket),
-        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+        origin: origins.S3BucketOrigin.withOriginAccessControl(this.bucket, {
+          originAccessControl: new cloudfront.S3OriginAccessControl(this, 'OriginAccessControl', {
+            originAccessControlName: accountUniqueName(this, 'dashboard-oac', 64),
+            description: 'The dashboard distribution reads the private bucket',
+          }),
+        }),
+        // http:// answers with a redirect rather than a 403: a typed address still works.
+        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
         allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
         cachePolicy: cloudfront.CachePolicy.CACHING_OPTIMIZED,
         responseHeadersPolicy: this.headersPolicy,

@@ -19,8 +19,13 @@ export interface OpsApiProps {
   readonly metricsTokenSecret: ISecret;
   /** Shared function settings. */
   readonly functionDefaults: FunctionDefaults;
-  /** Throttling of the HTTP API's stage. @default 20 requests/s, burst 40 */
+  /** Throttling of GET /metrics (the stage default). @default 20 requests/s, burst 40 */
   readonly throttle?: apigwv2.ThrottleSettings;
+  /**
+   * Throttling of GET /health, a route of its own: uptime checks polling the public /health
+   * must not use up the budget a Prometheus scrape of /metrics needs. @default 5 requests/s, burst 10
+   */
+  readonly healthThrottle?: apigwv2.ThrottleSettings;
 }
 
 /**
@@ -47,8 +52,7 @@ export class OpsApi extends Construct {
       description: 'GET /metrics: Prometheus text exposition of the aggregated metrics',
       defaults: props.functionDefaults,
     })
-      .linkTable(ENV.metricsTable, tables.metrics, 'read')
-      .linkTable(ENV.connectionsTable, tables.connections, 'read')
+      .linkTable(ENV.metricsTable, tables.metrics, ['Query'])
       .linkSecret(ENV.metricsTokenSecretArn, props.metricsTokenSecret);
 
     this.healthFunction = new ServiceFunction(this, 'Health', {
@@ -56,9 +60,8 @@ export class OpsApi extends Construct {
       description: 'GET /health: state of each dependency',
       defaults: props.functionDefaults,
     })
-      .linkTable(ENV.connectionsTable, tables.connections, 'read')
-      .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'read')
-      .linkTable(ENV.metricsTable, tables.metrics, 'read')
+      // One GetItem of a key that does not exist proves the table answers and the role may read it.
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem'])
       .setEnv(ENV.callbackUrl, props.realtimeApi.callbackUrl);
     // The health check asks the Management API about a connection id that does not exist.
     props.realtimeApi.grantManageConnections(this.healthFunction, ['GET']);
@@ -72,7 +75,7 @@ export class OpsApi extends Construct {
       methods: [apigwv2.HttpMethod.GET],
       integration: new HttpLambdaIntegration('MetricsIntegration', this.metricsFunction.function),
     });
-    this.api.addRoutes({
+    const [healthRoute] = this.api.addRoutes({
       path: '/health',
       methods: [apigwv2.HttpMethod.GET],
       integration: new HttpLambdaIntegration('HealthIntegration', this.healthFunction.function),
@@ -91,6 +94,13 @@ export class OpsApi extends Construct {
         destination: new apigwv2.LogGroupLogDestination(this.accessLogs),
       },
     });
+    // HttpStage has no per-route settings; the CloudFormation stage does (RouteSettings by route key).
+    const health = props.healthThrottle ?? { rateLimit: 5, burstLimit: 10 };
+    (this.stage.node.defaultChild as apigwv2.CfnStage).addPropertyOverride('RouteSettings', {
+      'GET /health': { ThrottlingRateLimit: health.rateLimit, ThrottlingBurstLimit: health.burstLimit },
+    });
+    // API Gateway rejects settings for a route key that does not exist yet.
+    this.stage.node.addDependency(healthRoute!);
   }
 
   /** `https://{api}.execute-api.{region}.amazonaws.com/metrics`. */

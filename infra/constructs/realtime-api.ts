@@ -40,9 +40,11 @@ export interface RealtimeApiProps {
   /** Stage-wide throttling. @default 500 requests/s, burst 1000 */
   readonly throttle?: apigwv2.ThrottleSettings;
   /**
-   * Create the account-level role API Gateway needs to write WebSocket access logs. It is one
-   * setting per account and region, so it is retained when the stack is deleted.
-   * @default true
+   * Create the account-level role API Gateway needs to write WebSocket access logs and set it on
+   * the account. It is one setting per account and region: this overwrites a role another stack
+   * set, and is retained when the stack is deleted. Leave it off when the account has a role
+   * (docs/deploy.md, "Before the first deploy").
+   * @default false
    */
   readonly createAccountLogsRole?: boolean;
 }
@@ -90,29 +92,40 @@ export class RealtimeApi extends Construct {
     if (props.auth.issuer) this.authorizer.setEnv(ENV.jwtIssuer, props.auth.issuer);
     if (props.auth.audience) this.authorizer.setEnv(ENV.jwtAudience, props.auth.audience);
 
+    // Each route gets the DynamoDB calls its adapters make, nothing more: connections are put by
+    // $connect, read and updated by the message routes, deleted by $disconnect; subscription
+    // index items and metric shards are only ever updated (ADD/REMOVE/SET) by these routes.
     const connect = fn('connect', 'WebSocket $connect: records the connection')
-      .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
-      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
-    const disconnect = fn('disconnect', 'WebSocket $disconnect: removes the connection and its subscriptions');
+      .linkTable(ENV.connectionsTable, tables.connections, ['PutItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
+    const disconnect = fn('disconnect', 'WebSocket $disconnect: removes the connection and its subscriptions')
+      .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem'])
+      .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     const subscribe = fn('subscribe', 'WebSocket subscribe route: stores a subscription filter');
     const unsubscribe = fn('unsubscribe', 'WebSocket unsubscribe route: removes a subscription');
-    for (const f of [disconnect, subscribe, unsubscribe]) {
-      f.linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
-        .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
-        .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+    // Both run the one message handler, which answers whichever action arrives.
+    for (const f of [subscribe, unsubscribe]) {
+      f.linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+        .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['UpdateItem'])
+        .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     }
-    // The snapshot after `subscribed` reads the latest readings and the unresolved alerts.
-    subscribe.linkTable(ENV.latestTable, tables.latest, 'read').linkTable(ENV.alertsTable, tables.alerts, 'read');
+    // The snapshot after `subscribed` reads the latest readings (the directory of locations, then
+    // BatchGetItem) and queries the index of unresolved alerts.
+    subscribe
+      .linkTable(ENV.latestTable, tables.latest, ['GetItem', 'BatchGetItem'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['Query']);
+    // ack reads the connection and the alert, updates the alert's state, and looks up who to tell.
     const ack = fn('ack', 'WebSocket ack route: acknowledges an alert and tells every operator who sees it')
-      .linkTable(ENV.connectionsTable, tables.connections, 'read')
-      .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'read')
-      .linkTable(ENV.alertsTable, tables.alerts, 'readWrite')
-      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
-    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, 'readWrite');
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem'])
+      .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['BatchGetItem'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
+    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
       ENV.metricsTable,
       tables.metrics,
-      'readWrite',
+      ['UpdateItem'],
     );
     this.routeFunctions = {
       $connect: connect,
@@ -178,7 +191,7 @@ export class RealtimeApi extends Construct {
       this.grantManageConnections(f, ['POST']);
     }
 
-    if (props.createAccountLogsRole ?? true) {
+    if (props.createAccountLogsRole ?? false) {
       // WebSocket (unlike HTTP) APIs write access logs through this account-wide role.
       const role = new iam.Role(this, 'ApiGatewayLogsRole', {
         assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),

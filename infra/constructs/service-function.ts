@@ -7,7 +7,15 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { EnvName } from '../../lambdas/config/env-names';
+import type { LogLevel } from '../config';
 import { ESBUILD_SETTINGS, handlerEntry, PROJECT_ROOT, type HandlerName } from '../lambda-bundling';
+
+const APPLICATION_LOG_LEVELS: Record<LogLevel, lambda.ApplicationLogLevel> = {
+  DEBUG: lambda.ApplicationLogLevel.DEBUG,
+  INFO: lambda.ApplicationLogLevel.INFO,
+  WARN: lambda.ApplicationLogLevel.WARN,
+  ERROR: lambda.ApplicationLogLevel.ERROR,
+};
 
 /** Settings every function of the app shares. */
 export interface FunctionDefaults {
@@ -15,10 +23,16 @@ export interface FunctionDefaults {
   readonly serviceName: string;
   /** CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`). */
   readonly metricsNamespace: string;
-  /** Powertools Logger level (`LOG_LEVEL`). */
-  readonly logLevel: string;
+  /** Powertools Logger level (`LOG_LEVEL`), also Lambda's application log level. */
+  readonly logLevel: LogLevel;
   /** Retention of each function's log group. */
   readonly logRetention: logs.RetentionDays;
+  /**
+   * Reserved concurrency by handler: a ceiling for that function and a share kept free for it.
+   * Lambda refuses a reservation that leaves the account under 100 unreserved, which a new account
+   * (quota 10) cannot meet. @default none (every function shares the account's unreserved pool)
+   */
+  readonly reservedConcurrency?: Partial<Record<HandlerName, number>>;
 }
 
 /** Properties of a {@link ServiceFunction}. */
@@ -37,8 +51,11 @@ export interface ServiceFunctionProps {
   readonly timeout?: Duration;
 }
 
-/** Access a function gets to a linked table. */
-export type TableAccess = 'read' | 'write' | 'readWrite';
+/**
+ * A DynamoDB data-plane action a function may be granted on a linked table. Listed one by one so
+ * that each function holds exactly the calls its adapters make (no Scan, no batch writes).
+ */
+export type TableAction = 'GetItem' | 'BatchGetItem' | 'Query' | 'PutItem' | 'UpdateItem' | 'DeleteItem';
 
 /**
  * One Lambda of the app: a NodejsFunction (Node.js 22, arm64, bundled by the local esbuild) with
@@ -77,9 +94,13 @@ export class ServiceFunction extends Construct {
       description: props.description,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout ?? Duration.seconds(10),
+      reservedConcurrentExecutions: props.defaults.reservedConcurrency?.[props.handler],
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
+      // With JSON logs Lambda filters lines by their "level" (INFO unless set): without this,
+      // logLevel=DEBUG would reach Powertools and then be dropped by Lambda.
+      applicationLogLevelV2: APPLICATION_LOG_LEVELS[props.defaults.logLevel],
       environment: {
         POWERTOOLS_SERVICE_NAME: props.defaults.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.defaults.metricsNamespace,
@@ -97,12 +118,11 @@ export class ServiceFunction extends Construct {
     });
   }
 
-  /** Sets `envName` to the table's name and grants the given access to it. */
-  public linkTable(envName: EnvName, table: ITableV2, access: TableAccess): this {
+  /** Sets `envName` to the table's name and grants exactly `actions` on it. */
+  public linkTable(envName: EnvName, table: ITableV2, actions: readonly TableAction[]): this {
+    if (actions.length === 0) throw new Error(`ServiceFunction: linkTable(${envName}) needs at least one action`);
     this.function.addEnvironment(envName, table.tableName);
-    if (access === 'read') table.grantReadData(this.function);
-    else if (access === 'write') table.grantWriteData(this.function);
-    else table.grantReadWriteData(this.function);
+    table.grant(this.function, ...actions.map((a) => `dynamodb:${a}`));
     return this;
   }
 

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -94,11 +94,16 @@ export class StreamConsumer extends Construct {
         [ENV.postConcurrency]: String(props.postConcurrency ?? 32),
       },
     })
-      .linkTable(ENV.connectionsTable, tables.connections, 'readWrite')
-      .linkTable(ENV.subscriptionsTable, tables.subscriptions, 'readWrite')
-      .linkTable(ENV.metricsTable, tables.metrics, 'readWrite')
-      .linkTable(ENV.alertsTable, tables.alerts, 'readWrite')
-      .linkTable(ENV.latestTable, tables.latest, 'readWrite');
+      // Deletes a connection found gone; reads index buckets and removes entries from them; adds
+      // its metrics, claims the status slot (conditional update) and reads the totals for it.
+      // Alert state: reads a recipient connection's sites, stores alerts (conditional put),
+      // changes their state and queries the unresolved ones for expiry; latest readings are
+      // created once per location, then updated.
+      .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem', 'GetItem'])
+      .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['BatchGetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem', 'Query'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['PutItem', 'UpdateItem', 'Query'])
+      .linkTable(ENV.latestTable, tables.latest, ['PutItem', 'UpdateItem']);
     // POST pushes frames; DELETE closes a connection found stale.
     props.realtimeApi.grantManageConnections(this.handler, ['POST', 'DELETE']);
 
@@ -151,7 +156,9 @@ export class StreamConsumer extends Construct {
     if (source.kind === 'self-managed' && source.vpc) {
       const v = source.vpc;
       vpcSettings = {
-        vpc: ec2.Vpc.fromVpcAttributes(this, 'KafkaVpc', { vpcId: v.vpcId, availabilityZones: Stack.of(this).availabilityZones }),
+        // The subnets are imported by id, so the AZs are never read: Fn.getAzs() keeps synth from
+        // looking them up in the account (which needs credentials, and fails offline).
+        vpc: ec2.Vpc.fromVpcAttributes(this, 'KafkaVpc', { vpcId: v.vpcId, availabilityZones: Fn.getAzs() }),
         vpcSubnets: { subnets: v.subnetIds.map((s, i) => ec2.Subnet.fromSubnetId(this, `KafkaSubnet${i}`, s)) },
         securityGroup: ec2.SecurityGroup.fromSecurityGroupId(this, 'KafkaSecurityGroup', v.securityGroupId),
       };

@@ -3,9 +3,13 @@
  * `devices` map holds each device's newest reading. One write updates only the devices that
  * changed, so containers reading different partitions never overwrite each other's devices.
  * Capacity: an item holds 400 KB, about 2,000 devices of typical size per location.
+ *
+ * A directory item ({@link LATEST_TABLE.directoryKey}) lists every location, added to when a
+ * location's item is created, so a snapshot of everything is a GetItem and BatchGetItems rather
+ * than a Scan.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, PutCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LATEST_TABLE } from '../config/tables';
 import type { CallCounter, LatestReadingsStore } from '../core/ports';
 import type { DeviceRecord } from '../core/protocol';
@@ -29,6 +33,8 @@ export class DynamoLatestReadings implements LatestReadingsStore, CallCounter {
   ) {}
 
   async write(location: string, readings: readonly DeviceRecord[]): Promise<void> {
+    // The one location name that would overwrite the directory is not stored.
+    if (location === LATEST_TABLE.directoryKey) return;
     for (let i = 0; i < readings.length; i += DEVICES_PER_UPDATE) {
       const chunk = readings.slice(i, i + DEVICES_PER_UPDATE);
       // The map exists after the location's first write; only that first write is a Put.
@@ -66,6 +72,18 @@ export class DynamoLatestReadings implements LatestReadingsStore, CallCounter {
   }
 
   private async create(location: string, readings: readonly DeviceRecord[]): Promise<boolean> {
+    // Listed first: a crash between the two leaves a listed location without an item (read as
+    // empty), never an item that no snapshot of everything finds.
+    this.calls++;
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { [LATEST_TABLE.partitionKey]: LATEST_TABLE.directoryKey },
+        UpdateExpression: 'ADD #locations :location',
+        ExpressionAttributeNames: { '#locations': 'locations' },
+        ExpressionAttributeValues: { ':location': new Set([location]) },
+      }),
+    );
     this.calls++;
     try {
       await this.doc.send(
@@ -85,8 +103,17 @@ export class DynamoLatestReadings implements LatestReadingsStore, CallCounter {
   }
 
   async read(locations?: readonly string[]): Promise<DeviceRecord[]> {
-    const items = locations ? await this.get([...new Set(locations)]) : await this.scan();
+    const items = await this.get([...new Set(locations ?? (await this.directory()))].filter((l) => l !== LATEST_TABLE.directoryKey));
     return items.flatMap((item) => Object.values(item.devices ?? {}));
+  }
+
+  /** Every location that has an item. */
+  private async directory(): Promise<string[]> {
+    this.calls++;
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { [LATEST_TABLE.partitionKey]: LATEST_TABLE.directoryKey } }),
+    );
+    return [...((out.Item?.locations as Set<string> | undefined) ?? [])];
   }
 
   private async get(locations: string[]): Promise<LatestItem[]> {
@@ -101,18 +128,6 @@ export class DynamoLatestReadings implements LatestReadingsStore, CallCounter {
       const unprocessed = out.UnprocessedKeys?.[this.tableName]?.Keys;
       if (unprocessed?.length) keys.push(...(unprocessed as typeof keys));
     }
-    return items;
-  }
-
-  private async scan(): Promise<LatestItem[]> {
-    const items: LatestItem[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      this.calls++;
-      const out = await this.doc.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey: start }));
-      items.push(...((out.Items ?? []) as LatestItem[]));
-      start = out.LastEvaluatedKey;
-    } while (start);
     return items;
   }
 }

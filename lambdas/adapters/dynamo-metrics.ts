@@ -1,10 +1,16 @@
 /**
- * Metrics aggregated across every Lambda instance in DynamoDB: each invocation adds its batch to
- * one of a few shard items in one UpdateItem (ADD is atomic), and a scrape sums the shards.
+ * Metrics aggregated across every Lambda instance in DynamoDB: a container adds its batches up in
+ * memory and writes the sum to one of a few shard items in one UpdateItem (ADD is atomic); a
+ * scrape sums the shards.
+ *
+ * Why aggregate: a shard item holds every histogram bucket (2-3 KB), and an update is billed on
+ * the larger of the old and new item, so each write costs 2-3 write units however small the
+ * batch. Writing at most once per `flushIntervalMs` per container makes the write rate follow the
+ * number of busy containers instead of the number of invocations (docs/deploy.md, "What it costs").
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { MetricsBatch } from '../core/metrics';
+import { METRIC, type MetricsBatch } from '../core/metrics';
 import type { CallCounter, MetricsSink } from '../core/ports';
 
 /** Partition of the metric items. */
@@ -16,12 +22,30 @@ const STATUS_PK = 'status';
 export interface DynamoMetricsStoreOptions {
   /** Shard items; more shards, less contention on hot writes. Default 8. */
   shards?: number;
+  /**
+   * Write at most once per this many ms: batches in between are added up in memory and written
+   * with the next flush that finds the interval passed. A batch that moves a gauge
+   * (`websocket_connections`) is written at once with everything pending, because a gauge kept as
+   * a sum of +1/-1 would drift for good if a recycled container took its change with it; counters
+   * lose at most one interval of one container. Default 0: every batch is written (local runtime).
+   */
+  flushIntervalMs?: number;
+  /** Clock, for tests. Default `Date.now`. */
+  now?: () => number;
 }
 
 /** {@link MetricsSink} over a DynamoDB table with keys `pk` and `sk`. */
 export class DynamoMetricsStore implements MetricsSink, CallCounter {
   calls = 0;
+  /** Write capacity units the metric writes consumed, as DynamoDB reports them. */
+  writeUnits = 0;
+  /** UpdateItem calls that added metrics (the status gate not included). */
+  metricWrites = 0;
   private readonly shards: number;
+  private readonly flushIntervalMs: number;
+  private readonly now: () => number;
+  private pending = new Map<string, number>();
+  private lastWriteAt = -Infinity;
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -29,30 +53,57 @@ export class DynamoMetricsStore implements MetricsSink, CallCounter {
     options: DynamoMetricsStoreOptions = {},
   ) {
     this.shards = options.shards ?? 8;
+    this.flushIntervalMs = options.flushIntervalMs ?? 0;
+    this.now = options.now ?? Date.now;
   }
 
   async flush(batch: MetricsBatch): Promise<void> {
-    if (batch.isEmpty) return;
+    let movesGauge = false;
+    for (const [key, value] of batch.values) {
+      this.pending.set(key, (this.pending.get(key) ?? 0) + value);
+      if (key === METRIC.connections) movesGauge = true;
+    }
+    const now = this.now();
+    if (this.pending.size === 0 || (!movesGauge && now - this.lastWriteAt < this.flushIntervalMs)) return;
+    // Taken before the await: concurrent flushes (local runtime) never write one addition twice.
+    const sums = this.pending;
+    this.pending = new Map();
+    this.lastWriteAt = now;
+    try {
+      await this.write(sums);
+    } catch (error) {
+      // Kept for the next flush: a throttled write is retried rather than lost.
+      for (const [key, value] of sums) this.pending.set(key, (this.pending.get(key) ?? 0) + value);
+      throw error;
+    }
+  }
+
+  private async write(sums: ReadonlyMap<string, number>): Promise<void> {
     const names: Record<string, string> = {};
     const values: Record<string, number> = {};
     const adds: string[] = [];
     let i = 0;
-    for (const [key, value] of batch.values) {
+    for (const [key, value] of sums) {
+      if (value === 0) continue;
       names[`#m${i}`] = key;
       values[`:v${i}`] = value;
       adds.push(`#m${i} :v${i}`);
       i++;
     }
+    if (!adds.length) return;
     this.calls++;
-    await this.doc.send(
+    this.metricWrites++;
+    const out = await this.doc.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: { pk: METRICS_PK, sk: `shard-${Math.floor(Math.random() * this.shards)}` },
         UpdateExpression: `ADD ${adds.join(', ')}`,
         ExpressionAttributeNames: names,
         ExpressionAttributeValues: values,
+        ReturnConsumedCapacity: 'TOTAL',
       }),
     );
+    this.writeUnits += out.ConsumedCapacity?.CapacityUnits ?? 0;
   }
 
   /**

@@ -53,4 +53,6 @@ export const ALERTS_TABLE = {
 /** Latest readings, conflated: one item per location, its devices' newest readings in a map. */
 export const LATEST_TABLE = {
   partitionKey: 'location',
+  /** The item listing every location (a string set `locations`); no location may be named so. */
+  directoryKey: '#locations',
 } as const;

@@ -4,6 +4,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import type { MetricsSink } from '../core/ports';
 import { DynamoAlertStore } from '../adapters/dynamo-alerts';
@@ -13,6 +14,7 @@ import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { ManagementApiPoster } from '../adapters/management-poster';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
+import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
 import { ConfigError, intEnv, requireEnv } from '../config/config';
 import type { AlertStateDeps } from '../core/alert-state';
@@ -40,9 +42,15 @@ export function defaultIndex(): DynamoSubscriptionIndex {
   return new DynamoSubscriptionIndex(documentClient(), requireEnv(ENV.subscriptionsTable));
 }
 
-/** Metrics store on the table named by METRICS_TABLE. */
+/**
+ * How often a container writes its added-up metrics on AWS: each write costs 2-3 write units
+ * whatever it holds, so writes follow busy containers, not invocations (docs/deploy.md).
+ */
+const METRICS_FLUSH_INTERVAL_MS = 5000;
+
+/** Metrics store on the table named by METRICS_TABLE, writing at most every five seconds. */
 export function defaultMetricsStore(): DynamoMetricsStore {
-  return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable));
+  return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable), { flushIntervalMs: METRICS_FLUSH_INTERVAL_MS });
 }
 
 /** Alert store on the table named by ALERTS_TABLE. */
@@ -89,6 +97,12 @@ export function defaultEmf(): Metrics {
 /** Metrics to DynamoDB (for /metrics) and to CloudWatch (EMF). */
 export function defaultMetricsSink(): MetricsSink {
   return combineSinks(defaultMetricsStore(), new EmfMetricsSink(defaultEmf()));
+}
+
+let secrets: SecretStore | undefined;
+/** Secrets Manager values, cached for five minutes after a successful fetch (one store per container). */
+export function defaultSecrets(): SecretStore {
+  return (secrets ??= new SecretStore(new SecretsManagerClient({})));
 }
 
 /** Poster on the stage named by WS_CALLBACK_URL. */

@@ -1,5 +1,7 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
-import { cdkJsonContext } from './stack-fixture';
+import { REPO_ROOT, cdkJsonContext } from './stack-fixture';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';
 
@@ -12,6 +14,15 @@ describe('readConfig', () => {
     expect(fromDefaults.kafkaTopics).toEqual(['device-data', 'alerts']);
     expect(fromDefaults.kafkaAuth).toBe('iam');
     expect(fromDefaults.authMode).toBe('hs256');
+    // No account-wide side effect and no concurrency reservation unless asked for.
+    expect(fromDefaults.apiGatewayLogsRole).toBe(false);
+    expect(fromDefaults.reservedConcurrency).toEqual({});
+  });
+
+  it('documents every context key cdk.json sets in docs/deploy.md', () => {
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const keys = Object.keys(cdkJsonContext()).filter((k) => !k.startsWith('@') && k !== 'cli-telemetry');
+    expect(keys.filter((k) => !docs.includes(`\`${k}\``))).toEqual([]);
   });
 
   it('accepts `-c` strings for numbers, booleans and lists', () => {
@@ -42,12 +53,19 @@ describe('readConfig', () => {
     [{ kafkaAuth: 'sasl-scram-512' }, /kafkaSecretArn/],
     [{ mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:topic/x/y/z' }, /mskClusterArn/],
     [{ kafkaSecretArn: 'arn:aws:kms:eu-west-1:123456789012:key/k' }, /kafkaSecretArn/],
+    [{ metricsTokenSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:metrics' }, /complete secret ARN/],
     [{ kafkaBatchSize: 0 }, /kafkaBatchSize/],
     [{ kafkaBatchingWindowSeconds: 301 }, /kafkaBatchingWindowSeconds/],
     [{ kafkaStartingPosition: 'AT_TIMESTAMP' }, /kafkaStartingPosition/],
     [{ kafkaTopics: [] as string[] }, /kafkaTopics/],
     [{ stageName: 'bad stage' }, /stageName/],
     [{ apiGatewayLogsRole: 'yes' }, /apiGatewayLogsRole/],
+    [{ reservedConcurrency: '{"stram": 5}' }, /"stram".*handlers are/],
+    [{ reservedConcurrency: { stream: -1 } }, /reservedConcurrency.stream/],
+    [{ reservedConcurrency: '{not json' }, /reservedConcurrency" must be a JSON object/],
+    [{ tags: { Owner: 42 } }, /tags.Owner/],
+    [{ streamIdleMinutes: -5 }, /streamIdleMinutes/],
+    [{ healthThrottleRate: 0 }, /healthThrottleRate/],
   ])('rejects %j naming the key to fix', (context, message) => {
     expect(() => readConfig(context)).toThrow(ConfigError);
     expect(() => readConfig(context)).toThrow(message);

@@ -23,7 +23,9 @@ function envOf(name: HandlerName): Record<string, string> {
 describe.each(HANDLER_NAMES)('%s', (name) => {
   it('builds with only the environment its function gets', () => {
     const saved = process.env;
-    process.env = { PATH: saved.PATH, AWS_REGION: 'eu-west-1', ...envOf(name) };
+    // As Lambda sets them: AWS_LAMBDA_FUNCTION_NAME makes handlers that must fail closed on AWS
+    // (GET /metrics without its token secret) refuse to start.
+    process.env = { PATH: saved.PATH, AWS_REGION: 'eu-west-1', AWS_LAMBDA_FUNCTION_NAME: name, ...envOf(name) };
     try {
       jest.isolateModules(() => {
         // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -16,8 +16,9 @@ describe('cdk-nag AwsSolutions', () => {
   it.each([
     ['defaults (MSK IAM, HS256, SQS)', {}],
     [
-      'JWKS auth, MSK SASL/SCRAM with a CMK-encrypted secret, S3 failure destination, existing metrics secret',
+      'JWKS auth, MSK SASL/SCRAM with a CMK-encrypted secret, S3 failure destination, existing metrics secret, API Gateway account role',
       {
+        apiGatewayLogsRole: true,
         authMode: 'jwks',
         jwksUrl: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json',
         kafkaAuth: 'sasl-scram-512',
@@ -28,7 +29,7 @@ describe('cdk-nag AwsSolutions', () => {
       },
     ],
     [
-      'self-managed Kafka in a VPC without auth, no API Gateway account role',
+      'self-managed Kafka in a VPC without auth',
       {
         kafkaSource: 'self-managed',
         kafkaBootstrapServers: 'b1:9092,b2:9092',
@@ -36,7 +37,6 @@ describe('cdk-nag AwsSolutions', () => {
         kafkaVpcId: 'vpc-0123',
         kafkaSubnetIds: 'subnet-1,subnet-2',
         kafkaSecurityGroupId: 'sg-1',
-        apiGatewayLogsRole: false,
       },
     ],
     [

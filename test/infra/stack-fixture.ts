@@ -18,11 +18,25 @@ export function cdkJsonContext(): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'cdk.json'), 'utf8')).context;
 }
 
-/** A synthesized stack and its template, with `overrides` applied over cdk.json's context. */
-export function buildStack(overrides: Record<string, unknown> = {}): { app: App; stack: IotDashboardStack; template: Template } {
+/** The account and region the test stacks target, as `cdk deploy` with credentials would. */
+const TEST_ENV = { account: '123456789012', region: 'eu-west-1' } as const;
+
+/** A real-shaped MSK cluster in {@link TEST_ENV}: a concrete-account synth refuses the placeholder. */
+export const TEST_MSK_CLUSTER_ARN = `arn:aws:kafka:${TEST_ENV.region}:${TEST_ENV.account}:cluster/plant-telemetry/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-3`;
+
+/**
+ * A synthesized stack and its template, with `overrides` applied over cdk.json's context and
+ * {@link TEST_MSK_CLUSTER_ARN}. `env: 'agnostic'` synthesizes without account and region, as
+ * `cdk synth` does on a machine with no credentials.
+ */
+export function buildStack(
+  overrides: Record<string, unknown> = {},
+  env: 'agnostic' | { account: string; region: string } = TEST_ENV,
+): { app: App; stack: IotDashboardStack; template: Template } {
   const app = new App({
     context: {
       ...cdkJsonContext(),
+      mskClusterArn: TEST_MSK_CLUSTER_ARN,
       dashboardAssetPath: DASHBOARD_FIXTURE,
       'aws:cdk:bundling-stacks': [],
       ...overrides,
@@ -30,7 +44,7 @@ export function buildStack(overrides: Record<string, unknown> = {}): { app: App;
   });
   const stack = new IotDashboardStack(app, 'TestStack', {
     config: readConfig(app.node),
-    env: { account: '123456789012', region: 'eu-west-1' },
+    env: env === 'agnostic' ? undefined : env,
   });
   return { app, stack, template: Template.fromStack(stack) };
 }

@@ -1,9 +1,13 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
+import { accountUniqueName } from '../../infra/names';
 import { ENV } from '../../lambdas/config/env-names';
-import { PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
-import { FUNCTIONS, buildStack } from './stack-fixture';
+import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
+import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
-const { stack, template } = buildStack();
+const { template } = buildStack();
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
 
 /** Logical id of the only resource of `type` whose logical id starts with `prefix`. */
@@ -22,11 +26,6 @@ function statementsOf(roleId: string): Array<{ Action: string | string[]; Resour
     .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
 }
 const actionsOf = (roleId: string) => statementsOf(roleId).flatMap((s) => [s.Action].flat());
-/** Tables (by logical id prefix) a role's statements name. */
-function tablesTouched(roleId: string): string[] {
-  const text = JSON.stringify(statementsOf(roleId));
-  return ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics'].filter((t) => text.includes(t));
-}
 
 
 describe('WebSocket API', () => {
@@ -83,7 +82,13 @@ describe('WebSocket API', () => {
       DefaultRouteSettings: { ThrottlingRateLimit: 500, ThrottlingBurstLimit: 1000 },
       AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('connectionId') },
     });
-    template.resourceCountIs('AWS::ApiGateway::Account', 1);
+  });
+
+  it('leaves the account-wide API Gateway logging role alone unless asked', () => {
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+    const withRole = buildStack({ apiGatewayLogsRole: true }).template;
+    withRole.resourceCountIs('AWS::ApiGateway::Account', 1);
+    withRole.hasResource('AWS::ApiGateway::Account', { DeletionPolicy: 'Retain' });
   });
 
   it('hands the HS256 secret to the authorizer only', () => {
@@ -109,6 +114,14 @@ describe('Lambdas', () => {
       POWERTOOLS_METRICS_NAMESPACE: 'IotLiveDashboard',
       LOG_LEVEL: 'INFO',
     });
+    expect(props.LoggingConfig).toMatchObject({ LogFormat: 'JSON', ApplicationLogLevel: 'INFO' });
+  });
+
+  it('lets DEBUG lines through Lambda\'s own log filter when logLevel is DEBUG', () => {
+    const t = buildStack({ logLevel: 'DEBUG' }).template;
+    const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(FUNCTIONS.stream))![1] as any;
+    expect(fn.Properties.Environment.Variables.LOG_LEVEL).toBe('DEBUG');
+    expect(fn.Properties.LoggingConfig.ApplicationLogLevel).toBe('DEBUG');
   });
 
   const tableEnv = [ENV.connectionsTable, ENV.subscriptionsTable, ENV.metricsTable];
@@ -121,8 +134,8 @@ describe('Lambdas', () => {
     [FUNCTIONS.ping, [ENV.metricsTable]],
     [FUNCTIONS.default, [ENV.metricsTable]],
     [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency]],
-    [FUNCTIONS.metrics, [ENV.connectionsTable, ENV.metricsTable, ENV.metricsTokenSecretArn]],
-    [FUNCTIONS.health, [...tableEnv, ENV.callbackUrl]],
+    [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
+    [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
   ])('%s gets exactly its environment variables', (prefix, expected) => {
     const vars = Object.keys(resources[fnId(prefix)]!.Properties.Environment.Variables).filter(
@@ -143,22 +156,59 @@ describe('Lambdas', () => {
 });
 
 describe('least privilege', () => {
+  /** DynamoDB actions of a role, by table logical-id prefix. */
+  function dynamoActions(roleId: string): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const s of statementsOf(roleId)) {
+      const actions = [s.Action].flat().filter((a) => a.startsWith('dynamodb:'));
+      if (!actions.length) continue;
+      const text = JSON.stringify(s.Resource);
+      for (const table of ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics', 'TablesAlerts', 'TablesLatest'].filter((t) => text.includes(t))) {
+        out[table] = [...new Set([...(out[table] ?? []), ...actions.map((a) => a.slice('dynamodb:'.length))])].sort();
+      }
+    }
+    return out;
+  }
+  const messageRoute = {
+    TablesConnections: ['GetItem', 'UpdateItem'],
+    TablesSubscriptions: ['UpdateItem'],
+    TablesMetrics: ['UpdateItem'],
+  };
+
   it.each([
-    [FUNCTIONS.connect, ['TablesConnections', 'TablesMetrics']],
-    [FUNCTIONS.disconnect, ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics']],
-    [FUNCTIONS.ping, ['TablesMetrics']],
-    [FUNCTIONS.default, ['TablesMetrics']],
-    [FUNCTIONS.authorizer, []],
-    [FUNCTIONS.metrics, ['TablesConnections', 'TablesMetrics']],
-  ])('%s touches only its tables', (prefix, tables) => {
-    expect(tablesTouched(roleOf(fnId(prefix)))).toEqual(tables);
+    [FUNCTIONS.connect, { TablesConnections: ['PutItem'], TablesMetrics: ['UpdateItem'] }],
+    [FUNCTIONS.disconnect, { TablesConnections: ['DeleteItem'], TablesSubscriptions: ['UpdateItem'], TablesMetrics: ['UpdateItem'] }],
+    [FUNCTIONS.subscribe, { ...messageRoute, TablesLatest: ['BatchGetItem', 'GetItem'], TablesAlerts: ['Query'] }],
+    [FUNCTIONS.unsubscribe, messageRoute],
+    [FUNCTIONS.ping, { TablesMetrics: ['UpdateItem'] }],
+    [
+      FUNCTIONS.ack,
+      { TablesConnections: ['GetItem'], TablesSubscriptions: ['BatchGetItem'], TablesAlerts: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] },
+    ],
+    [FUNCTIONS.default, { TablesMetrics: ['UpdateItem'] }],
+    [
+      FUNCTIONS.stream,
+      {
+        TablesConnections: ['DeleteItem', 'GetItem'],
+        TablesSubscriptions: ['BatchGetItem', 'UpdateItem'],
+        TablesMetrics: ['Query', 'UpdateItem'],
+        TablesAlerts: ['PutItem', 'Query', 'UpdateItem'],
+        TablesLatest: ['PutItem', 'UpdateItem'],
+      },
+    ],
+    [FUNCTIONS.metrics, { TablesMetrics: ['Query'] }],
+    [FUNCTIONS.health, { TablesConnections: ['GetItem'] }],
+    [FUNCTIONS.authorizer, {}],
+  ])('%s holds exactly the DynamoDB actions it calls, on the tables it uses', (prefix, expected) => {
+    expect(dynamoActions(roleOf(fnId(prefix)))).toEqual(expected);
   });
 
-  it('gives /metrics and /health read-only table access', () => {
-    for (const prefix of [FUNCTIONS.metrics, FUNCTIONS.health]) {
-      const actions = actionsOf(roleOf(fnId(prefix))).filter((a) => a.startsWith('dynamodb:'));
-      expect(actions.length).toBeGreaterThan(0);
-      expect(actions.filter((a) => /Put|Update|Delete|Write/.test(a))).toEqual([]);
+  it('grants no function Scan, batch writes or table-wide reads', () => {
+    for (const prefix of Object.values(FUNCTIONS)) {
+      const actions = actionsOf(roleOf(fnId(prefix)));
+      for (const banned of ['dynamodb:Scan', 'dynamodb:BatchWriteItem', 'dynamodb:GetRecords', 'dynamodb:DescribeTable']) {
+        expect(actions).not.toContain(banned);
+      }
     }
   });
 
@@ -192,15 +242,15 @@ describe('least privilege', () => {
   });
 
   it('scopes MSK IAM access to the cluster, the two topics and this app\'s consumer groups', () => {
-    const head = PLACEHOLDER_MSK_CLUSTER_ARN.slice(0, PLACEHOLDER_MSK_CLUSTER_ARN.indexOf(':cluster/'));
-    const path = PLACEHOLDER_MSK_CLUSTER_ARN.slice(PLACEHOLDER_MSK_CLUSTER_ARN.indexOf(':cluster/') + 9);
+    const head = TEST_MSK_CLUSTER_ARN.slice(0, TEST_MSK_CLUSTER_ARN.indexOf(':cluster/'));
+    const path = TEST_MSK_CLUSTER_ARN.slice(TEST_MSK_CLUSTER_ARN.indexOf(':cluster/') + 9);
     const statements = statementsOf(roleOf(fnId(FUNCTIONS.stream)));
     const resourcesFor = (action: string) =>
       statements
         .filter((s) => [s.Action].flat().includes(action))
         .flatMap((s) => [s.Resource].flat())
         .sort();
-    expect(resourcesFor('kafka-cluster:Connect')).toEqual([PLACEHOLDER_MSK_CLUSTER_ARN]);
+    expect(resourcesFor('kafka-cluster:Connect')).toEqual([TEST_MSK_CLUSTER_ARN]);
     expect(resourcesFor('kafka-cluster:ReadData')).toEqual([`${head}:topic/${path}/alerts`, `${head}:topic/${path}/device-data`]);
     expect(resourcesFor('kafka-cluster:AlterGroup')).toEqual([
       `${head}:group/${path}/iot-live-dashboard-alerts`,
@@ -213,7 +263,7 @@ describe('Kafka event source', () => {
   it.each(['device-data', 'alerts'])('maps topic %s from MSK with batching, starting position and on-failure queue', (topic) => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: fnId(FUNCTIONS.stream) },
-      EventSourceArn: PLACEHOLDER_MSK_CLUSTER_ARN,
+      EventSourceArn: TEST_MSK_CLUSTER_ARN,
       Topics: [topic],
       BatchSize: 100,
       MaximumBatchingWindowInSeconds: 1,
@@ -228,9 +278,23 @@ describe('Kafka event source', () => {
     expect(actionsOf(roleOf(fnId(FUNCTIONS.stream)))).toContain('sqs:SendMessage');
   });
 
-  it('warns at synth when the MSK cluster is still the placeholder', () => {
-    const warnings = stack.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
+  it('warns, and still synthesizes, when an env-agnostic synth keeps the placeholder cluster', () => {
+    const { stack: agnostic } = buildStack({ mskClusterArn: PLACEHOLDER_MSK_CLUSTER_ARN }, 'agnostic');
+    const warnings = agnostic.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
     expect(warnings.some((w) => w.includes('mskClusterArn is the placeholder'))).toBe(true);
+  });
+
+  it('refuses a synth for a concrete account with the placeholder cluster, saying what to pass', () => {
+    expect(() => buildStack({ mskClusterArn: PLACEHOLDER_MSK_CLUSTER_ARN })).toThrow(ConfigError);
+    expect(() => buildStack({ mskClusterArn: PLACEHOLDER_MSK_CLUSTER_ARN })).toThrow(
+      /placeholder.*account 123456789012 in eu-west-1.*-c mskClusterArn=arn:aws:kafka:eu-west-1:<account>:cluster/,
+    );
+  });
+
+  it('refuses a cluster in another region than the stack', () => {
+    expect(() => buildStack({ mskClusterArn: TEST_MSK_CLUSTER_ARN.replace('eu-west-1', 'us-east-1') })).toThrow(
+      /cluster in us-east-1, but the stack deploys to eu-west-1/,
+    );
   });
 });
 
@@ -262,12 +326,23 @@ describe('HTTP API', () => {
     expect(integration.IntegrationUri).toEqual({ 'Fn::GetAtt': [fnId(prefix), 'Arn'] });
   });
 
-  it('has a throttled, access-logged $default stage', () => {
+  it('has a throttled, access-logged $default stage, with a throttle of its own for /health', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       ApiId: { Ref: idOf('AWS::ApiGatewayV2::Api', 'OpsApi') },
       StageName: '$default',
       DefaultRouteSettings: { ThrottlingRateLimit: 20, ThrottlingBurstLimit: 40 },
+      RouteSettings: { 'GET /health': { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 } },
       AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
+    });
+    // The route must exist before the stage names it in RouteSettings.
+    const healthRouteId = Object.keys(template.findResources('AWS::ApiGatewayV2::Route', { Properties: { RouteKey: 'GET /health' } }))[0]!;
+    const stage = resources[idOf('AWS::ApiGatewayV2::Stage', 'OpsStage')] as unknown as { DependsOn?: string[] };
+    expect(stage.DependsOn).toContain(healthRouteId);
+  });
+
+  it('takes the /health throttle from context', () => {
+    buildStack({ healthThrottleRate: 2, healthThrottleBurst: 3 }).template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      RouteSettings: { 'GET /health': { ThrottlingRateLimit: 2, ThrottlingBurstLimit: 3 } },
     });
   });
 });
@@ -295,13 +370,13 @@ describe('dashboard hosting', () => {
     expect(policy.filter((s) => s.Effect === 'Allow' && s.Principal === '*')).toEqual([]);
   });
 
-  it('serves HTTPS only through origin access control with the security headers policy', () => {
+  it('redirects HTTP to HTTPS and serves through origin access control with the security headers policy', () => {
     const config = resources[distributionId]!.Properties.DistributionConfig;
     expect(config.DefaultRootObject).toBe('index.html');
-    expect(config.DefaultCacheBehavior.ViewerProtocolPolicy).toBe('https-only');
+    expect(config.DefaultCacheBehavior.ViewerProtocolPolicy).toBe('redirect-to-https');
     expect(config.DefaultCacheBehavior.ResponseHeadersPolicyId).toEqual({ Ref: idOf('AWS::CloudFront::ResponseHeadersPolicy', 'DashboardSecurityHeaders') });
     expect(config.Origins).toHaveLength(1);
-    expect(config.Origins[0].OriginAccessControlId).toEqual({ 'Fn::GetAtt': [idOf('AWS::CloudFront::OriginAccessControl', 'DashboardDistribution'), 'Id'] });
+    expect(config.Origins[0].OriginAccessControlId).toEqual({ 'Fn::GetAtt': [idOf('AWS::CloudFront::OriginAccessControl', 'DashboardOriginAccessControl'), 'Id'] });
     expect(config.Origins[0].S3OriginConfig.OriginAccessIdentity).toBe('');
   });
 
@@ -332,26 +407,212 @@ describe('dashboard hosting', () => {
 });
 
 describe('alarms', () => {
-  const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties);
+  const alarms = Object.entries(template.findResources('AWS::CloudWatch::Alarm')).map(([id, a]: [string, any]) => ({ id, ...a.Properties }));
   const topicId = idOf('AWS::SNS::Topic', 'AlarmsTopic');
+  const alarm = (prefix: string) => {
+    const found = alarms.filter((a) => a.id.startsWith(`Alarms${prefix}`));
+    expect(found).toHaveLength(1);
+    return found[0]!;
+  };
+  /** The metrics (name and the Ref of their first dimension) of a metric-math alarm. */
+  const mathMetrics = (a: any) =>
+    a.Metrics.filter((m: any) => m.MetricStat).map((m: any) => ({
+      name: m.MetricStat.Metric.MetricName,
+      ref: m.MetricStat.Metric.Dimensions[0].Value.Ref,
+    }));
 
-  it('alarms on stream errors, offset lag, throttles and stale connections, all notifying one topic', () => {
-    // Throttles: one alarm per ten functions (CloudWatch's metric math limit), here two.
-    expect(alarms).toHaveLength(5);
-    for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
-    const byMetric = (name: string) => alarms.find((a) => a.MetricName === name);
-    expect(byMetric('Errors')).toMatchObject({ Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId(FUNCTIONS.stream) } }] });
-    expect(byMetric('OffsetLag')).toMatchObject({ Namespace: 'AWS/Lambda', Statistic: 'Maximum', Threshold: 1000 });
-    expect(byMetric('websocket_stale_connections_total')).toMatchObject({
+  it('notifies one topic on alarm, and not on OK unless asked', () => {
+    expect(alarms.length).toBeGreaterThanOrEqual(11);
+    for (const a of alarms) {
+      expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
+      expect(a.OKActions).toBeUndefined();
+    }
+    const withOk = Object.values(buildStack({ alarmOkActions: true }).template.findResources('AWS::CloudWatch::Alarm'));
+    for (const a of withOk) expect((a as any).Properties.OKActions).toEqual([{ Ref: topicId }]);
+  });
+
+  it('pages when the stream Lambda is not invoked for 15 minutes, treating no data as breaching', () => {
+    expect(alarm('StreamIdle')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Invocations',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId(FUNCTIONS.stream) } }],
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 1,
+      Period: 300,
+      EvaluationPeriods: 3,
+      TreatMissingData: 'breaching',
+    });
+    const ids = Object.keys(buildStack({ streamIdleMinutes: 0 }).template.findResources('AWS::CloudWatch::Alarm'));
+    expect(ids.some((id) => id.startsWith('AlarmsStreamIdle'))).toBe(false);
+  });
+
+  it('alarms on stream errors and offset lag, missing data meaning nothing happened', () => {
+    expect(alarm('StreamErrors')).toMatchObject({
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId(FUNCTIONS.stream) } }],
+      TreatMissingData: 'notBreaching',
+    });
+    expect(alarm('OffsetLag')).toMatchObject({ Namespace: 'AWS/Lambda', Statistic: 'Maximum', Threshold: 1000, TreatMissingData: 'notBreaching' });
+  });
+
+  it('alarms on authorizer errors, and on errors of every route, /metrics and /health function', () => {
+    expect(alarm('AuthorizerErrors')).toMatchObject({
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId(FUNCTIONS.authorizer) } }],
+      Threshold: 1,
+      TreatMissingData: 'notBreaching',
+    });
+    const routes = mathMetrics(alarm('RouteErrors'));
+    expect(routes.every((m: any) => m.name === 'Errors')).toBe(true);
+    const { authorizer: _a, stream: _s, ...others } = FUNCTIONS;
+    expect(routes.map((m: any) => m.ref).sort()).toEqual(Object.values(others).map(fnId).sort());
+  });
+
+  it('alarms on WebSocket integration and execution errors and on HTTP API 5xx', () => {
+    const apiId = idOf('AWS::ApiGatewayV2::Api', 'RealtimeApi');
+    const ws = alarm('WebSocketErrors');
+    expect(mathMetrics(ws).map((m: any) => m.name).sort()).toEqual(['ExecutionError', 'IntegrationError']);
+    for (const m of ws.Metrics.filter((x: any) => x.MetricStat)) {
+      expect(m.MetricStat.Metric.Namespace).toBe('AWS/ApiGateway');
+      expect(m.MetricStat.Metric.Dimensions).toEqual([
+        { Name: 'ApiId', Value: { Ref: apiId } },
+        { Name: 'Stage', Value: 'live' },
+      ]);
+    }
+    expect(alarm('HttpServerErrors')).toMatchObject({
+      Namespace: 'AWS/ApiGateway',
+      MetricName: '5xx',
+      Dimensions: [{ Name: 'ApiId', Value: { Ref: idOf('AWS::ApiGatewayV2::Api', 'OpsApi') } }],
+      Threshold: 1,
+    });
+  });
+
+  it('alarms as soon as one batch waits in the failure queue', () => {
+    expect(alarm('FailureQueueDepth')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [idOf('AWS::SQS::Queue', 'StreamFailedBatches'), 'QueueName'] } }],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+    });
+  });
+
+  it('alarms on read and write throttles of every table', () => {
+    const metrics = alarm('TableThrottles').Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric);
+    const seen = metrics.map((m: any) => `${m.MetricName} ${m.Dimensions[0].Value.Ref.replace(/[0-9A-F]{8}$/, '')}`).sort();
+    const tables = Object.keys(template.findResources('AWS::DynamoDB::GlobalTable')).map((id) => id.replace(/[0-9A-F]{8}$/, ''));
+    expect(tables.length).toBeGreaterThanOrEqual(3);
+    expect(seen).toEqual(tables.flatMap((t) => [`ReadThrottleEvents ${t}`, `WriteThrottleEvents ${t}`]).sort());
+  });
+
+  it('alarms on throttles of every function and on stale connections', () => {
+    // CloudWatch metric math takes ten metrics per alarm: one alarm per ten functions.
+    const throttleAlarms = alarms.filter((a) => /^AlarmsThrottles\d*[0-9A-F]{8}$/.test(a.id));
+    expect(throttleAlarms).toHaveLength(Math.ceil(Object.keys(FUNCTIONS).length / 10));
+    const throttled = throttleAlarms.flatMap(mathMetrics);
+    expect(throttled.every((m: any) => m.name === 'Throttles')).toBe(true);
+    expect(throttled.map((m: any) => m.ref).sort()).toEqual(Object.values(FUNCTIONS).map(fnId).sort());
+    expect(alarm('StaleConnections')).toMatchObject({
+      MetricName: 'websocket_stale_connections_total',
       Namespace: 'IotLiveDashboard',
       Dimensions: [{ Name: 'service', Value: 'iot-live-dashboard' }],
       Threshold: 100,
     });
-    const throttled = alarms
-      .filter((a) => a.Metrics)
-      .flatMap((a) => a.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric));
-    expect(throttled.every((m: any) => m.MetricName === 'Throttles')).toBe(true);
-    expect(throttled.map((m: any) => m.Dimensions[0].Value.Ref).sort()).toEqual(Object.values(FUNCTIONS).map(fnId).sort());
+  });
+
+  it('describes every alarm in docs/deploy.md', () => {
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const names = alarms.map((a) => a.id.replace(/^Alarms/, '').replace(/[0-9A-F]{8}$/, ''));
+    expect(names.filter((n) => !docs.includes(`| \`${n}\` |`))).toEqual([]);
+  });
+
+  it('puts a CloudWatch dashboard beside the alarms, showing every one of them', () => {
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const a of alarms) expect(body).toContain(a.id);
+    for (const metric of ['OffsetLag', 'ConnectCount', 'ConsumedWriteCapacityUnits', '5xx']) expect(body).toContain(metric);
+    expect(JSON.stringify(template.findOutputs('OperationsDashboard'))).toContain('dashboards:name=');
+  });
+});
+
+describe('account and region', () => {
+  it('names the CloudFront policy and origin access control with the stack name and region', () => {
+    const policy = resources[idOf('AWS::CloudFront::ResponseHeadersPolicy', 'DashboardSecurityHeaders')]!.Properties;
+    expect(policy.ResponseHeadersPolicyConfig.Name).toBe('TestStack-eu-west-1-security-headers');
+    const oac = resources[idOf('AWS::CloudFront::OriginAccessControl', 'DashboardOriginAccessControl')]!.Properties;
+    expect(oac.OriginAccessControlConfig.Name).toBe('TestStack-eu-west-1-dashboard-oac');
+  });
+
+  it('gives two regions of one stack name different CloudFront names', () => {
+    const names = ['eu-west-1', 'us-east-1'].map((region) => {
+      const t = buildStack({ mskClusterArn: TEST_MSK_CLUSTER_ARN.replace('eu-west-1', region) }, { account: '123456789012', region }).template;
+      return JSON.stringify(
+        [t.findResources('AWS::CloudFront::ResponseHeadersPolicy'), t.findResources('AWS::CloudFront::OriginAccessControl')].map(
+          (r) => Object.values(r).map((x: any) => x.Properties),
+        ),
+      );
+    });
+    expect(names[0]).toContain('eu-west-1');
+    expect(names[1]).toContain('us-east-1');
+    expect(names[0]).not.toEqual(names[1]);
+  });
+
+  it('keeps names within CloudFront\'s limit for long stack names, and apart when they share a prefix', () => {
+    const app = new App();
+    const prefix = 'Iot-Live-Dashboard-Production-Plant-Telemetry-Europe-Primary';
+    const [a, b] = ['A', 'B'].map((tail) => accountUniqueName(new Stack(app, `${prefix}-${tail}`, { env: { region: 'ap-southeast-2' } }), 'dashboard-oac', 64));
+    expect(a!.length).toBeLessThanOrEqual(64);
+    expect(a).toMatch(/-ap-southeast-2-dashboard-oac$/);
+    expect(a).not.toEqual(b);
+  });
+
+  it('synthesizes the self-managed Kafka in a VPC variant for a concrete account without looking anything up', () => {
+    const { app } = buildStack({
+      kafkaSource: 'self-managed',
+      kafkaBootstrapServers: 'b1:9092',
+      kafkaAuth: 'none',
+      kafkaVpcId: 'vpc-0123',
+      kafkaSubnetIds: 'subnet-1,subnet-2',
+      kafkaSecurityGroupId: 'sg-1',
+    });
+    // A context lookup (AZs of the account) would need credentials and fail offline.
+    expect(app.synth().manifest.missing ?? []).toEqual([]);
+  });
+});
+
+describe('operations', () => {
+  it('reserves no concurrency by default, so a new account (quota 10) can deploy', () => {
+    for (const prefix of Object.values(FUNCTIONS)) expect(resources[fnId(prefix)]!.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it('reserves concurrency per function from context', () => {
+    const t = buildStack({ reservedConcurrency: '{"authorizer": 20, "stream": 10}' }).template.toJSON().Resources as Record<string, any>;
+    const reserved = (prefix: string) =>
+      Object.entries(t).find(([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(prefix))![1].Properties.ReservedConcurrentExecutions;
+    expect(reserved(FUNCTIONS.authorizer)).toBe(20);
+    expect(reserved(FUNCTIONS.stream)).toBe(10);
+    expect(reserved(FUNCTIONS.connect)).toBeUndefined();
+  });
+
+  it('tags every app function, table and queue with the application, the stack and context tags', () => {
+    const t = buildStack({ tags: { CostCenter: 'plant-ops' } }).template;
+    for (const type of ['AWS::Lambda::Function', 'AWS::DynamoDB::GlobalTable', 'AWS::SQS::Queue']) {
+      const found = Object.entries(t.findResources(type)).filter(
+        // aws-cdk-lib's own custom-resource providers are not the app's to tag.
+        ([id]) => type !== 'AWS::Lambda::Function' || Object.values(FUNCTIONS).some((f) => id.startsWith(f)),
+      );
+      expect(found.length).toBeGreaterThan(0);
+      for (const [, r] of found as [string, any][]) {
+        const tags = r.Properties.Tags ?? r.Properties.Replicas?.[0]?.Tags;
+        expect(tags).toEqual(
+          expect.arrayContaining([
+            { Key: 'Application', Value: 'iot-live-dashboard' },
+            { Key: 'Stack', Value: 'TestStack' },
+            { Key: 'CostCenter', Value: 'plant-ops' },
+          ]),
+        );
+      }
+    }
   });
 });
 
