@@ -36,9 +36,11 @@ export async function snapshotTexts(
   const { filter } = subscribed;
   const wantsReadings = filter.types.includes('device_data');
   const wantsAlerts = filter.types.includes('alert');
+  const locations = filter.locations.length ? filter.locations : undefined;
+  const limit = deps.maxAlerts ?? 500;
   const [readings, alerts, reader] = await Promise.all([
-    wantsReadings ? deps.latest.read(filter.locations.length ? filter.locations : undefined) : [],
-    wantsAlerts ? deps.alerts.unresolved({ limit: deps.maxAlerts ?? 500 }) : [],
+    wantsReadings ? shared(deps, `latest:${locations?.join('\n') ?? '*'}`, () => deps.latest.read(locations)) : [],
+    wantsAlerts ? shared(deps, `alerts:${limit}`, () => deps.alerts.unresolved({ limit })) : [],
     connection,
   ]);
   const sites = reader?.sites ?? [];
@@ -58,6 +60,25 @@ export async function snapshotTexts(
       .map(({ alert, state }): AlertFrame => ({ type: 'alert', data: alert, timestamp: now, state })),
   ];
   return packSnapshot(subscribed.id, frames.map((frame) => JSON.stringify(frame)), maxBytes);
+}
+
+const inFlight = new WeakMap<SnapshotDeps, Map<string, Promise<unknown>>>();
+
+/**
+ * One read for concurrent snapshots that need the same thing (a burst of subscribes, as when a
+ * gateway restart reconnects every dashboard at once). Only reads under way are shared, never
+ * kept, so what a snapshot shows is at most one read's duration older than its request.
+ */
+function shared<T>(deps: SnapshotDeps, key: string, read: () => Promise<T>): Promise<T> {
+  let reads = inFlight.get(deps);
+  if (!reads) inFlight.set(deps, (reads = new Map()));
+  let pending = reads.get(key) as Promise<T> | undefined;
+  if (!pending) {
+    const map = reads;
+    pending = read().finally(() => map.delete(key));
+    reads.set(key, pending);
+  }
+  return pending;
 }
 
 /** Packs serialised frames into `snapshot` frames of at most `maxBytes`; one frame larger than that travels alone. */
