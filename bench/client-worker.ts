@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { parseServerFrame, unpackFrame, type Filter } from '../lambdas/core/protocol';
 import { LatencyHistogram } from './stats';
 import { fnv1a } from './workload';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Commands from the harness. */
 export type WorkerCommand =
@@ -36,6 +37,8 @@ export type WorkerReply =
       type: 'report';
       clients: ClientTally[];
       histogram: ReturnType<LatencyHistogram['toSparse']>;
+      /** Alerts alone: under pacing they must not wait behind telemetry. */
+      alertHistogram: ReturnType<LatencyHistogram['toSparse']>;
       cpuMs: number;
       rss: number;
       closed: number;
@@ -49,6 +52,7 @@ interface Client extends ClientTally {
 
 const clients: Client[] = [];
 let histogram = new LatencyHistogram();
+let alertHistogram = new LatencyHistogram();
 let received = 0;
 let closed = 0;
 let errors = 0;
@@ -76,6 +80,7 @@ function onData(client: Client, data: WebSocket.RawData): void {
       received++;
       client.hash = (client.hash + fnv1a(inner.cursor)) >>> 0;
       histogram.add(now - inner.data.timestamp);
+      if (inner.type === 'alert') alertHistogram.add(now - inner.data.timestamp);
     }
   }
 }
@@ -125,7 +130,7 @@ async function connectAll(command: Extract<WorkerCommand, { cmd: 'connect' }>): 
         ok++;
       } catch (error) {
         failed++;
-        firstError ??= (error as Error).message;
+        firstError ??= errorMessage(error);
       }
     }
   };
@@ -143,6 +148,7 @@ process.on('message', (command: WorkerCommand) => {
         client.received = client.hash = client.frames = client.bytes = 0;
       }
       histogram = new LatencyHistogram();
+      alertHistogram = new LatencyHistogram();
       received = 0;
       errors = 0;
       cpuStart = process.cpuUsage();
@@ -157,6 +163,7 @@ process.on('message', (command: WorkerCommand) => {
         type: 'report',
         clients: clients.map(({ index, received: r, hash, frames, bytes }) => ({ index, received: r, hash, frames, bytes })),
         histogram: histogram.toSparse(),
+        alertHistogram: alertHistogram.toSparse(),
         cpuMs: (cpu.user + cpu.system) / 1000,
         rss: process.memoryUsage().rss,
         closed,

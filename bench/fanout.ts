@@ -49,6 +49,14 @@ export interface FanoutScenarioOptions {
   mix?: SubscriptionMix;
   /** Client processes. Default: 1 below 1,000 connections, else one per 5,000 (at least 2). */
   clientProcesses?: number;
+  /** Each Management API call answers after about this many ms (the runtime's --post-latency). Default 0. */
+  postLatencyMs?: number;
+  /** Posts a second before 429 (the runtime's --post-quota). Default: none. */
+  postQuota?: number;
+  /** The SDK poster, 32 in flight, no pacing: the post path before issue 12, as a baseline. */
+  sdkBaseline?: boolean;
+  /** A name for the scenario instead of `cN-rR`. */
+  label?: string;
   /** Run the naive baseline after the fan-out. Default true. */
   naive?: boolean;
   /** Seconds the naive baseline may run past the end of production before it is stopped. Default 5. */
@@ -69,6 +77,8 @@ export interface DesignResult {
   batches: number;
   meanBatchSize: number;
   latencyMs: { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
+  /** Alerts alone. */
+  alertLatencyMs: { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
   /** PostToConnection calls made. */
   posts: number;
   /** Records received by clients. */
@@ -76,7 +86,7 @@ export interface DesignResult {
   /** Deliveries the filters call for, over every record produced. */
   expectedDeliveries: number;
   postsPerDelivery: number;
-  /** DynamoDB requests of the stream handler per batch (index Queries for the fan-out, Scan pages for the naive). */
+  /** DynamoDB requests of the stream handler per batch (index BatchGetItems for the fan-out, Scan pages for the naive). */
   dynamoCallsPerBatch: number;
   framesPerClient: number;
   bytesPerClient: number;
@@ -87,6 +97,12 @@ export interface DesignResult {
   undelivered: number;
   duplicates: number;
   failedPosts: number;
+  /** Posts the Management API refused with 429 (the runtime's quota). */
+  throttled: number;
+  /** Posts answered a second, over the run. */
+  postsPerSecond: number;
+  /** Share of telemetry deliveries conflated away under pacing. */
+  conflatedShare: number;
   serverRssMaxMB: number;
   /** Server process CPU, percent of one core, over the run. */
   serverCpuPercent: number;
@@ -257,7 +273,6 @@ interface PhaseContext {
   runtime: LocalRuntime;
   processes: ClientProcess[];
   specs: Map<number, ClientSpec>;
-  connected: number;
 }
 
 async function runPhase(
@@ -271,11 +286,11 @@ async function runPhase(
   const durationMs = options.durationS * 1000;
 
   let invoke: (records: KafkaRecordInput[]) => Promise<boolean>;
-  let counters: () => { dynamo: number; posts: number; failed: number };
+  let counters: () => { dynamo: number; posts: number; failed: number; conflated: number };
   let stopAt: number | undefined;
   let cleanup = async () => {};
   if (design === 'fanout') {
-    const base = { dynamo: runtime.indexCalls(), posts: runtime.postCalls(), failed: runtime.totals.failed };
+    const base = { dynamo: runtime.indexCalls(), posts: runtime.postCalls(), failed: runtime.totals.failed, conflated: runtime.totals.conflated };
     invoke = async (records) => {
       await runtime.publish(records);
       return true;
@@ -284,6 +299,7 @@ async function runPhase(
       dynamo: runtime.indexCalls() - base.dynamo,
       posts: runtime.postCalls() - base.posts,
       failed: runtime.totals.failed - base.failed,
+      conflated: runtime.totals.conflated - base.conflated,
     });
   } else {
     const doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
@@ -305,13 +321,15 @@ async function runPhase(
       failed += report.failed;
       return report.skipped === 0;
     };
-    counters = () => ({ dynamo: naive.totals.scanCalls, posts: poster.calls, failed });
+    counters = () => ({ dynamo: naive.totals.scanCalls, posts: poster.calls, failed, conflated: 0 });
     cleanup = async () => {
       doc.destroy();
       management.destroy();
     };
   }
 
+  const throttled0 = runtime.gateway.managementStats.throttled;
+  const answered0 = runtime.gateway.managementStats.posts;
   const rss = rssSampler();
   const cpu0 = process.cpuUsage();
   const wall0 = performance.now();
@@ -335,10 +353,12 @@ async function runPhase(
   await cleanup();
 
   const histogram = new LatencyHistogram();
+  const alertHistogram = new LatencyHistogram();
   const tallies: ClientTally[] = [];
   let clientCpuMs = 0;
   for (const report of reports) {
     histogram.merge(report.histogram);
+    alertHistogram.merge(report.alertHistogram);
     tallies.push(...report.clients);
     clientCpuMs += report.cpuMs;
   }
@@ -371,6 +391,7 @@ async function runPhase(
     batches: outcome.batches,
     meanBatchSize: round(outcome.processed / Math.max(1, outcome.batches), 1),
     latencyMs: histogram.summary(),
+    alertLatencyMs: alertHistogram.summary(),
     posts: final.posts,
     delivered,
     expectedDeliveries: expectedTotal,
@@ -381,10 +402,15 @@ async function runPhase(
     maxFramesPerClient: maxFrames,
     // A naive run stopped before it processed everything has not lost records, it fell behind:
     // what it lost is what it posted successfully and no client received.
-    lost: design === 'fanout' ? lost : Math.max(0, final.posts - final.failed - delivered),
+    // Readings pacing conflated away were superseded on purpose, not lost.
+    lost: design === 'fanout' ? Math.max(0, lost - final.conflated) : Math.max(0, final.posts - final.failed - delivered),
     undelivered: Math.max(0, expectedTotal - delivered),
     duplicates,
     failedPosts: final.failed,
+    throttled: runtime.gateway.managementStats.throttled - throttled0,
+    postsPerSecond: round((runtime.gateway.managementStats.posts - answered0) / runSeconds, 1),
+    // Of the telemetry deliveries the filters call for, the share pacing folded into newer readings.
+    conflatedShare: round(final.conflated / Math.max(1, final.conflated + delivered), 4),
     serverRssMaxMB: Math.round(rssMax / 2 ** 20),
     serverCpuPercent: round((serverCpuMs / wallMs) * 100, 1),
     serverCpuMsPer1kDeliveries: round((serverCpuMs / Math.max(1, delivered)) * 1000, 2),
@@ -401,13 +427,21 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
   const durationS = options.durationS ?? 10;
   const windowMs = options.windowMs ?? 100;
   const maxBatch = options.maxBatch ?? 10_000;
-  const name = `c${options.connections}-r${options.rate}`;
+  const name = options.label ?? `c${options.connections}-r${options.rate}`;
   const processCount =
     options.clientProcesses ?? (options.connections < 1000 ? 1 : Math.max(2, Math.ceil(options.connections / 5000)));
   const devices = makeDevices(deviceCount, locations);
   const clients = makeClients(options.connections, devices, options.mix ?? DEFAULT_MIX);
 
-  const runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, statusIntervalMs: 0 });
+  const runtime = await startLocalRuntime({
+    dashboardPort: 0,
+    wsPort: 0,
+    simulator: false,
+    statusIntervalMs: 0,
+    postLatencyMs: options.postLatencyMs,
+    postQuota: options.postQuota,
+    sdkBaseline: options.sdkBaseline,
+  });
   const processes = Array.from({ length: processCount }, () => new ClientProcess());
   try {
     await Promise.all(processes.map((p) => p.ready));
@@ -434,7 +468,7 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
     for (const report of reports) for (const tally of report.clients) specs.set(tally.index, clients[tally.index]);
     const rssAfterConnectMB = Math.round(process.memoryUsage().rss / 2 ** 20);
 
-    const ctx: PhaseContext = { runtime, processes, specs, connected: ok };
+    const ctx: PhaseContext = { runtime, processes, specs };
     const phaseOptions = { rate: options.rate, durationS, windowMs, maxBatch, naiveGraceS: options.naiveGraceS ?? 5, devices };
     log(`${name}: fan-out, ${options.rate} records/s for ${durationS} s`);
     const fanout = await runPhase('fanout', ctx, phaseOptions);

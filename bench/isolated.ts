@@ -7,13 +7,19 @@
 import { fork } from 'node:child_process';
 import { runBatchCostBench, type BatchCostOptions, type BatchCostReport } from './batch-cost';
 import { runFanoutScenario, type FanoutScenarioOptions, type FanoutScenarioResult } from './fanout';
+import { runPostCostBench, type PostCostOptions, type PostCostReport } from './post-cost';
 
 /** A part to run. */
 export type IsolatedPart =
   | { kind: 'batch-cost'; options: Omit<BatchCostOptions, 'log'> }
-  | { kind: 'fanout'; options: Omit<FanoutScenarioOptions, 'log'> };
+  | { kind: 'fanout'; options: Omit<FanoutScenarioOptions, 'log'> }
+  | { kind: 'post-cost'; options: Omit<PostCostOptions, 'log'> };
 
-type PartResult<P extends IsolatedPart> = P extends { kind: 'batch-cost' } ? BatchCostReport : FanoutScenarioResult;
+type PartResult<P extends IsolatedPart> = P extends { kind: 'batch-cost' }
+  ? BatchCostReport
+  : P extends { kind: 'post-cost' }
+    ? PostCostReport
+    : FanoutScenarioResult;
 
 type ChildMessage = { type: 'log'; line: string } | { type: 'result'; result: unknown } | { type: 'error'; message: string };
 
@@ -43,10 +49,12 @@ if (require.main === module) {
   const send = (message: ChildMessage) => new Promise<void>((resolve) => process.send!(message, () => resolve()));
   const log = (line: string) => void send({ type: 'log', line });
   process.once('message', (part: IsolatedPart) => {
-    const run =
+    const run: Promise<unknown> =
       part.kind === 'batch-cost'
         ? runBatchCostBench({ ...part.options, log })
-        : runFanoutScenario({ ...part.options, log });
+        : part.kind === 'post-cost'
+          ? runPostCostBench({ ...part.options, log })
+          : runFanoutScenario({ ...part.options, log });
     run.then(
       async (result) => {
         await send({ type: 'result', result });

@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { parseServerFrame, TOPICS, unpackFrame, type DeviceRecord } from '../lambdas/core/protocol';
 import { startKafkaBridge } from '../local/kafka-bridge';
 import { startLocalRuntime } from '../local/runtime';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Options of {@link runKafkaLatencyBench}. */
 export interface KafkaLatencyBenchOptions {
@@ -244,7 +245,7 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((error: unknown) => {
-    console.error(`kafka-latency: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`kafka-latency: ${errorMessage(error)}`);
     process.exit(1);
   });
 }

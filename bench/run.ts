@@ -8,7 +8,9 @@
  *   npm run bench -- --scenario c1000-r10000 --duration 20
  *   npm run bench -- --connections 100,1000,10000 --rate 1000,10000 --devices 1000
  *
- * Options: --quick, --scenario NAME[,NAME] (batch-cost, fanout, browser, kafka, or cN-rR),
+ *   npm run bench -- --scenario post-cost,issue12   the issue 12 figures alone
+ *
+ * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, issue12, fanout, browser, kafka, or cN-rR),
  * --connections LIST, --rate LIST, --devices N, --locations N, --duration S, --window MS,
  * --mix location=0.2,deviceType=0.05,everything=0.01,criticalAlerts=0.1,maxDevices=5,
  * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR.
@@ -21,7 +23,10 @@ import { runBrowserBench, type BrowserBenchResult } from './browser-bench';
 import { machine, type DesignResult, type FanoutScenarioResult } from './fanout';
 import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
+import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
+import type { PostCostReport } from './post-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
+import { errorMessage } from '../lambdas/core/errors';
 
 /** Parsed command line. */
 export interface BenchOptions {
@@ -56,7 +61,12 @@ export interface BenchResults {
   machine: ReturnType<typeof machine> & { openFileLimit: string };
   options: BenchOptions;
   batchCost?: BatchCostReport;
+  postCost?: PostCostReport;
   scenarios: FanoutScenarioResult[];
+  /** Issue 12: `npm start` defaults, 1,000 clients at 1,000 and 10,000 records/s, 10,000 under the quota. */
+  network: FanoutScenarioResult[];
+  /** Issue 12: clients opened at 500/s while records flow. */
+  connectRate?: ConnectRateReport;
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
@@ -122,7 +132,39 @@ function fanoutPlan(options: BenchOptions): [number, number][] {
   return [[100, 1000], [1000, 1000], [1000, 10_000], [10_000, 1000], [10_000, 100]];
 }
 
-function wants(options: BenchOptions, part: 'batch-cost' | 'fanout' | 'browser' | 'kafka'): boolean {
+/** The scenarios of issue 12: the runtime as `npm start` runs it, then at the network's cost. */
+function networkPlan(options: BenchOptions) {
+  const durationS = options.durationS ?? (options.quick ? 3 : 10);
+  const scale = (n: number) => (options.quick ? Math.max(100, n / 10) : n);
+  const plan = [
+    { label: 'npm start defaults', connections: scale(1000), rate: 100, devices: 50, windowMs: 250, durationS },
+    { label: '1,000 rec/s', connections: scale(1000), rate: 1000, devices: options.devices, windowMs: options.windowMs, durationS },
+    {
+      label: '1,000 rec/s, SDK baseline',
+      connections: scale(1000),
+      rate: 1000,
+      devices: options.devices,
+      windowMs: options.windowMs,
+      durationS,
+      sdkBaseline: true,
+    },
+    { label: '10,000 rec/s', connections: scale(1000), rate: 10_000, devices: options.devices, windowMs: options.windowMs, durationS },
+    {
+      label: 'quota 10,000/s, 20 ms',
+      connections: scale(10_000),
+      rate: 1000,
+      devices: options.devices,
+      windowMs: options.windowMs,
+      durationS,
+      postQuota: 10_000,
+      postLatencyMs: 20,
+    },
+  ];
+  // A quick run checks that each kind of scenario works: the defaults, and pacing under the quota.
+  return options.quick ? [plan[0], plan[4]] : plan;
+}
+
+function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'issue12' | 'fanout' | 'browser' | 'kafka'): boolean {
   if (!options.scenarios) return true;
   if (options.scenarios.includes(part)) return true;
   return part === 'fanout' && options.scenarios.some((s) => /^c\d+-r\d+$/.test(s));
@@ -162,6 +204,39 @@ function checkTargets(results: BenchResults): TargetCheck[] {
       );
     }
   } else checks.push({ target: '10,000 connections with the stream running', measured: 'not run', holds: null });
+  const pc = results.postCost;
+  if (pc) {
+    checks.push({
+      target: 'Lean post path ≤ 100 µs CPU per post and ≥ 5× below the SDK',
+      measured: `lean ${pc.lean.medianUs} µs, SDK ${pc.sdk.medianUs} µs (${pc.leanVsSdk}×), unsigned floor ${pc.unsigned.medianUs} µs`,
+      holds: pc.lean.medianUs <= 100 && pc.leanVsSdk >= 5,
+    });
+    for (const [connections, limit] of [[1000, 100], [10_000, 1000]]) {
+      const b = pc.batches.find((x) => x.connections === connections && x.poster === 'lean');
+      if (b) checks.push({ target: `One batch to ${fmt(connections)} connections at ${pc.postLatencyMs} ms per post ≤ ${fmt(limit)} ms`, measured: `${b.wallMs} ms`, holds: b.wallMs <= limit });
+    }
+  } else checks.push({ target: 'Lean post path cost', measured: 'not run', holds: null });
+  for (const s of results.network) {
+    const f = s.fanout;
+    const limit = s.name.startsWith('npm start') ? 50 : s.name.startsWith('1,000') ? 100 : 250;
+    if (s.name.includes('baseline')) continue;
+    if (s.name.startsWith('quota')) {
+      checks.push(
+        { target: `${fmt(s.connections)} connections, ${s.name}: no 429s once paced`, measured: `${f.throttled} refused, ${f.postsPerSecond} posts/s`, holds: f.throttled === 0 },
+        { target: `${fmt(s.connections)} connections, ${s.name}: alerts p95 < 250 ms`, measured: `alerts p95 ${f.alertLatencyMs.p95} ms (${f.alertLatencyMs.count} alerts); all p95 ${f.latencyMs.p95} ms`, holds: f.alertLatencyMs.p95 < 250 },
+      );
+    } else {
+      checks.push({ target: `${fmt(s.connections)} clients, ${s.name}: p95 < ${limit} ms`, measured: `p95 ${f.latencyMs.p95} ms, ${f.recordsPerSecond} rec/s, RSS ${f.serverRssMaxMB} MB`, holds: f.latencyMs.p95 < limit && f.serverRssMaxMB < 512 });
+    }
+  }
+  const cr = results.connectRate;
+  if (cr) {
+    checks.push({
+      target: `Connects opened at ${cr.perSecond}/s while records flow: p95 < 100 ms`,
+      measured: `connect p95 ${cr.connectMs.p95} ms, subscribe p95 ${cr.subscribeMs.p95} ms, ${cr.failed} failed of ${fmt(cr.clients)}`,
+      holds: cr.connectMs.p95 < 100 && cr.failed === 0,
+    });
+  }
   const bc = results.batchCost;
   if (bc) {
     const counts = [...new Set(bc.rows.map((r) => r.connections))];
@@ -255,6 +330,42 @@ export function toMarkdown(results: BenchResults): string {
     );
   }
 
+  const pc = results.postCost;
+  if (pc) {
+    lines.push(`## The post path (issue 12, bench/post-cost.ts)`, '');
+    lines.push(
+      `CPU of this process per PostToConnection, ${pc.rounds} rounds of ${fmt(pc.postsPerRound)} posts per path, 32 in flight, to a sink in another process; min / median / max over rounds.`,
+      '',
+      '| Path | min µs | median µs | max µs |',
+      '| --- | --- | --- | --- |',
+      `| lean (signed, pooled) | ${pc.lean.minUs} | ${pc.lean.medianUs} | ${pc.lean.maxUs} |`,
+      `| AWS SDK | ${pc.sdk.minUs} | ${pc.sdk.medianUs} | ${pc.sdk.maxUs} |`,
+      `| unsigned HTTP (floor) | ${pc.unsigned.minUs} | ${pc.unsigned.medianUs} | ${pc.unsigned.maxUs} |`,
+      '',
+      `One 100-record batch through processStreamEvent to connections that all want it, each post answered after ~${pc.postLatencyMs} ms ` +
+        `(load average ${pc.loadAverage.join(' → ')} on ${results.machine.cores} cores: wall time is CPU time over the share of a core the process gets):`,
+      '',
+      '| Connections | Poster | wall ms | CPU ms | posts | messages built |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...pc.batches.map((b) => `| ${fmt(b.connections)} | ${b.poster} | ${fmt(b.wallMs)} | ${fmt(b.cpuMs)} | ${fmt(b.posts)} | ${fmt(b.messages)} |`),
+      '',
+    );
+  }
+  if (results.network.length) {
+    lines.push(`## Fan-out at the network's cost (issue 12)`, '');
+    lines.push(
+      '| Scenario | clients | rec/s asked | rec/s | p50 | p95 | p99 | alerts p95 | posts/s | 429s | conflated | lost | RSS MB | CPU % |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
+    for (const s of results.network) {
+      const f = s.fanout;
+      lines.push(
+        `| ${s.name} | ${fmt(s.connected)} | ${fmt(s.rate)} | ${fmt(f.recordsPerSecond)} | ${fmt(f.latencyMs.p50)} | ${fmt(f.latencyMs.p95)} | ${fmt(f.latencyMs.p99)} | ` +
+          `${fmt(f.alertLatencyMs.p95)} | ${fmt(f.postsPerSecond)} | ${fmt(f.throttled)} | ${fmt(Math.round(f.conflatedShare * 1000) / 10)} % | ${fmt(f.lost)} | ${fmt(f.serverRssMaxMB)} | ${fmt(f.serverCpuPercent)} |`,
+      );
+    }
+    lines.push('');
+  }
   const bc = results.batchCost;
   if (bc) {
     lines.push(`## Cost of a batch (issue 2)`, '');
@@ -310,6 +421,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     machine: { ...machine(), openFileLimit },
     options,
     scenarios: [],
+    network: [],
     skipped: [],
     targets: [],
     durationSeconds: 0,
@@ -325,6 +437,21 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   if (wants(options, 'batch-cost')) {
     const connections = options.quick ? [100, 1000] : (options.connections ?? [100, 1000, 10_000]);
     results.batchCost = await runIsolated({ kind: 'batch-cost', options: { connections, repeats: options.quick ? 3 : 5 } }, log);
+  }
+
+  if (wants(options, 'post-cost')) {
+    results.postCost = await runIsolated({ kind: 'post-cost', options: options.quick ? { posts: 500, rounds: 3, audiences: [1000] } : {} }, log);
+  }
+
+  if (wants(options, 'issue12')) {
+    log('bench: issue 12, connects at 500/s while records flow');
+    results.connectRate = await runConnectRateBench({ clients: options.quick ? 200 : 1000, perSecond: 500, log });
+    for (const scenario of networkPlan(options)) {
+      log(`bench: issue 12, ${scenario.label}`);
+      results.network.push(
+        await runIsolated({ kind: 'fanout', options: { ...scenario, locations: options.locations, mix: options.mix, naive: false } }, log),
+      );
+    }
   }
 
   if (wants(options, 'fanout')) {
@@ -358,7 +485,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
         });
       } catch (error) {
         // A part that fails is reported with the others' figures, and the run exits non-zero.
-        results.skipped.push(`browser bench FAILED: ${(error as Error).message.split('\n')[0]}`);
+        results.skipped.push(`browser bench FAILED: ${errorMessage(error).split('\n')[0]}`);
         process.exitCode = 1;
       }
     }
@@ -373,7 +500,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       try {
         results.kafka = await runKafkaLatencyBench({ brokers: brokers.split(','), seconds: options.quick ? 3 : 10, log });
       } catch (error) {
-        results.skipped.push(`Kafka latency bench FAILED against ${brokers}: ${(error as Error).message.split('\n')[0]}`);
+        results.skipped.push(`Kafka latency bench FAILED against ${brokers}: ${errorMessage(error).split('\n')[0]}`);
         process.exitCode = 1;
       }
     }
@@ -401,7 +528,7 @@ if (require.main === module) {
   try {
     options = parseOptions(process.argv.slice(2));
   } catch (error) {
-    console.error(`bench: ${(error as Error).message}`);
+    console.error(`bench: ${errorMessage(error)}`);
     process.exit(2);
   }
   runBench(options).then(

@@ -6,7 +6,8 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, readConfig } from './config';
+import { ConfigError } from '../lambdas/core/errors';
+import { readConfig } from './config';
 import { IotDashboardStack } from './stack';
 
 const app = new App();

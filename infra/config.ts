@@ -4,6 +4,7 @@
  * what to set. Constructs receive these typed values; none of them reads context itself.
  */
 import type { Node } from 'constructs';
+import { ConfigError } from '../lambdas/core/errors';
 import { HANDLER_NAMES, type HandlerName } from './lambda-bundling';
 
 /** Where the stream Lambda reads Kafka from. */
@@ -87,8 +88,12 @@ export interface DeployConfig {
   readonly kafkaStartingPosition: StartingPosition;
   /** Context `failureDestination`. Default `sqs`. */
   readonly failureDestination: FailureDestination;
-  /** Context `postConcurrency`: concurrent PostToConnection calls per stream invocation. Default 32. */
+  /** Context `postConcurrency`: most PostToConnection calls in flight per stream invocation. Default 512. */
   readonly postConcurrency: number;
+  /** Context `postQuota`: the account's API Gateway request quota (posts/s) the stream paces under. Default 10000. */
+  readonly postQuota: number;
+  /** Context `postQuotaShares`: stream invocations that run at once (the topics' partitions), sharing `postQuota`. Default 2. */
+  readonly postQuotaShares: number;
 
   /** Context `wsThrottleRate` / `wsThrottleBurst`: stage-wide request rate (per s) and burst. Default 500 / 1000. */
   readonly wsThrottle: { readonly rateLimit: number; readonly burstLimit: number };
@@ -125,14 +130,6 @@ export interface DeployConfig {
   readonly streamIdleMinutes: number;
   /** Context `alarmOkActions`: also notify when an alarm returns to OK. Default false. */
   readonly alarmOkActions: boolean;
-}
-
-/** Thrown when a context value is missing or invalid; the message names the key to set. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
 }
 
 /** A source of context values: a construct node, or a plain record in tests. */
@@ -316,7 +313,9 @@ export function readConfig(source: ContextSource): DeployConfig {
     kafkaBatchingWindowSeconds: int('kafkaBatchingWindowSeconds', 1, 0, 300),
     kafkaStartingPosition: oneOf<StartingPosition>('kafkaStartingPosition', ['LATEST', 'TRIM_HORIZON'], 'LATEST'),
     failureDestination: oneOf<FailureDestination>('failureDestination', ['sqs', 's3'], 'sqs'),
-    postConcurrency: int('postConcurrency', 32, 1, 1000),
+    postConcurrency: int('postConcurrency', 512, 1, 1000),
+    postQuota: int('postQuota', 10_000, 1, 1_000_000),
+    postQuotaShares: int('postQuotaShares', 2, 1, 1000),
     wsThrottle: { rateLimit: int('wsThrottleRate', 500, 1, 10000), burstLimit: int('wsThrottleBurst', 1000, 1, 5000) },
     httpThrottle: { rateLimit: int('httpThrottleRate', 20, 1, 10000), burstLimit: int('httpThrottleBurst', 40, 1, 5000) },
     healthThrottle: { rateLimit: int('healthThrottleRate', 5, 1, 10000), burstLimit: int('healthThrottleBurst', 10, 1, 5000) },

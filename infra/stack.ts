@@ -3,7 +3,8 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
+import { ConfigError } from '../lambdas/core/errors';
+import { PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
 import { OperationalAlarms } from './constructs/alarms';
 import { DashboardSite } from './constructs/dashboard-site';
 import { DataTables } from './constructs/data-tables';
@@ -107,6 +108,8 @@ export class IotDashboardStack extends Stack {
       startingPosition: config.kafkaStartingPosition,
       failureDestination: config.failureDestination,
       postConcurrency: config.postConcurrency,
+      postQuota: config.postQuota,
+      postQuotaShares: config.postQuotaShares,
     });
 
     this.ops = new OpsApi(this, 'Ops', {

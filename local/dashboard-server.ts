@@ -9,6 +9,7 @@ import path from 'node:path';
 import { checkHealth, healthStatusCode, type HealthCheck } from '../lambdas/core/health';
 import { renderPrometheus } from '../lambdas/core/metrics';
 import { PROMETHEUS_CONTENT_TYPE } from '../lambdas/handlers/metrics';
+import { errorMessage } from '../lambdas/core/errors';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -71,7 +72,7 @@ export async function createDashboardServer(options: DashboardServerOptions) {
       const type = CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream';
       return send(200, type, await readFile(file), { 'cache-control': 'no-cache' });
     } catch (error) {
-      return send(500, 'text/plain', `Internal error: ${(error as Error).message}\n`);
+      return send(500, 'text/plain', `Internal error: ${errorMessage(error)}\n`);
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -3,9 +3,11 @@
  * invokes, with events of the same shape, routed on `$request.body.action`, and the `@connections`
  * Management API (POST, GET, DELETE) over HTTP on the same port, so the Lambdas' real SDK client
  * posts to it. API Gateway's limits are enforced: 128 KB messages (larger ones close the socket
- * with 1009), the 10-minute idle timeout and the 2-hour connection limit.
+ * with 1009), the 10-minute idle timeout and the 2-hour connection limit. Asked to, the Management
+ * API behaves as over the network on AWS: each call answers after a round trip, and posts beyond
+ * the account quota are refused with 429.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -14,6 +16,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS } from '../lambdas/config/tables';
 import { LIMITS } from '../lambdas/core/protocol';
 import type { WebSocketEvent, WebSocketResult } from '../lambdas/handlers/types';
+import { errorMessage } from '../lambdas/core/errors';
+import { connectEvent, disconnectEvent, messageEvent, wsRequestContext, type WsEventSource } from './apigw-events';
 
 type RouteHandler = (event: WebSocketEvent) => Promise<WebSocketResult | void>;
 
@@ -43,7 +47,20 @@ export interface GatewayOptions {
   maxConnectionMs?: number;
   /** Largest message in either direction. Default 128 KB. */
   maxMessageBytes?: number;
+  /** Each Management API call answers after about this many ms (±50 %, uniform). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * Posts a second across all connections before 429 (`LimitExceededException`), as API
+   * Gateway's account quota: a token bucket holding one second's worth. Default 0: no quota.
+   */
+  postQuota?: number;
   log?: (line: string) => void;
+}
+
+/** Management API calls refused and made, for benchmarks and tests. */
+export interface ManagementStats {
+  posts: number;
+  throttled: number;
 }
 
 interface Connection {
@@ -89,6 +106,10 @@ export class LocalGateway {
   private readonly opts: Required<Omit<GatewayOptions, 'log'>> & { log: (line: string) => void };
   private boundPort = 0;
   private readonly apiId = 'local';
+  private quotaTokens = 0;
+  private quotaAt = 0;
+  /** Management API posts answered, and refused with 429. */
+  readonly managementStats: ManagementStats = { posts: 0, throttled: 0 };
 
   constructor(
     private readonly handlers: GatewayHandlers,
@@ -102,8 +123,23 @@ export class LocalGateway {
       idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_SECONDS * 1000,
       maxConnectionMs: options.maxConnectionMs ?? MAX_CONNECTION_SECONDS * 1000,
       maxMessageBytes: options.maxMessageBytes ?? LIMITS.maxMessageBytes,
+      postLatencyMs: options.postLatencyMs ?? 0,
+      postQuota: options.postQuota ?? 0,
       log: options.log ?? (() => {}),
     };
+    this.quotaTokens = this.opts.postQuota;
+  }
+
+  /** True when a post fits the quota now (and takes its token). */
+  private admitPost(): boolean {
+    const quota = this.opts.postQuota;
+    if (quota <= 0) return true;
+    const now = performance.now();
+    this.quotaTokens = Math.min(quota, this.quotaTokens + ((now - this.quotaAt) * quota) / 1000);
+    this.quotaAt = now;
+    if (this.quotaTokens < 1) return false;
+    this.quotaTokens--;
+    return true;
   }
 
   /** ws://host:port */
@@ -188,22 +224,14 @@ export class LocalGateway {
     return promise;
   }
 
-  private baseContext(connectionId: string, routeKey: string, eventType: 'CONNECT' | 'MESSAGE' | 'DISCONNECT', connectedAt: number) {
-    const now = Date.now();
+  private source(connectionId: string, connectedAt: number, authorizer?: Record<string, unknown>): WsEventSource {
     return {
-      routeKey,
-      eventType,
-      messageId: eventType === 'MESSAGE' ? randomBytes(8).toString('base64') : undefined,
-      extendedRequestId: randomUUID(),
-      requestTime: new Date(now).toUTCString(),
-      messageDirection: 'IN' as const,
+      apiId: this.apiId,
       stage: this.opts.stage,
-      connectedAt,
-      requestTimeEpoch: now,
-      requestId: randomUUID(),
       domainName: `${this.opts.urlHost}:${this.boundPort}`,
       connectionId,
-      apiId: this.apiId,
+      connectedAt,
+      ...(authorizer ? { authorizer } : {}),
     };
   }
 
@@ -230,25 +258,20 @@ export class LocalGateway {
             multiValueQueryStringParameters: {},
             pathParameters: {},
             stageVariables: {},
-            requestContext: this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt) as never,
+            requestContext: wsRequestContext(this.source(connectionId, connectedAt), '$connect', 'CONNECT') as never,
           }),
         );
         const allowed = result.policyDocument.Statement.some((s) => 'Effect' in s && s.Effect === 'Allow');
         if (!allowed) return rejectUpgrade(socket, 403, 'Forbidden');
         authorizer = { ...(result.context ?? {}), principalId: result.principalId };
       }
-      const event = {
-        requestContext: { ...this.baseContext(connectionId, '$connect', 'CONNECT', connectedAt), authorizer },
-        headers,
-        queryStringParameters: Object.keys(query).length ? query : undefined,
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent;
+      const event = connectEvent(this.source(connectionId, connectedAt, authorizer), { headers, query });
       const result = await this.track(this.handlers.connect(event));
       const status = result?.statusCode ?? 200;
       if (status < 200 || status >= 300) return rejectUpgrade(socket, status, 'Connection refused');
     } catch (error) {
-      this.opts.log(`$connect failed: ${(error as Error).message}`);
-      // API Gateway answers 401 when the authorizer fails, 500 when $connect fails.
+      this.opts.log(`$connect failed: ${errorMessage(error)}`);
+      // An authorizer or $connect that throws: API Gateway answers 500 to the upgrade for both.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
     if (!this.server || socket.destroyed) {
@@ -297,17 +320,9 @@ export class LocalGateway {
     reason: string,
   ): Promise<void> {
     try {
-      await this.handlers.disconnect({
-        requestContext: {
-          ...this.baseContext(id, '$disconnect', 'DISCONNECT', connectedAt),
-          authorizer,
-          disconnectStatusCode: code,
-          disconnectReason: reason,
-        },
-        isBase64Encoded: false,
-      } as unknown as WebSocketEvent);
+      await this.handlers.disconnect(disconnectEvent(this.source(id, connectedAt, authorizer), code, reason));
     } catch (error) {
-      this.opts.log(`$disconnect failed for ${id}: ${(error as Error).message}`);
+      this.opts.log(`$disconnect failed for ${id}: ${errorMessage(error)}`);
     }
   }
 
@@ -331,14 +346,7 @@ export class LocalGateway {
       }
     }
     const handler = this.handlers.routes[routeKey];
-    const event = {
-      requestContext: {
-        ...this.baseContext(connection.id, routeKey, 'MESSAGE', connection.connectedAt),
-        authorizer: connection.authorizer,
-      },
-      body,
-      isBase64Encoded: isBinary,
-    } as unknown as WebSocketEvent;
+    const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
     // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
     // order the client sent its messages, which is what clients assume.
     connection.queue = connection.queue.then(async () => {
@@ -347,7 +355,7 @@ export class LocalGateway {
         const result = await handler(event);
         reply = result?.body;
       } catch (error) {
-        this.opts.log(`route ${routeKey} failed: ${(error as Error).message}`);
+        this.opts.log(`route ${routeKey} failed: ${errorMessage(error)}`);
         reply = JSON.stringify({
           message: 'Internal server error',
           connectionId: connection.id,
@@ -362,13 +370,28 @@ export class LocalGateway {
   private onHttp(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^(?:\/[^/]+)?\/@connections\/([^/]+)$/.exec(url.pathname);
-    const send = (status: number, body?: unknown, errorType?: string) => {
+    const latency = this.opts.postLatencyMs;
+    // `effect` happens when the call is answered: with latency, a post reaches its client then.
+    const send = (status: number, body?: unknown, errorType?: string, effect?: () => void) => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (errorType) headers['x-amzn-errortype'] = errorType;
-      res.writeHead(status, headers);
-      res.end(body === undefined ? undefined : JSON.stringify(body));
+      const answer = () => {
+        effect?.();
+        res.writeHead(status, headers);
+        res.end(body === undefined ? undefined : JSON.stringify(body));
+      };
+      if (latency > 0) setTimeout(answer, latency * (0.5 + Math.random()));
+      else answer();
     };
     if (!match) return send(404, { message: 'Not Found' });
+    if (req.method === 'POST') {
+      if (!this.admitPost()) {
+        this.managementStats.throttled++;
+        req.resume();
+        return send(429, { message: 'Too Many Requests' }, 'LimitExceededException');
+      }
+      this.managementStats.posts++;
+    }
     let id: string;
     try {
       id = decodeURIComponent(match[1]);
@@ -390,8 +413,10 @@ export class LocalGateway {
       }
       if (req.method === 'POST') {
         if (tooLarge) return send(413, { message: 'Message too long' }, 'PayloadTooLargeException');
-        connection.ws.send(Buffer.concat(chunks), { binary: false });
-        return send(200);
+        const data = Buffer.concat(chunks);
+        return send(200, undefined, undefined, () => {
+          if (connection.ws.readyState === connection.ws.OPEN) connection.ws.send(data, { binary: false });
+        });
       }
       if (req.method === 'GET') {
         return send(200, {
@@ -401,8 +426,7 @@ export class LocalGateway {
         });
       }
       if (req.method === 'DELETE') {
-        connection.ws.close(1000, 'Closed by server');
-        return send(204);
+        return send(204, undefined, undefined, () => connection.ws.close(1000, 'Closed by server'));
       }
       return send(405, { message: 'Method Not Allowed' });
     });

@@ -1,6 +1,7 @@
 /**
  * A local MSK event source: what Lambda's event source mapping does on AWS, against a real Kafka
- * broker, with kafkajs.
+ * broker, with kafkajs. This file is the wiring; the batching rules live in ./record-batcher.ts
+ * and the retry rules in ./retry-policy.ts.
  *
  * - One consumer group reads `device-data` and `alerts`.
  * - Records are gathered into MSK-shaped events ({@link buildMskEvent}) with Lambda's batching
@@ -8,7 +9,7 @@
  *   payload limit, or `batchWindowMs` after its first record arrived, whichever comes first.
  * - One invocation at a time, records in fetch order: the order within a partition is kept.
  * - Offsets are committed only after `invoke` resolved (at least once). A failed invocation is
- *   retried with exponential backoff and jitter; after `maxRetries` retries its records go to the
+ *   retried with exponential backoff and full jitter; after `maxRetries` retries its records go to the
  *   dead-letter topic, as Lambda's on-failure destination, and the bridge moves on.
  *
  * Fetching is decoupled from invoking: kafkajs's fetch position moves on as records are queued
@@ -16,8 +17,12 @@
  * that was fetched but not processed when the bridge stops is read again by the next consumer.
  */
 import type { MSKEvent } from 'aws-lambda';
-import { Kafka, logLevel, type Consumer, type EachBatchPayload, type IHeaders, type Producer, type Admin } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type Message, type Producer } from 'kafkajs';
+import { AppError, errorMessage } from '../lambdas/core/errors';
+import { TOPICS } from '../lambdas/core/protocol';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
+import { RecordBatcher } from './record-batcher';
+import { withRetries } from './retry-policy';
 
 /** Options of {@link startKafkaBridge}. */
 export interface KafkaBridgeOptions {
@@ -25,7 +30,7 @@ export interface KafkaBridgeOptions {
   brokers: string[];
   /** Consumer group. Default `iot-dashboard-stream`. */
   groupId?: string;
-  /** Topics read. Default `['device-data', 'alerts']`. */
+  /** Topics read. Default the product's topics, {@link TOPICS}. */
   topics?: string[];
   /** Most records in one event. Default 100, Lambda's default for MSK. */
   batchSize?: number;
@@ -33,7 +38,7 @@ export interface KafkaBridgeOptions {
   batchWindowMs?: number;
   /** Retries of a failed invocation before its records go to the dead-letter topic. Default 3. */
   maxRetries?: number;
-  /** Backoff before the first retry, in ms; doubled each retry, capped at 10 s. Default 200. */
+  /** Upper bound of the first retry's backoff, in ms (full jitter); doubled each retry, capped at 10 s. Default 200. */
   retryBaseDelayMs?: number;
   /** Where records of a batch that kept failing go. Default `stream-dlq`. */
   deadLetterTopic?: string;
@@ -86,11 +91,8 @@ export interface KafkaBridge {
 }
 
 /** Thrown when the bridge cannot start, e.g. the broker is unreachable. */
-export class KafkaBridgeError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KafkaBridgeError';
-  }
+export class KafkaBridgeError extends AppError {
+  override name = 'KafkaBridgeError';
 }
 
 /** Lambda's invocation payload limit; an event is sent before its base64 records would pass it. */
@@ -103,12 +105,6 @@ interface QueuedRecord {
   offset: string;
   /** Approximate bytes this record adds to the event JSON. */
   bytes: number;
-  /** When it was queued here, for the batching window. */
-  queuedAt: number;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** kafkajs allows several values per header name; the MSK event carries one per entry, so keep the first. */
@@ -121,13 +117,109 @@ function flattenHeaders(headers: IHeaders | undefined): Record<string, Buffer | 
   return out;
 }
 
+/** The records of a batch that kept failing, as dead-letter messages saying where each came from and why. */
+function deadLetterMessages(batch: QueuedRecord[], why: { group: string; attempts: number; reason: string }): Message[] {
+  return batch.map((record) => ({
+    key: (record.input.key as Buffer | null | undefined) ?? null,
+    value: record.input.value as Buffer | null,
+    timestamp: String(record.input.timestamp ?? Date.now()),
+    headers: {
+      ...flattenHeaders(record.input.headers as IHeaders | undefined),
+      'dlq.topic': record.topic,
+      'dlq.partition': String(record.partition),
+      'dlq.offset': record.offset,
+      'dlq.group': why.group,
+      'dlq.attempts': String(why.attempts),
+      'dlq.error': why.reason,
+    },
+  }));
+}
+
+/** Per partition, the offset after the batch's last record: what a commit after it records. */
+function offsetsAfter(batch: QueuedRecord[]): { topic: string; partition: number; offset: string }[] {
+  const next = new Map<string, { topic: string; partition: number; offset: string }>();
+  for (const record of batch) {
+    next.set(`${record.topic}\u0000${record.partition}`, {
+      topic: record.topic,
+      partition: record.partition,
+      offset: (BigInt(record.offset) + 1n).toString(),
+    });
+  }
+  return [...next.values()];
+}
+
+/** Records of `topics` not yet committed by `groupId`; a partition with no commit starts at its end unless `fromBeginning`. */
+async function consumerLag(admin: Admin, groupId: string, topics: string[], fromBeginning: boolean): Promise<number> {
+  let total = 0;
+  const committed = await admin.fetchOffsets({ groupId, topics });
+  for (const { topic, partitions } of committed) {
+    const ends = await admin.fetchTopicOffsets(topic);
+    for (const end of ends) {
+      const at = partitions.find((partition) => partition.partition === end.partition);
+      const committedOffset = at ? Number(at.offset) : -1;
+      const high = Number(end.high);
+      const from = committedOffset >= 0 ? committedOffset : fromBeginning ? Number(end.low) : high;
+      total += Math.max(0, high - from);
+    }
+  }
+  return total;
+}
+
+/**
+ * Follows the consumer's events: counts the partitions assigned on each join, records a crash,
+ * and tells when the consumer is consuming (joined its group and fetched once). Registered before
+ * connecting, so that no event is missed.
+ */
+function watchConsumer(
+  consumer: Consumer,
+  context: { groupId: string; topics: string[]; stats: KafkaBridgeStats; log: (line: string) => void },
+): { consuming(timeoutMs: number): Promise<void> } {
+  const { groupId, topics, stats, log } = context;
+  let joined = false;
+  let settle: { resolve(): void; reject(error: Error): void } | undefined;
+  const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  // A crash before anyone waits (connecting failed) must not surface as an unhandled rejection.
+  ready.catch(() => undefined);
+  const { GROUP_JOIN, FETCH, CRASH } = consumer.events;
+  consumer.on(GROUP_JOIN, (event) => {
+    joined = true;
+    stats.assignedPartitions = Object.values(event.payload.memberAssignment).reduce((sum, partitions) => sum + partitions.length, 0);
+    log(`kafka-bridge: joined group ${groupId} with ${stats.assignedPartitions} partitions of ${topics.join(', ')}`);
+  });
+  consumer.on(FETCH, () => {
+    // The first fetch after joining has resolved the start offsets of new partitions.
+    if (joined) settle?.resolve();
+  });
+  consumer.on(CRASH, (event) => {
+    const { error, restart } = event.payload;
+    stats.lastError = `consumer: ${errorMessage(error)}`;
+    log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
+    if (restart) return;
+    stats.running = false;
+    settle?.reject(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
+  });
+  return {
+    async consuming(timeoutMs: number): Promise<void> {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new KafkaBridgeError(`consumer group ${groupId} did not join within ${timeoutMs / 1000}s`)), timeoutMs);
+      });
+      try {
+        await Promise.race([ready, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
 /**
  * Starts consuming and resolves once the consumer has joined its group and made its first fetch,
  * so that a record produced after this resolves is delivered even with `fromBeginning: false`.
  */
 export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<KafkaBridge> {
   const groupId = options.groupId ?? 'iot-dashboard-stream';
-  const topics = options.topics ?? ['device-data', 'alerts'];
+  const topics = options.topics ?? Object.values(TOPICS);
   const batchSize = options.batchSize ?? 100;
   const batchWindowMs = options.batchWindowMs ?? 500;
   const maxRetries = options.maxRetries ?? 3;
@@ -170,92 +262,22 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
     assignedPartitions: 0,
   };
 
-  const queue: QueuedRecord[] = [];
+  const batcher = new RecordBatcher<QueuedRecord>({ batchSize, windowMs: batchWindowMs, maxBatchBytes: MAX_EVENT_BYTES, maxQueued: maxBuffered });
+  /** Aborted by stop(): ends a retry backoff early. */
+  const stopSignal = new AbortController();
   let stopping = false;
-  /** Wakes the invoke loop (a record arrived, or stopping). */
-  let wakeLoop: (() => void) | undefined;
-  /** Wakes eachBatch calls waiting for room in the queue. */
-  let roomWaiters: (() => void)[] = [];
-  /** Wakes a retry backoff early when stopping. */
-  let wakeBackoff: (() => void) | undefined;
-
-  const notifyLoop = (): void => {
-    const wake = wakeLoop;
-    wakeLoop = undefined;
-    wake?.();
-  };
-  const notifyRoom = (): void => {
-    const waiters = roomWaiters;
-    roomWaiters = [];
-    for (const waiter of waiters) waiter();
-  };
-
-  const waitFor = (ms: number, register: (wake: () => void) => void): Promise<void> =>
-    new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      register(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-
-  /** Takes the next event's records off the queue: up to batchSize and under the payload limit. */
-  const takeBatch = (): QueuedRecord[] => {
-    let bytes = 0;
-    let count = 0;
-    while (count < queue.length && count < batchSize) {
-      if (count > 0 && bytes + queue[count].bytes > MAX_EVENT_BYTES) break;
-      bytes += queue[count].bytes;
-      count++;
-    }
-    const batch = queue.splice(0, count);
-    stats.buffered = queue.length;
-    notifyRoom();
-    return batch;
-  };
-
-  const batchReady = (): boolean => {
-    if (queue.length >= batchSize) return true;
-    let bytes = 0;
-    for (const record of queue) bytes += record.bytes;
-    return bytes >= MAX_EVENT_BYTES;
-  };
 
   const deadLetter = async (batch: QueuedRecord[], error: unknown, attempts: number): Promise<void> => {
     const reason = errorMessage(error).slice(0, 1000);
-    await producer.send({
-      topic: deadLetterTopic,
-      messages: batch.map((record) => ({
-        key: (record.input.key as Buffer | null | undefined) ?? null,
-        value: record.input.value as Buffer | null,
-        timestamp: String(record.input.timestamp ?? Date.now()),
-        headers: {
-          ...flattenHeaders(record.input.headers as IHeaders | undefined),
-          'dlq.topic': record.topic,
-          'dlq.partition': String(record.partition),
-          'dlq.offset': record.offset,
-          'dlq.group': groupId,
-          'dlq.attempts': String(attempts),
-          'dlq.error': reason,
-        },
-      })),
-    });
+    await producer.send({ topic: deadLetterTopic, messages: deadLetterMessages(batch, { group: groupId, attempts, reason }) });
     stats.deadLettered += batch.length;
     log(`kafka-bridge: sent ${batch.length} records to ${deadLetterTopic} after ${attempts} failed invocations: ${reason}`);
   };
 
   /** Commits, per partition, the offset after the last record of the batch. */
   const commit = async (batch: QueuedRecord[]): Promise<void> => {
-    const next = new Map<string, { topic: string; partition: number; offset: string }>();
-    for (const record of batch) {
-      next.set(`${record.topic}\u0000${record.partition}`, {
-        topic: record.topic,
-        partition: record.partition,
-        offset: (BigInt(record.offset) + 1n).toString(),
-      });
-    }
     try {
-      await consumer.commitOffsets([...next.values()]);
+      await consumer.commitOffsets(offsetsAfter(batch));
     } catch (error) {
       // After a rebalance the commit of an old generation fails; the new owner of the partition
       // reads these records again (at least once), so this is logged, not fatal.
@@ -273,72 +295,66 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
       batch.map((record) => record.input),
       { bootstrapServers, ...(options.eventSourceArn ? { eventSourceArn: options.eventSourceArn } : {}) },
     );
-    for (let attempt = 1; ; attempt++) {
-      const started = Date.now();
-      try {
+    const first = batch[0]!;
+    const outcome = await withRetries(
+      async () => {
+        const started = Date.now();
         const report = await options.invoke(event);
         stats.lastInvokeMs = Date.now() - started;
-        stats.batches++;
-        stats.records += batch.length;
-        const invalid = (report as { invalid?: unknown } | undefined)?.invalid;
-        if (typeof invalid === 'number') stats.invalid += invalid;
-        await commit(batch);
-        return;
-      } catch (error) {
-        stats.failedInvocations++;
-        stats.lastError = `invoke: ${errorMessage(error)}`;
-        const first = batch[0];
-        log(
-          `kafka-bridge: invocation ${attempt} of ${maxRetries + 1} failed for ${batch.length} records from ` +
-            `${first.topic}:${first.partition}:${first.offset}: ${errorMessage(error)}`,
-        );
-        if (stopping) return;
-        if (attempt > maxRetries) {
-          try {
-            await deadLetter(batch, error, attempt);
-            await commit(batch);
-          } catch (dlqError) {
-            // Not committed: the records are read again after a restart rather than lost.
-            stats.lastError = `dead letter: ${errorMessage(dlqError)}`;
-            log(`kafka-bridge: could not send to ${deadLetterTopic}: ${errorMessage(dlqError)}`);
-          }
-          return;
-        }
-        const backoff = Math.min(10_000, retryBaseDelayMs * 2 ** (attempt - 1));
-        await waitFor(backoff * (0.8 + Math.random() * 0.4), (wake) => (wakeBackoff = wake));
-        wakeBackoff = undefined;
-        if (stopping) return;
-      }
+        return report;
+      },
+      {
+        maxRetries,
+        baseDelayMs: retryBaseDelayMs,
+        signal: stopSignal.signal,
+        onFailure: (error, attempt) => {
+          stats.failedInvocations++;
+          stats.lastError = `invoke: ${errorMessage(error)}`;
+          log(
+            `kafka-bridge: invocation ${attempt} of ${maxRetries + 1} failed for ${batch.length} records from ` +
+              `${first.topic}:${first.partition}:${first.offset}: ${errorMessage(error)}`,
+          );
+        },
+      },
+    );
+    if (outcome.ok) {
+      stats.batches++;
+      stats.records += batch.length;
+      const invalid = (outcome.value as { invalid?: unknown } | undefined)?.invalid;
+      if (typeof invalid === 'number') stats.invalid += invalid;
+      await commit(batch);
+      return;
+    }
+    // Stopped: nothing committed, so the records are read again after a restart.
+    if (outcome.stopped) return;
+    try {
+      await deadLetter(batch, outcome.error, outcome.attempts);
+      await commit(batch);
+    } catch (dlqError) {
+      // Not committed: the records are read again after a restart rather than lost.
+      stats.lastError = `dead letter: ${errorMessage(dlqError)}`;
+      log(`kafka-bridge: could not send to ${deadLetterTopic}: ${errorMessage(dlqError)}`);
     }
   };
 
-  /** The single invoke loop: waits for a full batch or the window, then processes it. */
+  /** The single invoke loop: one batch at a time, in queue order, until the batcher closes. */
   const invokeLoop = async (): Promise<void> => {
-    while (!stopping) {
-      if (queue.length === 0) {
-        await new Promise<void>((resolve) => (wakeLoop = resolve));
-        continue;
-      }
-      const windowEnds = queue[0].queuedAt + batchWindowMs;
-      while (!stopping && !batchReady() && Date.now() < windowEnds) {
-        await waitFor(windowEnds - Date.now(), (wake) => (wakeLoop = wake));
-        wakeLoop = undefined;
-      }
-      if (stopping) break;
-      await processBatch(takeBatch());
+    for (let batch = await batcher.nextBatch(); batch; batch = await batcher.nextBatch()) {
+      stats.buffered = batcher.size;
+      await processBatch(batch);
     }
   };
 
   const eachBatch = async ({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> => {
     for (const message of batch.messages) {
-      while (queue.length >= maxBuffered && !stopping && isRunning() && !isStale()) {
-        await waitFor(1000, (wake) => roomWaiters.push(wake));
+      while (batcher.full && !stopping && isRunning() && !isStale()) {
+        await batcher.waitForRoom(1000);
         await heartbeat();
       }
       if (stopping || !isRunning() || isStale()) return;
       const value = message.value ?? Buffer.alloc(0);
       const keyBytes = message.key?.length ?? 0;
-      queue.push({
+      batcher.push({
         input: {
           topic: batch.topic,
           partition: batch.partition,
@@ -352,38 +368,12 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
         partition: batch.partition,
         offset: message.offset,
         bytes: Math.ceil(((value.length + keyBytes) * 4) / 3) + 200,
-        queuedAt: Date.now(),
       });
     }
-    stats.buffered = queue.length;
-    notifyLoop();
+    stats.buffered = batcher.size;
   };
 
-  const { GROUP_JOIN, FETCH, CRASH } = consumer.events;
-  let joined = false;
-  let resolveReady: (() => void) | undefined;
-  let rejectReady: ((error: Error) => void) | undefined;
-  const ready = new Promise<void>((resolve, reject) => {
-    resolveReady = resolve;
-    rejectReady = reject;
-  });
-  consumer.on(GROUP_JOIN, (event) => {
-    joined = true;
-    const assignment = event.payload.memberAssignment;
-    stats.assignedPartitions = Object.values(assignment).reduce((sum, partitions) => sum + partitions.length, 0);
-    log(`kafka-bridge: joined group ${groupId} with ${stats.assignedPartitions} partitions of ${topics.join(', ')}`);
-  });
-  consumer.on(FETCH, () => {
-    // The first fetch after joining has resolved the start offsets of new partitions.
-    if (joined) resolveReady?.();
-  });
-  consumer.on(CRASH, (event) => {
-    const { error, restart } = event.payload;
-    stats.lastError = `consumer: ${errorMessage(error)}`;
-    log(`kafka-bridge: consumer crashed (${restart ? 'restarting' : 'not restarting'}): ${errorMessage(error)}`);
-    if (!restart) stats.running = false;
-    if (!restart) rejectReady?.(new KafkaBridgeError(`Kafka consumer crashed: ${errorMessage(error)}`, { cause: error }));
-  });
+  const watch = watchConsumer(consumer, { groupId, topics, stats, log });
 
   try {
     await Promise.all([consumer.connect(), producer.connect(), admin.connect()]);
@@ -404,25 +394,13 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
   });
   await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, partitionsConsumedConcurrently: 1, eachBatch });
 
-  const readyTimeoutMs = 30_000;
-  let readyTimer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      ready,
-      new Promise<never>((_, reject) => {
-        readyTimer = setTimeout(
-          () => reject(new KafkaBridgeError(`consumer group ${groupId} did not join within ${readyTimeoutMs / 1000}s`)),
-          readyTimeoutMs,
-        );
-      }),
-    ]);
+    await watch.consuming(30_000);
   } catch (error) {
     stopping = true;
-    notifyLoop();
+    batcher.close();
     await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect()]);
     throw error;
-  } finally {
-    clearTimeout(readyTimer);
   }
 
   let stopped: Promise<void> | undefined;
@@ -431,35 +409,19 @@ export async function startKafkaBridge(options: KafkaBridgeOptions): Promise<Kaf
       stopped ??= (async () => {
         stopping = true;
         stats.running = false;
-        notifyLoop();
-        notifyRoom();
-        wakeBackoff?.();
-        // The invocation in flight finishes and commits first; queued records stay uncommitted.
+        // Queued records are dropped uncommitted; the invocation in flight finishes and commits first.
+        batcher.close();
+        stopSignal.abort();
         await loopDone;
         await consumer.disconnect();
         await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
-        queue.length = 0;
         stats.buffered = 0;
         log(`kafka-bridge: stopped (${stats.batches} batches, ${stats.records} records)`);
       })();
       return stopped;
     },
-    async lag(): Promise<number> {
-      let total = 0;
-      const committed = await admin.fetchOffsets({ groupId, topics });
-      for (const { topic, partitions } of committed) {
-        const ends = await admin.fetchTopicOffsets(topic);
-        for (const end of ends) {
-          const at = partitions.find((partition) => partition.partition === end.partition);
-          const committedOffset = at ? Number(at.offset) : -1;
-          const high = Number(end.high);
-          const low = Number(end.low);
-          // A partition with no commit yet starts at the end unless fromBeginning.
-          const from = committedOffset >= 0 ? committedOffset : options.fromBeginning ? low : high;
-          total += Math.max(0, high - from);
-        }
-      }
-      return total;
+    lag(): Promise<number> {
+      return consumerLag(admin, groupId, topics, options.fromBeginning ?? false);
     },
     stats(): KafkaBridgeStats {
       return { ...stats };

@@ -7,6 +7,8 @@
  *   --no-simulator    no simulated devices
  *   --kafka BROKERS   read from Kafka, e.g. localhost:9092 (KAFKA_BROKERS); the simulator then produces to it
  *   --auth none       accept connections without a token (AUTH=none; default: a development token)
+ *   --post-latency MS each Management API call answers after about MS ms, jittered, as on AWS (POST_LATENCY, default 0)
+ *   --post-quota N    refuse posts beyond N a second with 429, as API Gateway's account quota (POST_QUOTA_LOCAL, default none)
  *   --no-open         do not open the dashboard in the desktop's browser (it opens only on a desktop terminal)
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -48,12 +50,14 @@ async function main(): Promise<void> {
       'no-simulator': { type: 'boolean' },
       kafka: { type: 'string' },
       auth: { type: 'string' },
+      'post-latency': { type: 'string' },
+      'post-quota': { type: 'string' },
       'no-open': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    console.log('usage: npm start -- [--port 8080] [--ws-port 8081] [--devices 50] [--rate 100] [--no-simulator] [--kafka localhost:9092] [--auth none] [--no-open]');
+    console.log('usage: npm start -- [--port 8080] [--ws-port 8081] [--devices 50] [--rate 100] [--no-simulator] [--kafka localhost:9092] [--auth none] [--post-latency 20] [--post-quota 10000] [--no-open]');
     return;
   }
   const env = process.env;
@@ -68,6 +72,8 @@ async function main(): Promise<void> {
     auth,
     simulator: values['no-simulator'] ? false : { devices, readingsPerSecond: rate },
     kafka: brokers?.length ? { brokers } : undefined,
+    postLatencyMs: intOption('post-latency', values['post-latency'] ?? env.POST_LATENCY, 0),
+    postQuota: intOption('post-quota', values['post-quota'] ?? env.POST_QUOTA_LOCAL, 0) || undefined,
     log: (line) => {
       if (!line.startsWith('info')) console.log(line);
     },
@@ -82,6 +88,9 @@ async function main(): Promise<void> {
   console.log(`  metrics        ${runtime.dashboardUrl}metrics`);
   console.log(`  health         ${runtime.dashboardUrl}health`);
   console.log(`  DynamoDB       ${runtime.dynamoEndpoint} (dynalite, in memory)`);
+  if (values['post-latency'] || values['post-quota']) {
+    console.log(`  as on AWS      posts answer after ~${values['post-latency'] ?? 0} ms; quota ${values['post-quota'] ?? 'none'} posts/s (429 beyond)`);
+  }
   console.log(
     `  records        ${brokers?.length ? `Kafka ${brokers.join(',')}, topics device-data and alerts` : 'simulator straight into the stream handler'}` +
       (values['no-simulator'] ? ' (no simulated devices)' : `; ${devices} simulated devices, ${rate} readings/s`),

@@ -2,7 +2,9 @@
  * The whole product on one machine: dynalite with the product's tables, the local API Gateway
  * (WebSocket API and Management API), the dashboard with /config.json, /metrics and /health, and
  * simulated devices feeding the stream handler (directly, or through Kafka). It composes the same
- * handlers and adapters the Lambdas use on AWS; it holds no second copy of their logic.
+ * handlers and adapters the Lambdas use on AWS for the WebSocket routes and the stream. Its
+ * dashboard server answers /metrics and /health itself, from the same core functions, without the
+ * bearer check of the metrics Lambda.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -16,6 +18,8 @@ import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
+import { SignedPoster } from '../lambdas/adapters/signed-poster';
+import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
 import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
@@ -24,7 +28,7 @@ import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } fr
 import { TOPICS } from '../lambdas/core/protocol';
 import { intEnv } from '../lambdas/config/config';
 import { ENV } from '../lambdas/config/env-names';
-import type { StreamReport } from '../lambdas/core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
@@ -38,6 +42,8 @@ import { startKafkaBridge } from './kafka-bridge';
 import { startKafkaSimulator } from './simulate-kafka';
 import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
+import { errorMessage } from '../lambdas/core/errors';
+import { fnv1a } from '../lambdas/core/hash';
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
@@ -65,8 +71,20 @@ export interface LocalRuntimeOptions {
   idleTimeoutMs?: number;
   /** API Gateway's connection limit. Default 2 hours. */
   maxConnectionMs?: number;
-  /** Concurrent posts per stream invocation. Default 32. */
+  /**
+   * Post through the AWS SDK poster, 32 in flight and no pacing, as before the lean path: a
+   * baseline for benchmarks. Default false.
+   */
+  sdkBaseline?: boolean;
+  /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
+  /** Each Management API call answers after about this many ms (jittered). Default 0. */
+  postLatencyMs?: number;
+  /**
+   * The Management API refuses posts beyond this many a second with 429, as API Gateway's account
+   * quota. The stream handler paces itself under it (under 10,000 when not given). Default: no quota.
+   */
+  postQuota?: number;
   /** Interval of the TTL sweep. Default 60 s. */
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
@@ -90,6 +108,8 @@ export interface StreamTotals {
   posts: number;
   stale: number;
   failed: number;
+  /** Readings superseded under pacing, never sent. */
+  conflated: number;
 }
 
 /** A running local runtime. */
@@ -139,7 +159,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       try {
         await stop();
       } catch (error) {
-        options.log?.(`stop: ${(error as Error).message}`);
+        options.log?.(`stop: ${errorMessage(error)}`);
       }
     }
   };
@@ -190,24 +210,33 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
+        postLatencyMs: options.postLatencyMs,
+        postQuota: options.postQuota,
         log: options.log,
       },
     );
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, (options.postConcurrency ?? 32) * 2);
+    const baseline = options.sdkBaseline === true;
+    const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
+    const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    const poster = new ManagementApiPoster(management);
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
+    if (lean) stops.push(() => lean.destroy());
+    const poster = lean ?? new ManagementApiPoster(management);
+    // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
+    const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
     routePoster = new ManagementApiPoster(management);
 
-    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0 };
+    const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
       sessions: { connections, index: streamIndex },
       poster,
       metrics: metricsStore,
       log,
-      concurrency: options.postConcurrency ?? 32,
+      concurrency,
+      pacer: baseline ? undefined : pacer,
       batchStep: createStreamStateStep({
         latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
         lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
@@ -221,6 +250,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         totals.posts += report.posts;
         totals.stale += report.stale;
         totals.failed += report.failed;
+        totals.conflated += report.conflated;
       },
     });
     // One invocation at a time, as Lambda polls one partition: batches keep their order.
@@ -234,10 +264,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [
+      Promise.all([
+        sweepExpired(doc, [
           { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
           { name: LOCAL_TABLES.alerts, keys: ['alertId'] },
-        ]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: (error as Error).message }));
+        ]),
+        index.sweepExpired(),
+      ]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -245,13 +278,16 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new ManagementApiPoster(management);
+      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
+      stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {
         if (sending) return;
         sending = true;
         broadcastStatus({ index, poster: statusPoster, readMetrics: () => metricsStore.read() })
-          .catch((error) => log.warn('system_status not sent', { error: (error as Error).message }))
+          // Status posts count against the quota the stream paces itself under.
+          .then((sent) => pacer.budget.take(sent.recipients))
+          .catch((error) => log.warn('system_status not sent', { error: errorMessage(error) }))
           .finally(() => (sending = false));
       }, statusIntervalMs);
       statusTimer.unref();
@@ -342,11 +378,7 @@ function startEmbeddedFeed(
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const partitions = 3;
-  const partitionOf = (deviceId: string) => {
-    let hash = 0;
-    for (let i = 0; i < deviceId.length; i++) hash = (hash * 31 + deviceId.charCodeAt(i)) | 0;
-    return Math.abs(hash) % partitions;
-  };
+  const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
   const timer = setInterval(() => {
     carry += (readingsPerSecond * windowMs) / 1000;
     const count = Math.floor(carry);
@@ -360,7 +392,7 @@ function startEmbeddedFeed(
     ];
     busy = true;
     running = publish(records)
-      .catch((error) => log.warn('simulated batch failed', { error: (error as Error).message }))
+      .catch((error) => log.warn('simulated batch failed', { error: errorMessage(error) }))
       .finally(() => (busy = false));
   }, windowMs);
   timer.unref();

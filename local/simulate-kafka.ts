@@ -9,6 +9,7 @@
  * --seed (default 42).
  */
 import { Kafka, logLevel, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import { AppError, errorMessage } from '../lambdas/core/errors';
 import { TOPICS, type AlertRecord, type DeviceRecord } from '../lambdas/core/protocol';
 import { DeviceSimulator } from './simulator';
 
@@ -35,11 +36,8 @@ export interface KafkaSimulator {
 }
 
 /** Thrown when the simulator cannot start, e.g. the broker is unreachable. */
-export class KafkaSimulatorError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KafkaSimulatorError';
-  }
+export class KafkaSimulatorError extends AppError {
+  override name = 'KafkaSimulatorError';
 }
 
 /** How often readings are produced; each tick sends what the rate asks for since the last one. */
@@ -49,10 +47,6 @@ const MAX_CATCH_UP_SECONDS = 1;
 
 function toMessage(record: DeviceRecord | AlertRecord): Message {
   return { key: record.deviceId, value: JSON.stringify(record), timestamp: String(record.timestamp) };
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Connects a producer and starts sending simulated readings at `rate` per second. */

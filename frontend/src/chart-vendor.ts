@@ -10,7 +10,6 @@
 import type * as ChartJs from 'chart.js' with { 'resolution-mode': 'import' };
 import 'chartjs-adapter-date-fns';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const chartJs = require('chart.js') as typeof ChartJs;
 
 export const { Chart } = chartJs;

@@ -2,20 +2,13 @@
  * The dashboard's runtime configuration: `config.json` beside the page (the CDK stack writes it
  * at deploy; the local runtime serves its own), with `?token=` in the page URL taking precedence.
  */
+import { ConfigError } from '../../lambdas/core/errors';
 
 export interface DashboardConfig {
   /** `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` or `ws://localhost:8081`. */
   readonly wsUrl: string;
   /** Token for `$connect`, appended to the socket URL as `?token=`. */
   readonly token?: string;
-}
-
-/** Raised when config.json is missing or malformed; the message says what to do. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
 }
 
 /** Validates the parsed config.json and applies the page URL's `?token=`. */

@@ -6,7 +6,8 @@
 import './app.css';
 import type { Filter } from '../../lambdas/core/protocol';
 import { AggregateChart, MetricChart, StatusChart } from './charts';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError } from '../../lambdas/core/errors';
+import { loadConfig } from './config';
 import { el } from './dom';
 import { DashboardModel } from './model';
 import { AlertPanel, ConnectionIndicator, DeviceList, SubscriptionEditor } from './panels';

@@ -26,7 +26,7 @@ import {
   type SystemStatusFrame,
   type UnsubscribedFrame,
 } from '../../lambdas/core/protocol';
-import { backoffDelay, type BackoffOptions } from './backoff';
+import { backoffDelay, type BackoffOptions } from '../../lambdas/core/backoff';
 import { CursorWindow } from './cursor-window';
 import { SubscriptionBook, type SubscriptionEntry } from './subscription-book';
 

@@ -19,11 +19,11 @@ export interface DataTablesProps {
  * local runtime use as well.
  */
 export class DataTables extends Construct {
-  /** Connections: partition key `connectionId`, TTL `expiresAt`. */
+  /** Connections: keys and TTL in {@link CONNECTIONS_TABLE}. */
   public readonly connections: dynamodb.TableV2;
-  /** Subscription index: `pk` index key, `sk` connection#subscription, TTL `expiresAt`. */
+  /** Subscription index buckets: keys in {@link SUBSCRIPTIONS_TABLE}; no table TTL. */
   public readonly subscriptions: dynamodb.TableV2;
-  /** Aggregated metrics: `pk` family, `sk` shard. */
+  /** Aggregated metrics and the status gate: keys in {@link METRICS_TABLE}. */
   public readonly metrics: dynamodb.TableV2;
   /** Alerts and their state: see {@link ALERTS_TABLE}. */
   public readonly alerts: dynamodb.TableV2;

@@ -49,9 +49,6 @@ export interface RealtimeApiProps {
   readonly createAccountLogsRole?: boolean;
 }
 
-/** The route keys of the WebSocket API besides $connect and $disconnect. */
-export const CLIENT_ROUTES = ['subscribe', 'unsubscribe', 'ping', 'ack'] as const;
-
 /**
  * The API Gateway WebSocket API: routes chosen by `$request.body.action`, a Lambda REQUEST
  * authorizer on $connect reading the `token` query parameter, one Lambda per route, and a stage

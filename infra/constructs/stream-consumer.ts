@@ -57,8 +57,12 @@ export interface StreamConsumerProps {
   readonly startingPosition?: StartingPosition;
   /** Where records of batches that keep failing go. @default 'sqs' */
   readonly failureDestination?: FailureDestination;
-  /** Concurrent PostToConnection calls per invocation (POST_CONCURRENCY). @default 32 */
+  /** Most PostToConnection calls in flight per invocation (POST_CONCURRENCY). @default 512 */
   readonly postConcurrency?: number;
+  /** The account's API Gateway request quota, posts/s, that invocations pace under (POST_QUOTA). @default 10000 */
+  readonly postQuota?: number;
+  /** Invocations that may run at once and share {@link postQuota} (POST_QUOTA_SHARES). @default 2 */
+  readonly postQuotaShares?: number;
 }
 
 /**
@@ -91,7 +95,10 @@ export class StreamConsumer extends Construct {
       timeout: Duration.seconds(60),
       environment: {
         [ENV.callbackUrl]: props.realtimeApi.callbackUrl,
-        [ENV.postConcurrency]: String(props.postConcurrency ?? 32),
+        [ENV.postConcurrency]: String(props.postConcurrency ?? 512),
+        [ENV.postQuota]: String(props.postQuota ?? 10_000),
+        // One invocation per topic partition can run at once; together they stay under the quota.
+        [ENV.postQuotaShares]: String(props.postQuotaShares ?? 2),
       },
     })
       // Deletes a connection found gone; reads index buckets and removes entries from them; adds
@@ -104,8 +111,8 @@ export class StreamConsumer extends Construct {
       .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem', 'Query'])
       .linkTable(ENV.alertsTable, tables.alerts, ['PutItem', 'UpdateItem', 'Query'])
       .linkTable(ENV.latestTable, tables.latest, ['PutItem', 'UpdateItem']);
-    // POST pushes frames; DELETE closes a connection found stale.
-    props.realtimeApi.grantManageConnections(this.handler, ['POST', 'DELETE']);
+    // POST pushes frames; nothing here closes connections.
+    props.realtimeApi.grantManageConnections(this.handler, ['POST']);
 
     let onFailure: lambda.IEventSourceDlq;
     if ((props.failureDestination ?? 'sqs') === 's3') {

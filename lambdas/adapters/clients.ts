@@ -44,9 +44,3 @@ export function createManagementClient(
     ...config,
   });
 }
-
-/** The Management API endpoint of the stage an event came through. */
-export function callbackUrlOf(requestContext: { domainName?: string; stage?: string }): string | undefined {
-  if (!requestContext.domainName) return undefined;
-  return `https://${requestContext.domainName}/${requestContext.stage ?? ''}`.replace(/\/$/, '');
-}

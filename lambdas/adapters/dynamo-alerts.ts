@@ -7,7 +7,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ALERTS_TABLE } from '../config/tables';
 import { mapWithConcurrency } from '../core/concurrency';
-import type { AlertStore, CallCounter, StoredAlert } from '../core/ports';
+import type { AlertStore, StoredAlert } from '../core/ports';
 import type { AlertRecord, AlertStateInfo, AlertStateName } from '../core/protocol';
 
 const UNRESOLVED = 'u';
@@ -29,7 +29,7 @@ function storedOf(item: AlertItem): StoredAlert {
 }
 
 /** {@link AlertStore} over the alerts table. */
-export class DynamoAlertStore implements AlertStore, CallCounter {
+export class DynamoAlertStore implements AlertStore {
   calls = 0;
 
   constructor(

@@ -1,11 +1,11 @@
 /** The connections table over DynamoDB. */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { CallCounter, ConnectionItem, ConnectionStore } from '../core/ports';
+import type { ConnectionItem, ConnectionStore } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 
 /** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
-export class DynamoConnectionStore implements ConnectionStore, CallCounter {
+export class DynamoConnectionStore implements ConnectionStore {
   calls = 0;
 
   constructor(

@@ -11,7 +11,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LATEST_TABLE } from '../config/tables';
-import type { CallCounter, LatestReadingsStore } from '../core/ports';
+import type { LatestReadingsStore } from '../core/ports';
 import type { DeviceRecord } from '../core/protocol';
 
 /** Devices set by one UpdateItem, well inside the 4 KB update expression limit. */
@@ -24,7 +24,7 @@ interface LatestItem {
 }
 
 /** {@link LatestReadingsStore} over the latest readings table. */
-export class DynamoLatestReadings implements LatestReadingsStore, CallCounter {
+export class DynamoLatestReadings implements LatestReadingsStore {
   calls = 0;
 
   constructor(

@@ -11,7 +11,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { METRIC, type MetricsBatch } from '../core/metrics';
-import type { CallCounter, MetricsSink } from '../core/ports';
+import type { MetricsSink } from '../core/ports';
 
 /** Partition of the metric items. */
 const METRICS_PK = 'metrics';
@@ -35,7 +35,7 @@ export interface DynamoMetricsStoreOptions {
 }
 
 /** {@link MetricsSink} over a DynamoDB table with keys `pk` and `sk`. */
-export class DynamoMetricsStore implements MetricsSink, CallCounter {
+export class DynamoMetricsStore implements MetricsSink {
   calls = 0;
   /** Write capacity units the metric writes consumed, as DynamoDB reports them. */
   writeUnits = 0;

@@ -18,11 +18,12 @@ import {
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { backoffDelay, mapWithConcurrency, sleep } from '../core/concurrency';
+import { backoffDelay } from '../core/backoff';
+import { mapWithConcurrency, sleep } from '../core/concurrency';
 import type { SubscriptionEntry } from '../core/fanout';
 import { INDEX_PREFIX } from '../core/filter';
 import { fnv1a } from '../core/hash';
-import type { CallCounter, SubscriptionIndex } from '../core/ports';
+import type { SubscriptionIndex } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 import { STATUS_INDEX_KEY } from '../core/status';
 
@@ -78,7 +79,7 @@ export interface DynamoSubscriptionIndexOptions {
 type Bucket = { pk: string; sk: string };
 
 /** {@link SubscriptionIndex} over a DynamoDB table with keys `pk` (index key) and `sk` (shard). */
-export class DynamoSubscriptionIndex implements SubscriptionIndex, CallCounter {
+export class DynamoSubscriptionIndex implements SubscriptionIndex {
   calls = 0;
   private readonly concurrency: number;
   private readonly now: () => number;
@@ -113,7 +114,7 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex, CallCounter {
     await mapWithConcurrency(chunks, this.concurrency, async (chunk) => {
       let pending: Record<string, unknown>[] = chunk;
       for (let attempt = 0; pending.length; attempt++) {
-        if (attempt > 0) await sleep(backoffDelay(attempt, 25, 1000));
+        if (attempt > 0) await sleep(backoffDelay(attempt, { baseMs: 50, capMs: 1000 }));
         if (attempt > 8) throw new Error(`BatchGetItem left ${pending.length} keys unprocessed after retries`);
         this.calls++;
         const out = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }));

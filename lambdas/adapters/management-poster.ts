@@ -1,12 +1,12 @@
 /** Posting to connections through the API Gateway Management API. */
 import {
-  DeleteConnectionCommand,
   GoneException,
   PostToConnectionCommand,
   type ApiGatewayManagementApiClient,
 } from '@aws-sdk/client-apigatewaymanagementapi';
-import { backoffDelay, sleep } from '../core/concurrency';
-import type { CallCounter, Poster, PostOutcome } from '../core/ports';
+import { backoffDelay } from '../core/backoff';
+import { sleep } from '../core/concurrency';
+import type { Poster, PostOutcome } from '../core/ports';
 
 /** Options of {@link ManagementApiPoster}. */
 export interface ManagementApiPosterOptions {
@@ -41,7 +41,7 @@ function isGone(error: unknown): boolean {
  * {@link Poster} over a Management API client. The client should be built with `maxAttempts: 1`
  * so that throttling is retried here, with full-jitter backoff, and counted.
  */
-export class ManagementApiPoster implements Poster, CallCounter {
+export class ManagementApiPoster implements Poster {
   calls = 0;
   private readonly maxRetries: number;
   private readonly baseDelayMs: number;
@@ -67,22 +67,12 @@ export class ManagementApiPoster implements Poster, CallCounter {
       } catch (error) {
         if (isGone(error)) return { outcome: 'gone', retries: attempt };
         if (attempt < this.maxRetries && isRetryable(error)) {
-          await sleep(backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs) + 1);
+          await sleep(backoffDelay(attempt + 1, { baseMs: this.baseDelayMs, capMs: this.maxDelayMs }) + 1);
           continue;
         }
         const e = error as { name?: string; message?: string };
         return { outcome: 'failed', retries: attempt, error: `${e?.name ?? 'Error'}: ${e?.message ?? String(error)}` };
       }
-    }
-  }
-
-  /** Closes a connection from the server side; a connection already gone is not an error. */
-  async disconnect(connectionId: string): Promise<void> {
-    try {
-      this.calls++;
-      await this.client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
-    } catch (error) {
-      if (!isGone(error)) throw error;
     }
   }
 }

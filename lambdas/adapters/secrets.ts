@@ -4,9 +4,10 @@
  * call costs one request its answer rather than every request of the container's life.
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AppError, errorMessage } from '../core/errors';
 
 /** A secret could not be read, or holds no usable string; `cause` is the underlying error. */
-export class SecretError extends Error {
+export class SecretError extends AppError {
   constructor(
     message: string,
     /** The secret's ARN or name. */
@@ -67,7 +68,7 @@ export class SecretStore {
     try {
       value = (await this.client.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString?.trim();
     } catch (error) {
-      throw new SecretError(`could not read secret ${secretId}: ${(error as Error).message}`, secretId, { cause: error });
+      throw new SecretError(`could not read secret ${secretId}: ${errorMessage(error)}`, secretId, { cause: error });
     }
     if (!value) throw new SecretError(`secret ${secretId} holds no string value (binary or empty)`, secretId);
     this.cache.set(secretId, { value, expiresAt: this.now() + this.maxAgeMs });

@@ -1,13 +1,6 @@
 /** Reads the Lambdas' configuration from the environment once, failing with a message that says what to set. */
+import { ConfigError } from '../core/errors';
 import { ENV, type EnvName } from './env-names';
-
-/** A required setting is missing or malformed. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
-}
 
 const HINTS: Partial<Record<EnvName, string>> = {
   [ENV.connectionsTable]: 'the name of the connections table (the CDK stack sets it; `npm start` sets it locally)',

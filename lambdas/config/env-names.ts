@@ -1,11 +1,11 @@
 /**
- * Names of the environment variables the Lambdas read. The CDK app imports this module (and
- * nothing else from lambdas/) to set them, so a name is spelled in one place only.
+ * Names of the environment variables the Lambdas read. The CDK app imports this module to set
+ * them, so a name is spelled in one place only.
  */
 export const ENV = {
   /** DynamoDB table of connections (partition key `connectionId`). */
   connectionsTable: 'CONNECTIONS_TABLE',
-  /** DynamoDB table of subscription index items (`pk` index key, `sk` connection#subscription). */
+  /** DynamoDB table of subscription index buckets (keys in lambdas/config/tables.ts `SUBSCRIPTIONS_TABLE`). */
   subscriptionsTable: 'SUBSCRIPTIONS_TABLE',
   /** DynamoDB table of aggregated metrics. */
   metricsTable: 'METRICS_TABLE',
@@ -33,8 +33,12 @@ export const ENV = {
   jwtAudience: 'JWT_AUDIENCE',
   /** Token claim that lists a user's sites (a list or a comma-separated string). Default `sites`. */
   sitesClaim: 'SITES_CLAIM',
-  /** Concurrent PostToConnection calls per stream invocation. Default 32. */
+  /** Most PostToConnection calls in flight per stream invocation (fewer for a small audience). Default 512. */
   postConcurrency: 'POST_CONCURRENCY',
+  /** The account's API Gateway request quota, posts a second, that stream invocations pace themselves under. Default 10000. */
+  postQuota: 'POST_QUOTA',
+  /** Stream invocations that may run at once (the topics' partitions), sharing {@link ENV.postQuota}. Default 1. */
+  postQuotaShares: 'POST_QUOTA_SHARES',
   /** Bearer token that GET /metrics requires, when set. */
   metricsToken: 'METRICS_TOKEN',
   /** Secrets Manager ARN holding the /metrics bearer token (AWS). */

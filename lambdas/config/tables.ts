@@ -20,10 +20,11 @@ export const SUBSCRIPTIONS_TABLE = {
   sortKey: 'sk',
 } as const;
 
+/** Summed metrics and the status broadcast gate (see lambdas/adapters/dynamo-metrics.ts). */
 export const METRICS_TABLE = {
-  /** Metric family name. */
+  /** `metrics` for the summed counters, `status` for the broadcast gate. */
   partitionKey: 'pk',
-  /** Shard of the family, so concurrent invocations do not contend on one item. */
+  /** `shard-<n>` under `metrics`, so concurrent invocations do not contend on one item; `gate` under `status`. */
   sortKey: 'sk',
 } as const;
 

@@ -3,6 +3,7 @@
  * RS256 (and other asymmetric algorithms) through a JWKS URL such as a Cognito user pool's.
  */
 import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { errorMessage } from './errors';
 
 /** How tokens are checked. `none` accepts every connection (local experiments only). */
 export type AuthMode = 'hs256' | 'jwks' | 'none';
@@ -56,7 +57,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
             : await jwtVerify(token, jwks!, verifyOptions);
         return { ok: true, claims: payload };
       } catch (error) {
-        return { ok: false, reason: (error as Error).message };
+        return { ok: false, reason: errorMessage(error) };
       }
     },
   };

@@ -29,14 +29,6 @@ export async function mapWithConcurrency<T, R>(
   return results;
 }
 
-/**
- * Delay before retry `attempt` (0-based) with exponential backoff and full jitter: a random
- * delay between 0 and min(cap, base * 2^attempt), so that many retrying callers spread out.
- */
-export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
-  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
-}
-
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

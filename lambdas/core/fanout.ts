@@ -3,7 +3,7 @@
  * sent. Pure: no I/O.
  */
 import { matchesFilter } from './filter';
-import { LIMITS, recordFrame, utf8Length, type NormalisedFilter, type PushFrame, type StreamRecord } from './protocol';
+import { LIMITS, recordFrame, utf8Length, type NormalisedFilter, type StreamRecord } from './protocol';
 
 /** A subscription as the index returns it. */
 export interface SubscriptionEntry {
@@ -77,11 +77,6 @@ export function packTexts(
   return out;
 }
 
-/** {@link packTexts} over frame objects. */
-export function packFrames(frames: readonly PushFrame[], maxBytes: number = LIMITS.maxFrameBytes): string[] {
-  return packTexts(frames.map((frame) => JSON.stringify(frame)), maxBytes);
-}
-
 /**
  * A builder of one connection's messages for a batch. It serialises and measures each record's
  * frame once, however many connections get the record, and packs a connection's messages only
@@ -117,4 +112,39 @@ export function buildMessages(
 ): Map<string, string[]> {
   const build = createMessageBuilder(now, maxBytes);
   return new Map([...routed].map(([connectionId, records]) => [connectionId, build(records)]));
+}
+
+const recordIds = new WeakMap<StreamRecord, number>();
+let nextRecordId = 0;
+
+/**
+ * A key naming a list of records by identity: two lists of the same record objects in the same
+ * order have the same key, so their messages are byte-identical and are built once.
+ */
+export function recordSetKey(records: readonly StreamRecord[]): string {
+  let key = '';
+  for (const record of records) {
+    let id = recordIds.get(record);
+    if (id === undefined) recordIds.set(record, (id = nextRecordId++));
+    key += key ? ',' + id : String(id);
+  }
+  return key;
+}
+
+/** Connections that get the same records in a batch, and so the same messages. */
+export interface Audience {
+  records: readonly StreamRecord[];
+  connectionIds: string[];
+}
+
+/** Groups connections by the records they get, in order of first appearance. */
+export function groupByRecords(routed: ReadonlyMap<string, readonly StreamRecord[]>): Audience[] {
+  const groups = new Map<string, Audience>();
+  for (const [connectionId, records] of routed) {
+    const key = recordSetKey(records);
+    const group = groups.get(key);
+    if (group) group.connectionIds.push(connectionId);
+    else groups.set(key, { records, connectionIds: [connectionId] });
+  }
+  return [...groups.values()];
 }

@@ -1,4 +1,5 @@
 /** Health of the product's dependencies, as GET /health reports it. */
+import { errorMessage } from './errors';
 
 /** One dependency's state. */
 export interface CheckResult {
@@ -38,7 +39,7 @@ export async function checkHealth(checks: Record<string, HealthCheck>, timeoutMs
         if (detail) result.detail = detail;
         return [name, result];
       } catch (error) {
-        return [name, { ok: false, latencyMs: Math.round(performance.now() - started), error: (error as Error).message }];
+        return [name, { ok: false, latencyMs: Math.round(performance.now() - started), error: errorMessage(error) }];
       } finally {
         clearTimeout(timer);
       }

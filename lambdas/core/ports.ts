@@ -57,11 +57,6 @@ export interface MetricsSink {
   flush(batch: MetricsBatch): Promise<void>;
 }
 
-/** Counts requests an adapter made, for reports and benchmarks. */
-export interface CallCounter {
-  readonly calls: number;
-}
-
 /** A minimal structured logger (Powertools Logger fits). */
 export interface Log {
   debug(message: string, ...extra: Record<string, unknown>[]): void;

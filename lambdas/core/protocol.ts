@@ -9,7 +9,6 @@ import * as z from 'zod';
 
 /** Kafka topics the product reads. */
 export const TOPICS = { deviceData: 'device-data', alerts: 'alerts' } as const;
-export type Topic = (typeof TOPICS)[keyof typeof TOPICS];
 
 /** Kinds of pushed records; also the values of a filter's `types`. */
 export const RECORD_TYPES = ['device_data', 'alert'] as const;
@@ -86,12 +85,6 @@ export type AlertRecord = z.output<typeof alertRecordSchema>;
 export type StreamRecord =
   | { type: 'device_data'; data: DeviceRecord; cursor?: string }
   | { type: 'alert'; data: AlertRecord; cursor?: string };
-
-/** The record kind each topic carries. */
-export const TOPIC_RECORD_TYPE: Record<Topic, RecordType> = {
-  'device-data': 'device_data',
-  alerts: 'alert',
-};
 
 /**
  * A subscription filter as a client sends it. Unknown fields are rejected, so that a typo such

@@ -1,8 +1,8 @@
 /**
  * `system_status` frames: live counts pushed every few seconds to every connection that has
  * subscribed. Recipients are found under one index key (`s#status`), written at a connection's
- * first subscribe, so a broadcast costs one Query per 1 MB of recipients and one post each, every
- * few seconds, independent of the record rate.
+ * first subscribe and spread over that key's shard buckets, so a broadcast costs one BatchGetItem
+ * per 100 buckets and one post per recipient, every few seconds, independent of the record rate.
  */
 import { mapWithConcurrency } from './concurrency';
 import type { SubscriptionEntry } from './fanout';

@@ -1,14 +1,16 @@
 /**
  * The fan-out of one MSK batch: decode and validate records, look each distinct index key up
- * once, route records to connections, pack each connection's records into as few frames as fit,
- * post with bounded concurrency, and remove connections that are gone.
+ * once, route records to connections, pace the posts under the quota when asked, build the
+ * messages once per distinct record set (connections that get the same records get the same
+ * bytes), post with concurrency sized to the audience, and remove connections that are gone.
  */
 import type { MSKEvent } from 'aws-lambda';
-import { mapWithConcurrency } from './concurrency';
-import { createMessageBuilder, routeRecords, type SubscriptionEntry } from './fanout';
+import { mapWithConcurrency, sleep } from './concurrency';
+import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
 import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
+import type { Pacer } from './pacing';
 import type { Log, Poster, SubscriptionIndex } from './ports';
 import type { StreamRecord } from './protocol';
 import type { BatchStep } from './stream-state';
@@ -22,10 +24,22 @@ export interface StreamDeps {
    * with the removed connection, or undefined when another path removed it first.
    */
   removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) => Promise<{ connectedAt: number } | undefined>;
-  /** Concurrent posts. Default 32. */
+  /**
+   * Most posts in flight. A batch runs one post per connection at once up to this cap, so that
+   * its wall time stays near one round trip as its audience grows. Default {@link DEFAULT_MAX_CONCURRENCY}.
+   */
   concurrency?: number;
   /** Alert state and latest readings: runs before the fan-out, and its returned step after it. */
   batchStep?: BatchStep;
+  /** Paces posts under the account quota, conflating telemetry when a batch would pass it. */
+  pacer?: Pacer;
+  /**
+   * Milliseconds left before the invocation times out (Lambda's `getRemainingTimeInMillis`). No
+   * post starts once fewer than {@link DEADLINE_RESERVE_MS} remain, so the batch returns in time.
+   */
+  remainingMs?: () => number;
+  /** Waits for the post budget to refill. Default: a timer. */
+  sleep?: (ms: number) => Promise<void>;
   now?: () => number;
   log?: Log;
 }
@@ -52,8 +66,25 @@ export interface StreamReport {
   failed: number;
   /** Throttling retries made. */
   retries: number;
+  /** Readings superseded by a newer one of the same device under pacing, never sent. */
+  conflated: number;
+  /** Connections whose telemetry still waits when the invocation returns (its deadline came). */
+  deferred: number;
+  /** Connections not posted to because the invocation's deadline came near. */
+  unsent: number;
+  /** Distinct messages built (each posted to every connection that gets the same records). */
+  messages: number;
   durationMs: number;
 }
+
+/**
+ * Default cap of posts in flight per invocation: 1,000 connections in two round trips, with room
+ * left under Lambda's 1,024 file descriptors for the DynamoDB client's sockets.
+ */
+export const DEFAULT_MAX_CONCURRENCY = 512;
+
+/** Time kept back from the deadline for posts in flight, removals and the metrics flush. */
+const DEADLINE_RESERVE_MS = 3000;
 
 /** Result of {@link processStreamEvent}: the report and the metrics to flush. */
 export interface StreamOutcome {
@@ -87,39 +118,88 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
   const postTime = now();
-  const build = createMessageBuilder(postTime);
-
   let deliveries = 0;
-  for (const [, records] of routed) {
-    deliveries += records.length;
-    for (const record of records) {
-      metrics.observe(METRIC.pushLatency, Math.max(0, postTime - record.data.timestamp) / 1000);
-    }
-  }
-
   let attempts = 0;
   const gone = new Set<string>();
   let posts = 0;
   let failed = 0;
   let retries = 0;
-  // Concurrent across connections, in order within one: a client sees records in stream order.
-  await mapWithConcurrency([...routed], deps.concurrency ?? 32, async ([connectionId, records]) => {
-    // Packed just before posting: memory stays at the posts under way, not the whole batch.
-    for (const text of build(records)) {
-      attempts++;
-      const result = await deps.poster.post(connectionId, text);
-      retries += result.retries;
-      if (result.outcome === 'ok') posts++;
-      else if (result.outcome === 'gone') {
-        // Its remaining messages are not worth a request.
-        gone.add(connectionId);
-        return;
-      } else {
-        failed++;
-        deps.log?.warn('post failed', { connectionId, error: result.error });
-      }
+  let unsent = 0;
+  let built = 0;
+  const cap = deps.concurrency ?? DEFAULT_MAX_CONCURRENCY;
+  const nearDeadline = () => deps.remainingMs !== undefined && deps.remainingMs() < DEADLINE_RESERVE_MS;
+
+  /** Posts each connection its records; `sending` lists connections in the order to serve them. */
+  const postRound = async (sending: ReadonlyMap<string, readonly StreamRecord[]>, at: number) => {
+    const build = createMessageBuilder(at);
+    for (const [, records] of sending) {
+      deliveries += records.length;
+      for (const record of records) metrics.observe(METRIC.pushLatency, Math.max(0, at - record.data.timestamp) / 1000);
     }
-  });
+    // Built once per distinct record set, just before its first post: memory stays at the
+    // messages under way, and 1,000 connections that get the same records cost one build.
+    const audiences = groupByRecords(sending);
+    const texts = new Array<string[] | undefined>(audiences.length);
+    const pending = audiences.map((audience) => audience.connectionIds.length);
+    const work: [connectionId: string, audience: number][] = [];
+    audiences.forEach((audience, i) => audience.connectionIds.forEach((id) => work.push([id, i])));
+    // Grouping must not push the pacer's first (connections with alerts) behind telemetry.
+    const order = new Map([...sending.keys()].map((id, i) => [id, i]));
+    work.sort((x, y) => order.get(x[0])! - order.get(y[0])!);
+
+    // Concurrent across connections, in order within one: a client sees records in stream order.
+    await mapWithConcurrency(work, Math.min(cap, work.length), async ([connectionId, audience]) => {
+      if (nearDeadline()) {
+        unsent++;
+        if (--pending[audience] === 0) texts[audience] = undefined;
+        return;
+      }
+      let messages = texts[audience];
+      if (!messages) {
+        texts[audience] = messages = build(audiences[audience].records);
+        built++;
+      }
+      // The last connection of an audience lets its messages go.
+      if (--pending[audience] === 0) texts[audience] = undefined;
+      for (const text of messages) {
+        attempts++;
+        const result = await deps.poster.post(connectionId, text);
+        retries += result.retries;
+        if (result.outcome === 'ok') posts++;
+        else if (result.outcome === 'gone') {
+          // Its remaining messages are not worth a request.
+          gone.add(connectionId);
+          deps.pacer?.forget(connectionId);
+          return;
+        } else {
+          failed++;
+          deps.log?.warn('post failed', { connectionId, error: result.error });
+        }
+      }
+    });
+  };
+
+  const pacer = deps.pacer;
+  let conflated = 0;
+  if (!pacer) await postRound(routed, postTime);
+  else {
+    const plan = pacer.plan(routed, recordSetKey);
+    conflated += plan.conflated;
+    await postRound(plan.send, postTime);
+    // Telemetry that had to wait goes out as the budget refills, before the invocation returns:
+    // meanwhile the next batch grows, and conflation keeps what it brings to one reading per
+    // device. Nothing is left behind for a stream that then goes quiet.
+    const wait = deps.sleep ?? sleep;
+    while (pacer.waiting && !nearDeadline()) {
+      await wait(pacer.budget.msUntil(Math.min(pacer.waiting, Math.ceil(pacer.budget.perSecond / 10))));
+      // Planned posts leave the backlog: none is planned that the deadline would then drop.
+      if (nearDeadline()) break;
+      const next = pacer.plan(new Map(), recordSetKey);
+      conflated += next.conflated;
+      await postRound(next.send, now());
+    }
+  }
+  if (unsent) deps.log?.warn('deadline near: connections left without their records', { unsent });
 
   let stale = 0;
   if (gone.size) {
@@ -157,6 +237,10 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     stale,
     failed,
     retries,
+    conflated,
+    deferred: pacer?.waiting ?? 0,
+    unsent,
+    messages: built,
     durationMs: Math.round(durationMs * 100) / 100,
   };
   return { report, metrics };

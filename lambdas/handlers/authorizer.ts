@@ -7,7 +7,8 @@ import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } fro
 import { createTokenVerifier, principalContext, principalOf, type AuthMode, type TokenVerifier } from '../core/auth';
 import type { Log } from '../core/ports';
 import { ENV } from '../config/env-names';
-import { ConfigError, optionalEnv, requireEnv } from '../config/config';
+import { optionalEnv, requireEnv } from '../config/config';
+import { ConfigError } from '../core/errors';
 import { defaultLogger, lazy } from './defaults';
 
 /** The token of a $connect request: `?token=`, else an `Authorization: Bearer` header. */

@@ -12,11 +12,13 @@ import { DynamoConnectionStore } from '../adapters/dynamo-connections';
 import { DynamoLatestReadings } from '../adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
-import { ManagementApiPoster } from '../adapters/management-poster';
+import { SignedPoster } from '../adapters/signed-poster';
+import { DEFAULT_MAX_CONCURRENCY } from '../core/stream-processor';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
-import { ConfigError, intEnv, requireEnv } from '../config/config';
+import { intEnv, requireEnv } from '../config/config';
+import { ConfigError } from '../core/errors';
 import type { AlertStateDeps } from '../core/alert-state';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
 import type { SnapshotDeps } from '../core/snapshot';
@@ -105,15 +107,20 @@ export function defaultSecrets(): SecretStore {
   return (secrets ??= new SecretStore(new SecretsManagerClient({})));
 }
 
-/** Poster on the stage named by WS_CALLBACK_URL. */
-export function defaultPoster(): ManagementApiPoster {
-  return new ManagementApiPoster(createManagementClient(requireEnv(ENV.callbackUrl), {}, intEnv(ENV.postConcurrency, 32) * 2));
+/**
+ * The lean poster on the stage named by WS_CALLBACK_URL: signed HTTP over pooled sockets, one per
+ * post in flight. The SDK client it takes lends it endpoint, region and credentials.
+ */
+export function defaultPoster(): SignedPoster {
+  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
+  return new SignedPoster(createManagementClient(requireEnv(ENV.callbackUrl)), { maxSockets: concurrency });
 }
 
 /** Memoises a handler built on first call, so configuration is read once per container. */
-export function lazy<E, R>(build: () => (event: E) => Promise<R>): LazyHandler<E, R> {
-  let built: ((event: E) => Promise<R>) | undefined;
-  const handler = ((event: E) => (built ??= build())(event)) as LazyHandler<E, R>;
+export function lazy<E, R, C = unknown>(build: () => (event: E, context?: C) => Promise<R>): LazyHandler<E, R, C> {
+  let built: ((event: E, context?: C) => Promise<R>) | undefined;
+  // The context is passed on: the stream handler reads the invocation's remaining time from it.
+  const handler = ((event: E, context?: C) => (built ??= build())(event, context)) as LazyHandler<E, R, C>;
   handler.warm = () => {
     built ??= build();
   };
@@ -121,7 +128,7 @@ export function lazy<E, R>(build: () => (event: E) => Promise<R>): LazyHandler<E
 }
 
 /** A handler built on first use; `warm()` builds it now, failing as a cold start would. */
-export type LazyHandler<E, R> = ((event: E) => Promise<R>) & { warm(): void };
+export type LazyHandler<E, R, C = unknown> = ((event: E, context?: C) => Promise<R>) & { warm(): void };
 
 /**
  * Stores for routes that never touch the tables (ping, $default): API Gateway routes subscribe

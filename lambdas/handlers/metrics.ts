@@ -5,7 +5,8 @@ import type { SecretStore } from '../adapters/secrets';
 import { renderPrometheus } from '../core/metrics';
 import type { Log } from '../core/ports';
 import { ENV } from '../config/env-names';
-import { ConfigError, optionalEnv } from '../config/config';
+import { optionalEnv } from '../config/config';
+import { ConfigError, errorMessage } from '../core/errors';
 import { defaultLogger, defaultMetricsStore, defaultSecrets, lazy } from './defaults';
 
 /** The Prometheus text format's content type. */
@@ -49,7 +50,7 @@ export function createMetricsHandler(deps: MetricsHandlerDeps) {
         expected = await deps.token();
       } catch (error) {
         // Not cached: the next scrape fetches the token again.
-        deps.log.error('metrics token unavailable', { error: (error as Error).message });
+        deps.log.error('metrics token unavailable', { error: errorMessage(error) });
         return {
           statusCode: 503,
           headers: { 'content-type': 'text/plain', 'retry-after': '5' },

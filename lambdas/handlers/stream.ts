@@ -1,9 +1,10 @@
 /** The MSK-triggered fan-out: see ../core/stream-processor.ts. */
-import type { MSKEvent } from 'aws-lambda';
+import type { Context, MSKEvent } from 'aws-lambda';
 import type { SubscriptionEntry } from '../core/fanout';
 import type { Log, MetricsSink, Poster, SubscriptionIndex } from '../core/ports';
+import { Pacer, PostBudget } from '../core/pacing';
 import { closeConnection, type SessionDeps } from '../core/sessions';
-import { processStreamEvent, type StreamReport } from '../core/stream-processor';
+import { DEFAULT_MAX_CONCURRENCY, processStreamEvent, type StreamReport } from '../core/stream-processor';
 import { broadcastStatus } from '../core/status';
 import { AlertLifecycle } from '../core/alert-state';
 import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep, type BatchStep } from '../core/stream-state';
@@ -23,6 +24,7 @@ import {
   defaultPoster,
   lazy,
 } from './defaults';
+import { errorMessage } from '../core/errors';
 
 /** Dependencies of the stream handler. */
 export interface StreamHandlerDeps {
@@ -30,8 +32,10 @@ export interface StreamHandlerDeps {
   poster: Poster;
   metrics: MetricsSink;
   log: Log;
-  /** Concurrent posts. Default POST_CONCURRENCY or 32. */
+  /** Most posts in flight. Default {@link DEFAULT_MAX_CONCURRENCY} (the core's). */
   concurrency?: number;
+  /** Paces posts under the account quota; lives as long as the container. Default: no pacing. */
+  pacer?: Pacer;
   /**
    * After each batch: pushes a `system_status` frame when this invocation wins the interval's
    * slot. Status frames ride on stream invocations, so none are sent while no records flow.
@@ -48,12 +52,14 @@ export interface StreamHandlerDeps {
  * must be retried (the index could not be read), so a bad record never stops a batch.
  */
 export function createStreamHandler(deps: StreamHandlerDeps) {
-  return async (event: MSKEvent): Promise<StreamReport> => {
+  return async (event: MSKEvent, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<StreamReport> => {
     const { report, metrics } = await processStreamEvent(event, {
       index: deps.sessions.index,
       poster: deps.poster,
       concurrency: deps.concurrency,
       batchStep: deps.batchStep,
+      pacer: deps.pacer,
+      remainingMs: context ? () => context.getRemainingTimeInMillis() : undefined,
       now: deps.sessions.now,
       log: deps.log,
       removeConnection: (connectionId: string, entries: readonly SubscriptionEntry[]) =>
@@ -65,10 +71,10 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       try {
         if (await deps.status.claim((deps.sessions.now ?? Date.now)())) await deps.status.broadcast();
       } catch (error) {
-        deps.log.warn('system_status not sent', { error: (error as Error).message });
+        deps.log.warn('system_status not sent', { error: errorMessage(error) });
       }
     }
-    if (report.invalid || report.stale || report.failed) deps.log.info('stream batch', { ...report });
+    if (report.invalid || report.stale || report.failed || report.unsent || report.deferred) deps.log.info('stream batch', { ...report });
     return report;
   };
 }
@@ -82,7 +88,8 @@ export const handler = lazy(() => {
   const store = defaultMetricsStore();
   const connections = defaultConnections();
   const log = defaultLogger();
-  const concurrency = intEnv(ENV.postConcurrency, 32);
+  const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
+  const pacer = new Pacer(PostBudget.share(intEnv(ENV.postQuota, 10_000), intEnv(ENV.postQuotaShares, 1)));
   const batchStep = createStreamStateStep({
     latest: new LatestReadingsConflator(defaultLatest(), intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
     lifecycle: new AlertLifecycle({ alerts: defaultAlerts(), index, poster, connections, retentionMs: alertRetentionMs(), log }),
@@ -98,13 +105,19 @@ export const handler = lazy(() => {
     log,
     concurrency,
     batchStep,
+    pacer,
     status: {
       claim: async (now) => {
         if (now - lastTry < STATUS_INTERVAL_MS) return false;
         lastTry = now;
         return store.claimStatusSlot(now, STATUS_INTERVAL_MS);
       },
-      broadcast: () => broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency }),
+      broadcast: async () => {
+        const sent = await broadcastStatus({ index, poster, readMetrics: () => store.read(), concurrency });
+        // Status posts count against the same quota as the stream's.
+        pacer.budget.take(sent.recipients);
+        return sent;
+      },
     },
   });
 });

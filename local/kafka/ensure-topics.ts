@@ -3,6 +3,7 @@
  * non-zero when the broker does not answer yet, so that kafka.sh keeps polling until its timeout.
  */
 import { Kafka, logLevel } from 'kafkajs';
+import { errorMessage } from '../../lambdas/core/errors';
 
 async function main(): Promise<void> {
   const brokers = (process.env.KAFKA_ENSURE_BROKERS ?? 'localhost:9092').split(',');
@@ -40,6 +41,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`kafka: broker not ready: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`kafka: broker not ready: ${errorMessage(error)}`);
   process.exit(1);
 });

@@ -12,6 +12,8 @@
 #
 # Environment (all optional):
 #   KAFKA_CACHE_DIR        cache, jars, log dir, pid and log file   (default ~/.cache/iot-dashboard-kafka)
+#   KAFKA_STATE_DIR        log dir, config, pid and log file only   (default KAFKA_CACHE_DIR); `npm test`
+#                          points it at a fresh temp dir so its broker shares the jars but nothing else
 #   KAFKA_PORT             PLAINTEXT listener on 127.0.0.1          (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1   (default 9093)
 #   KAFKA_HEAP             JVM -Xmx                                 (default 512m)
@@ -26,12 +28,13 @@ REPO="$(cd "$HERE/../.." && pwd)"
 VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml")"
 CACHE="${KAFKA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/iot-dashboard-kafka}"
 LIBS="$CACHE/kafka-$VERSION/libs"
+STATE="${KAFKA_STATE_DIR:-$CACHE}"
 # The log dir is per version: a newer broker may not read an older format, and a reformat is cheap.
-DATA="$CACHE/data-$VERSION"
-CONFIG="$CACHE/server.properties"
-LOG4J="$CACHE/log4j.properties"
-PIDFILE="$CACHE/kafka.pid"
-LOGFILE="$CACHE/kafka.log"
+DATA="$STATE/data-$VERSION"
+CONFIG="$STATE/server.properties"
+LOG4J="$STATE/log4j.properties"
+PIDFILE="$STATE/kafka.pid"
+LOGFILE="$STATE/kafka.log"
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HEAP="${KAFKA_HEAP:-512m}"
@@ -131,7 +134,7 @@ EOF
 }
 
 JAVA_OPTS=("-Xmx$HEAP" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
-  "-Dlog4j.configuration=file:$LOG4J" "-Dkafka.logs.dir=$CACHE/logs" -cp "$LIBS/*")
+  "-Dlog4j.configuration=file:$LOG4J" "-Dkafka.logs.dir=$STATE/logs" -cp "$LIBS/*")
 
 java_run() {
   java "${JAVA_OPTS[@]}" "$@"
@@ -143,8 +146,8 @@ format_storage() {
   local cluster_id
   cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   say "formatting the KRaft log dir $DATA (cluster $cluster_id)"
-  if ! java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" >"$CACHE/format.log" 2>&1; then
-    cat "$CACHE/format.log" >&2
+  if ! java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" >"$STATE/format.log" 2>&1; then
+    cat "$STATE/format.log" >&2
     die "formatting $DATA failed"
   fi
 }
@@ -180,7 +183,7 @@ wait_ready() {
 
 cmd_start() {
   local started=$SECONDS pid
-  mkdir -p "$CACHE"
+  mkdir -p "$CACHE" "$STATE"
   pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
     say "already running (pid $pid) on 127.0.0.1:$PORT"
@@ -203,7 +206,9 @@ cmd_start() {
   pid=$!
   echo "$pid" >"$PIDFILE"
   wait_ready "$pid"
-  say "ready on localhost:$PORT after $((SECONDS - started))s (pid $pid; log $LOGFILE; stop with npm run kafka:stop)"
+  local how="npm run kafka:stop"
+  [[ "$STATE" == "$CACHE" ]] || how="KAFKA_STATE_DIR=$STATE $0 stop"
+  say "ready on localhost:$PORT after $((SECONDS - started))s (pid $pid; log $LOGFILE; stop with $how)"
 }
 
 cmd_stop() {

@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { mintToken } from '../../lambdas/core/auth';
 import type { LocalRuntime } from '../../local/runtime';
 import { launchChromium } from './helpers/browser';
-import { alert } from './helpers/records';
+import { alertRecord as alert } from '../support/records';
 import { startRuntime } from './helpers/runtime';
 
 jest.setTimeout(90_000);

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { LocalRuntime } from '../../local/runtime';
 import { launchChromium } from './helpers/browser';
-import { alert, reading } from './helpers/records';
+import { alertRecord, deviceRecord } from '../support/records';
 import { startRuntime } from './helpers/runtime';
 
 jest.setTimeout(90_000);
@@ -43,7 +43,7 @@ async function connected(page: Page): Promise<void> {
   await page.locator('[data-testid="connection-status"][data-status="connected"]').waitFor();
 }
 
-function publishReadings(...records: ReturnType<typeof reading>[]) {
+function publishReadings(...records: ReturnType<typeof deviceRecord>[]) {
   return runtime.publish(records.map((value) => ({ topic: 'device-data' as const, value })));
 }
 
@@ -79,11 +79,11 @@ describe('live data', () => {
 
   test('charts gain points as records arrive', async () => {
     await publishReadings(
-      reading('pump-001', { temperature: 61.5, pressure: 3.1 }),
-      reading('pump-002', { temperature: 64.25, pressure: 3.3 }),
+      deviceRecord('pump-001', { metrics: { temperature: 61.5, pressure: 3.1 } }),
+      deviceRecord('pump-002', { metrics: { temperature: 64.25, pressure: 3.3 } }),
     );
     await chart(page, 'temperature').locator('[data-testid="chart-summary"]', { hasText: '2 points · 2 devices' }).waitFor();
-    await publishReadings(reading('pump-001', { temperature: 62.75, pressure: 3.2 }), reading('pump-002', { temperature: 66, pressure: 3.4 }));
+    await publishReadings(deviceRecord('pump-001', { metrics: { temperature: 62.75, pressure: 3.2 } }), deviceRecord('pump-002', { metrics: { temperature: 66, pressure: 3.4 } }));
     await chart(page, 'temperature').locator('[data-testid="chart-summary"]', { hasText: '4 points · 2 devices' }).waitFor();
     // Each chart redraws on its own frame budget: wait for the pressure chart too, then count.
     await chart(page, 'pressure').locator('[data-testid="chart-summary"]', { hasText: '4 points · 2 devices' }).waitFor();
@@ -97,8 +97,8 @@ describe('live data', () => {
 
   test('a critical alert appears in the alert panel, newest first, and can be acknowledged', async () => {
     await runtime.publish([
-      { topic: 'alerts', value: alert('pump-002', { level: 'warning', message: 'temperature above 85', threshold: 85 }) },
-      { topic: 'alerts', value: alert('pump-001', { level: 'critical', message: 'temperature above 90', value: 93.4 }) },
+      { topic: 'alerts', value: alertRecord('pump-002', { level: 'warning', message: 'temperature above 85', threshold: 85 }) },
+      { topic: 'alerts', value: alertRecord('pump-001', { level: 'critical', message: 'temperature above 90', value: 93.4 }) },
     ]);
     const first = page.getByTestId('alert-item').first();
     await first.filter({ hasText: 'temperature above 90' }).waitFor();
@@ -168,7 +168,7 @@ describe('subscriptions and reconnects', () => {
   });
 
   test('a subscription change narrows what arrives', async () => {
-    await publishReadings(reading('fan-001', { speed: 10 }), reading('fan-002', { speed: 20 }));
+    await publishReadings(deviceRecord('fan-001', { metrics: { speed: 10 } }), deviceRecord('fan-002', { metrics: { speed: 20 } }));
     await deviceRow(page, 'fan-002').waitFor();
 
     await page.getByTestId('sub-device-ids').fill('fan-001');
@@ -178,7 +178,7 @@ describe('subscriptions and reconnects', () => {
     await expect(item.count()).resolves.toBe(1);
 
     // fan-002 first: once fan-001's later record is on screen, fan-002's would have been too.
-    await publishReadings(reading('fan-002', { speed: 21 }), reading('fan-001', { speed: 11 }));
+    await publishReadings(deviceRecord('fan-002', { metrics: { speed: 21 } }), deviceRecord('fan-001', { metrics: { speed: 11 } }));
     await deviceRow(page, 'fan-001').filter({ hasText: 'speed 11' }).waitFor();
     await expect(deviceRow(page, 'fan-002').count()).resolves.toBe(0);
     await expect(page.getByTestId('device-count').textContent()).resolves.toBe('1 devices');
@@ -197,7 +197,7 @@ describe('subscriptions and reconnects', () => {
     const shown = deviceRow(page, 'fan-001').filter({ hasText: /speed 1\d\d/ });
     while (!(await shown.isVisible())) {
       expect(Date.now() - restarted).toBeLessThan(3000);
-      await publishReadings(reading('fan-002', { speed: 200 + value }), reading('fan-001', { speed: value++ }));
+      await publishReadings(deviceRecord('fan-002', { metrics: { speed: 200 + value } }), deviceRecord('fan-001', { metrics: { speed: value++ } }));
       await shown.waitFor({ timeout: 100 }).catch(() => undefined);
     }
     expect(Date.now() - restarted).toBeLessThan(3000);

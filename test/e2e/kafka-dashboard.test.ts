@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import type { Browser, Page } from 'playwright-core';
 import type { LocalRuntime } from '../../local/runtime';
 import { TOPICS } from '../../lambdas/core/protocol';
-import { describeKafka, reading, runId, TestProducer } from '../integration/kafka-support';
+import { describeKafka, runId, TestProducer } from '../integration/kafka-support';
+import { deviceRecord } from '../support/records';
 import { launchChromium } from './helpers/browser';
 import { startRuntime } from './helpers/runtime';
 
@@ -49,13 +50,13 @@ describeKafka('dashboard fed from Kafka', (brokers) => {
     await page.locator('[data-testid="connection-status"][data-status="connected"]').waitFor();
     await page.locator('[data-testid="subscription-item"][data-state="active"]').first().waitFor();
 
-    const first = reading(device, { location: `plant-${id}/line-1`, metrics: { [metric]: 41.25 } });
+    const first = deviceRecord(device, { location: `plant-${id}/line-1`, metrics: { [metric]: 41.25 } });
     await producer.send(TOPICS.deviceData, [first]);
     const summary = chart(page, metric).getByTestId('chart-summary');
     await summary.filter({ hasText: '1 points · 1 devices' }).waitFor({ timeout: 20_000 });
     await page.locator(`[data-testid="device-row"][data-device-id="${device}"]`).filter({ hasText: metric }).waitFor();
 
-    const second = reading(device, { location: `plant-${id}/line-1`, timestamp: first.timestamp + 1000, metrics: { [metric]: 43.5 } });
+    const second = deviceRecord(device, { location: `plant-${id}/line-1`, timestamp: first.timestamp + 1000, metrics: { [metric]: 43.5 } });
     await producer.send(TOPICS.deviceData, [second]);
     await summary.filter({ hasText: '2 points · 1 devices' }).waitFor({ timeout: 20_000 });
 

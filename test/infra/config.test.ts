@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
+import { ConfigError } from '../../lambdas/core/errors';
+import { PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
 import { REPO_ROOT, cdkJsonContext } from './stack-fixture';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';

@@ -28,7 +28,7 @@ describe.each(HANDLER_NAMES)('%s', (name) => {
     process.env = { PATH: saved.PATH, AWS_REGION: 'eu-west-1', AWS_LAMBDA_FUNCTION_NAME: name, ...envOf(name) };
     try {
       jest.isolateModules(() => {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        // require, not import: isolateModules needs a fresh module registry for each handler.
         const mod = require(`../../lambdas/handlers/${name}`) as { handler: { warm(): void } };
         expect(() => mod.handler.warm()).not.toThrow();
       });

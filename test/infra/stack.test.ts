@@ -4,7 +4,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { accountUniqueName } from '../../infra/names';
 import { ENV } from '../../lambdas/config/env-names';
-import { ConfigError, PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
+import { ConfigError } from '../../lambdas/core/errors';
+import { PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
 import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
 const { template } = buildStack();
@@ -133,7 +134,7 @@ describe('Lambdas', () => {
     [FUNCTIONS.unsubscribe, tableEnv],
     [FUNCTIONS.ping, [ENV.metricsTable]],
     [FUNCTIONS.default, [ENV.metricsTable]],
-    [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency]],
+    [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
@@ -229,7 +230,7 @@ describe('least privilege', () => {
         }
       }
     }
-    expect(managers).toEqual({ stream: ['DELETE', 'POST'], subscribe: ['POST'], ack: ['POST'], health: ['GET'] });
+    expect(managers).toEqual({ stream: ['POST'], subscribe: ['POST'], ack: ['POST'], health: ['GET'] });
   });
 
   it('never grants an action wildcard or a bare "*" resource to an app Lambda', () => {

@@ -5,7 +5,8 @@
 import { mintToken } from '../../lambdas/core/auth';
 import { TOPICS, type AlertFrame, type Filter, type SnapshotFrame } from '../../lambdas/core/protocol';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, alertRecord, reading } from '../support/ws-test-client';
+import { alertRecord, deviceRecord as reading } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 const SECRET = 'alert-state-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
@@ -68,7 +69,7 @@ describe('ack', () => {
     const bob = await connectAs('bob', ['*']);
     const carol = await connectAs('carol', ['plant-b']);
     for (const client of [alice, bob, carol]) await client.subscribe('all', {});
-    const critical = alertRecord('pump-1', 'critical');
+    const critical = alertRecord('pump-1', { level: 'critical' });
     await publishAlerts(critical);
     await bob.until(() => bob.records.some((r) => r.data.deviceId === 'pump-1'), 5000, 'the alert');
 
@@ -95,7 +96,7 @@ describe('ack', () => {
     const alice = await connectAs('alice', ['plant-a']);
     const mallory = await connectAs('mallory', ['plant-b']);
     await alice.subscribe('all', {});
-    const critical = alertRecord('pump-2', 'critical');
+    const critical = alertRecord('pump-2', { level: 'critical' });
     await publishAlerts(critical);
 
     expect(await mallory.request({ action: 'ack', alertId: 'no-such-alert' }, ['acked', 'error'])).toMatchObject({ type: 'error', code: 'bad_request' });
@@ -116,7 +117,7 @@ describe('ack', () => {
   it('makes one change when many operators acknowledge at once', async () => {
     const watcher = await connectAs('watcher', ['*']);
     await watcher.subscribe('all', {});
-    const critical = alertRecord('pump-3', 'critical');
+    const critical = alertRecord('pump-3', { level: 'critical' });
     await publishAlerts(critical);
     const operators = await Promise.all(['o1', 'o2', 'o3', 'o4', 'o5'].map((sub) => connectAs(sub, ['plant-a'])));
     const replies = await Promise.all(operators.map((o) => o.request({ action: 'ack', alertId: critical.alertId }, ['acked', 'error'])));
@@ -134,8 +135,8 @@ describe('resolution', () => {
   it('resolves an alert when a later alert names it, after that alert, and keeps it out of snapshots', async () => {
     const operator = await connectAs('operator', ['plant-a']);
     await operator.subscribe('crit', { types: ['alert'] });
-    const critical = alertRecord('pump-4', 'critical');
-    const normal = alertRecord('pump-4', 'info', { message: 'back to normal', resolves: critical.alertId });
+    const critical = alertRecord('pump-4', { level: 'critical' });
+    const normal = alertRecord('pump-4', { level: 'info', message: 'back to normal', resolves: critical.alertId });
     await publishAlerts(critical, normal);
     await operator.until(() => operator.of('alert_state').some((f) => f.data.alertId === critical.alertId), 5000, 'resolved');
     const order = operator.frames.filter((f) => (f.type === 'alert' && f.data.alertId === critical.alertId) || f.type === 'alert_state');
@@ -155,8 +156,8 @@ describe('snapshot', () => {
     const before = await connectAs('tablet', ['plant-a']);
     await before.subscribe('floor', filter);
     await before.close();
-    const older = alertRecord('boiler-1', 'critical', { timestamp: Date.now() - 1000 });
-    const missed = alertRecord('boiler-1', 'critical');
+    const older = alertRecord('boiler-1', { level: 'critical', timestamp: Date.now() - 1000 });
+    const missed = alertRecord('boiler-1', { level: 'critical' });
     await publishAlerts(older, missed);
     expect(before.records).toHaveLength(0);
     const tablet = await connectAs('tablet', ['plant-a']);
@@ -217,8 +218,8 @@ describe('expiry', () => {
     const client = await TestClient.connect(short.wsUrl, await mintToken(SECRET, { sub: 'night-shift', sites: ['plant-a'] }));
     clients.push(client);
     await client.subscribe('all', { types: ['alert'] });
-    const stale = alertRecord('valve-1', 'critical', { timestamp: Date.now() - 120_000 });
-    const fresh = alertRecord('valve-2', 'critical');
+    const stale = alertRecord('valve-1', { level: 'critical', timestamp: Date.now() - 120_000 });
+    const fresh = alertRecord('valve-2', { level: 'critical' });
     await short.publish([stale, fresh].map((value) => ({ topic: TOPICS.alerts, key: value.deviceId, value })));
     await client.until(() => client.of('alert_state').length > 0, 5000, 'expiry');
     expect(client.of('alert_state').map((f) => [f.data.alertId, f.data.state, f.data.by])).toEqual([[stale.alertId, 'resolved', 'expiry']]);

@@ -68,6 +68,24 @@ describe('npm run bench -- --quick', () => {
     expect(bc.flat.every((f) => f.dynamoCalls.length === 2)).toBe(true);
   });
 
+  it('measures the post path against the SDK and the unsigned floor, and a batch at 20 ms per post', () => {
+    const pc = results.postCost!;
+    expect(pc).toBeDefined();
+    for (const path of [pc.lean, pc.sdk, pc.unsigned]) for (const [name, value] of Object.entries(path)) expectNumber(value, `postCost ${name}`);
+    expect(pc.batches.map((b) => b.poster).sort()).toEqual(['lean', 'sdk']);
+    // Every connection wants the same records: one message serves them all.
+    for (const batch of pc.batches) expect(batch).toMatchObject({ posts: batch.connections, messages: 1 });
+  });
+
+  it('runs the issue 12 scenarios, with pacing under the quota reporting its figures', () => {
+    expect(results.network.map((s) => s.name)).toEqual(['npm start defaults', 'quota 10,000/s, 20 ms']);
+    for (const scenario of results.network) {
+      expect(scenario.connected).toBe(scenario.connections);
+      expect(scenario.fanout.lost).toBe(0);
+      for (const name of ['postsPerSecond', 'throttled', 'conflatedShare'] as const) expectNumber(scenario.fanout[name], `${scenario.name} ${name}`);
+    }
+  });
+
   it('runs each fan-out scenario and the naive baseline with every figure, losing nothing', () => {
     expect(results.scenarios.length).toBeGreaterThanOrEqual(2);
     for (const scenario of results.scenarios) {

@@ -39,13 +39,15 @@ function filterFor(n: number, random: () => number): Filter[] {
 
 let runtime: LocalRuntime;
 const clients: TestClient[] = [];
+/** Every client opened, also those of a batch that failed, so that afterAll closes them and the runtime can stop. */
+const opened: TestClient[] = [];
 
 beforeAll(async () => {
   runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, auth: 'none', frontendDir: __dirname });
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all(opened.map((c) => c.close()));
   await runtime.stop();
 });
 
@@ -58,6 +60,7 @@ it('delivers to 1,000 clients exactly the records their filters match', async ()
     const batch = await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
         const client = await TestClient.connect(runtime.wsUrl);
+        opened.push(client);
         const mine = filterFor(n + i, random);
         for (const [s, filter] of mine.entries()) {
           const reply = await client.request({ action: 'subscribe', id: `s${s}`, filter });

@@ -8,24 +8,22 @@ import type { AddressInfo } from 'node:net';
 import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { createDocumentClient, createManagementClient } from '../../lambdas/adapters/clients';
+import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { EmfMetricsSink } from '../../lambdas/adapters/emf-metrics';
-import { ManagementApiPoster } from '../../lambdas/adapters/management-poster';
 import { createTokenVerifier, mintToken } from '../../lambdas/core/auth';
 import { MetricsBatch, METRIC } from '../../lambdas/core/metrics';
 import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
 import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
-import type { WebSocketEvent } from '../../lambdas/handlers/types';
 import { noStores } from '../../lambdas/handlers/defaults';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
-import connectEvent from '../fixtures/apigw/connect.json';
-import disconnectEvent from '../fixtures/apigw/disconnect.json';
-import subscribeEvent from '../fixtures/apigw/message-subscribe.json';
+import { connectEvent, disconnectEvent, messageEvent } from '../../local/apigw-events';
+import connectFixture from '../fixtures/apigw/connect.json';
+import { awsSource, SUBSCRIBE_BODY } from '../support/apigw';
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -52,47 +50,60 @@ describe('route handlers on dynalite', () => {
     await new Promise((resolve) => dynamo.server.close(resolve));
   });
 
+  /** Each test has a connection of its own, so any one of them passes alone or in any order. */
+  const connectAndSubscribe = async (connectionId: string) => {
+    const source = awsSource(connectionId);
+    expect(await createConnectHandler(deps)(connectEvent(source))).toEqual({ statusCode: 200 });
+    return { source, subscribed: await createMessageHandler(deps)(messageEvent(source, 'subscribe', SUBSCRIBE_BODY)) };
+  };
+  const entriesOf = async (connectionId: string, keys: string[]) =>
+    [...(await deps.sessions.index.lookup(keys)).values()].flat().filter((entry) => entry.connectionId === connectionId);
+
   it('$connect stores the connection with the subject and sites from the authorizer context', async () => {
-    expect(await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent)).toEqual({ statusCode: 200 });
-    const item = await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=');
-    expect(item).toMatchObject({ connectionId: 'CJ8wVdZ4IAMCJ3w=', sub: 'operator-7', sites: ['plant-a'], subscriptions: {} });
+    expect(await createConnectHandler(deps)(connectEvent(awsSource('c-connect')))).toEqual({ statusCode: 200 });
+    const item = await deps.sessions.connections.get('c-connect');
+    expect(item).toMatchObject({ connectionId: 'c-connect', sub: 'operator-7', sites: ['plant-a'], subscriptions: {} });
   });
 
   it('subscribe answers with the normalised filter as the route response', async () => {
-    const result = await createMessageHandler(deps)(subscribeEvent as unknown as WebSocketEvent);
+    const { subscribed: result } = await connectAndSubscribe('c-subscribe');
     expect(result.statusCode).toBe(200);
     expect(JSON.parse(result.body!)).toEqual({
       type: 'subscribed',
       id: 's1',
       filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'] },
     });
-    const found = await deps.sessions.index.lookup(['l#plant-a/line-2']);
-    expect(found.get('l#plant-a/line-2')).toHaveLength(1);
+    expect(await entriesOf('c-subscribe', ['l#plant-a/line-2'])).toHaveLength(1);
   });
 
   it('a base64-encoded body is decoded before parsing', async () => {
-    const event = { ...subscribeEvent, body: Buffer.from('{"action":"ping"}').toString('base64'), isBase64Encoded: true };
-    const result = await createMessageHandler(deps)(event as unknown as WebSocketEvent);
+    const event = messageEvent(awsSource('c-base64'), 'ping', Buffer.from('{"action":"ping"}').toString('base64'), true);
+    const result = await createMessageHandler(deps)(event);
     expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
   });
 
   it('ping and $default answer without table access, as their functions have none', async () => {
     const tableless = createMessageHandler({ ...deps, sessions: noStores('$default') });
-    const ping = await tableless({ ...subscribeEvent, body: '{"action":"ping"}' } as unknown as WebSocketEvent);
+    const source = awsSource('c-tableless');
+    const ping = await tableless(messageEvent(source, 'ping', '{"action":"ping"}'));
     expect(JSON.parse(ping.body!)).toMatchObject({ type: 'pong' });
-    const unknown = await tableless({ ...subscribeEvent, body: '{"action":"publish"}' } as unknown as WebSocketEvent);
+    const unknown = await tableless(messageEvent(source, '$default', '{"action":"publish"}'));
     expect(JSON.parse(unknown.body!)).toMatchObject({ type: 'error', code: 'unknown_action' });
-    const garbage = await tableless({ ...subscribeEvent, body: '<<<' } as unknown as WebSocketEvent);
+    const garbage = await tableless(messageEvent(source, '$default', '<<<'));
     expect(JSON.parse(garbage.body!)).toMatchObject({ type: 'error', code: 'bad_request' });
   });
 
   it('$disconnect removes the connection and its index items', async () => {
-    await createDisconnectHandler(deps)(disconnectEvent as unknown as WebSocketEvent);
-    expect(await deps.sessions.connections.get('CJ8wVdZ4IAMCJ3w=')).toBeUndefined();
-    expect((await deps.sessions.index.lookup(['l#plant-a/line-2', 's#status'])).size).toBe(0);
-    const totals = await (deps.metrics as DynamoMetricsStore).read();
-    expect(totals.get(METRIC.connections)).toBe(0);
-    expect(totals.get(`${METRIC.connectionDuration}_count`)).toBe(1);
+    const { source } = await connectAndSubscribe('c-disconnect');
+    expect(await entriesOf('c-disconnect', ['l#plant-a/line-2', 's#status'])).toHaveLength(2);
+    const before = await (deps.metrics as DynamoMetricsStore).read();
+    await createDisconnectHandler(deps)(disconnectEvent(source, 1001, 'Going away'));
+    expect(await deps.sessions.connections.get('c-disconnect')).toBeUndefined();
+    expect(await entriesOf('c-disconnect', ['l#plant-a/line-2', 's#status'])).toEqual([]);
+    const after = await (deps.metrics as DynamoMetricsStore).read();
+    expect((after.get(METRIC.connections) ?? 0) - (before.get(METRIC.connections) ?? 0)).toBe(-1);
+    const durations = `${METRIC.connectionDuration}_count`;
+    expect((after.get(durations) ?? 0) - (before.get(durations) ?? 0)).toBe(1);
   });
 });
 
@@ -158,9 +169,9 @@ describe('authorizer', () => {
     ({
       type: 'REQUEST',
       methodArn: 'arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect',
-      headers: connectEvent.headers,
+      headers: connectFixture.headers,
       queryStringParameters: token ? { token } : {},
-      requestContext: connectEvent.requestContext,
+      requestContext: connectFixture.requestContext,
     }) as unknown as APIGatewayRequestAuthorizerEvent;
 
   it('allows a valid HS256 token and passes its subject, sites and roles on; denies a bad or missing one', async () => {
@@ -197,62 +208,6 @@ describe('authorizer', () => {
     } finally {
       server.close();
     }
-  });
-});
-
-describe('Management API poster', () => {
-  let server: http.Server;
-  let endpoint: string;
-  let script: { status: number; type?: string }[] = [];
-  let requests: string[] = [];
-
-  beforeAll(async () => {
-    server = http.createServer((req, res) => {
-      requests.push(`${req.method} ${req.url}`);
-      req.resume();
-      req.on('end', () => {
-        const next = script.shift() ?? { status: 200 };
-        res.writeHead(next.status, next.type ? { 'x-amzn-errortype': next.type, 'content-type': 'application/json' } : {});
-        res.end(next.status === 200 ? undefined : JSON.stringify({ message: next.type }));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/prod`;
-  });
-  afterAll(() => new Promise((resolve) => server.close(resolve)));
-  beforeEach(() => {
-    script = [];
-    requests = [];
-  });
-
-  const poster = () => new ManagementApiPoster(createManagementClient(endpoint, LOCAL_AWS), { baseDelayMs: 5, maxDelayMs: 20 });
-
-  it('posts to /{stage}/@connections/{id} with the id URL-encoded', async () => {
-    expect(await poster().post('CJ8wVdZ4IAMCJ3w=', '{"type":"pong"}')).toEqual({ outcome: 'ok', retries: 0 });
-    expect(requests).toEqual(['POST /prod/@connections/CJ8wVdZ4IAMCJ3w%3D']);
-  });
-
-  it('retries throttling (429) with backoff, then succeeds', async () => {
-    script = [{ status: 429, type: 'LimitExceededException' }, { status: 429, type: 'LimitExceededException' }];
-    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'ok', retries: 2 });
-    expect(requests).toHaveLength(3);
-  });
-
-  it('reports a gone connection (410) without retrying', async () => {
-    script = [{ status: 410, type: 'GoneException' }];
-    expect(await poster().post('c1', 'x')).toEqual({ outcome: 'gone', retries: 0 });
-    expect(requests).toHaveLength(1);
-  });
-
-  it('gives up after its retries and says why', async () => {
-    script = Array.from({ length: 10 }, () => ({ status: 500, type: 'InternalServerErrorException' }));
-    const result = await poster().post('c1', 'x');
-    expect(result).toMatchObject({ outcome: 'failed', retries: 4, error: expect.stringContaining('InternalServerError') });
-  });
-
-  it('does not retry a client error such as 403', async () => {
-    script = [{ status: 403, type: 'ForbiddenException' }];
-    expect(await poster().post('c1', 'x')).toMatchObject({ outcome: 'failed', retries: 0 });
   });
 });
 

@@ -11,10 +11,9 @@ import type { MSKEvent } from 'aws-lambda';
 import { startKafkaBridge, type KafkaBridge, type KafkaBridgeOptions } from '../../local/kafka-bridge';
 import { startLocalRuntime } from '../../local/runtime';
 import { TOPICS } from '../../lambdas/core/protocol';
+import { alertRecord, deviceRecord } from '../support/records';
 import {
-  alert,
   describeKafka,
-  reading,
   runId,
   TestClient,
   TestProducer,
@@ -123,15 +122,15 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     const bridge = await startBridge('filters');
 
     await producer.send(TOPICS.deviceData, [
-      ...[0, 1, 2].map((seq) => reading(pump1, { deviceType: pumps, location: line1, metrics: { seq } })),
-      ...[0, 1, 2].map((seq) => reading(pump2, { deviceType: pumps, location: line2, metrics: { seq } })),
-      ...[0, 1, 2].map((seq) => reading(fan1, { deviceType: fans, location: line1, metrics: { seq } })),
+      ...[0, 1, 2].map((seq) => deviceRecord(pump1, { deviceType: pumps, location: line1, metrics: { seq } })),
+      ...[0, 1, 2].map((seq) => deviceRecord(pump2, { deviceType: pumps, location: line2, metrics: { seq } })),
+      ...[0, 1, 2].map((seq) => deviceRecord(fan1, { deviceType: fans, location: line1, metrics: { seq } })),
     ]);
     await producer.send(TOPICS.alerts, [
-      alert(pump1, { deviceType: pumps, location: line1, level: 'critical', alertId: `${id}-a1` }),
-      alert(pump2, { deviceType: pumps, location: line2, level: 'warning', alertId: `${id}-a2` }),
-      alert(pump2, { deviceType: pumps, location: line2, level: 'critical', alertId: `${id}-a3` }),
-      alert(fan1, { deviceType: fans, location: line1, level: 'critical', alertId: `${id}-a4` }),
+      alertRecord(pump1, { deviceType: pumps, location: line1, level: 'critical', alertId: `${id}-a1` }),
+      alertRecord(pump2, { deviceType: pumps, location: line2, level: 'warning', alertId: `${id}-a2` }),
+      alertRecord(pump2, { deviceType: pumps, location: line2, level: 'critical', alertId: `${id}-a3` }),
+      alertRecord(fan1, { deviceType: fans, location: line1, level: 'critical', alertId: `${id}-a4` }),
     ]);
 
     await byDevice.until(() => byDevice.records.length >= 4, 20_000, 'pump 1 readings and alert');
@@ -170,10 +169,10 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
 
     // One key, so one partition: the poison records sit between the good ones.
     await producer.sendRaw(TOPICS.deviceData, [
-      { key: device, value: JSON.stringify(reading(device, { metrics: { seq: 0 } })) },
+      { key: device, value: JSON.stringify(deviceRecord(device, { metrics: { seq: 0 } })) },
       { key: device, value: '{"deviceId": "not json' },
       { key: device, value: JSON.stringify({ deviceId: device, status: 'exploded' }) },
-      { key: device, value: JSON.stringify(reading(device, { metrics: { seq: 1 } })) },
+      { key: device, value: JSON.stringify(deviceRecord(device, { metrics: { seq: 1 } })) },
     ]);
 
     await client.until(() => client.records.length >= 2, 20_000, 'the two good records');
@@ -206,7 +205,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
       },
     });
 
-    await producer.send(TOPICS.deviceData, Array.from({ length: 20 }, (_, seq) => reading(device, { metrics: { seq } })));
+    await producer.send(TOPICS.deviceData, Array.from({ length: 20 }, (_, seq) => deviceRecord(device, { metrics: { seq } })));
 
     await client.until(() => dedupe(client.records).length >= 20, 20_000, 'all 20 records');
     await settle(bridge, client);
@@ -246,12 +245,12 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
       },
     });
 
-    await producer.send(TOPICS.deviceData, [reading(device, { status: 'online', location: 'toxic', metrics: { seq: 0 } })]);
+    await producer.send(TOPICS.deviceData, [deviceRecord(device, { status: 'online', location: 'toxic', metrics: { seq: 0 } })]);
     const deadLettered = () =>
       dlqEvents.flatMap((event) => Object.values(event.records).flat()).filter((r) => Buffer.from(r.key, 'base64').toString() === device);
     await waitUntil(() => deadLettered().length === 1, 'the toxic record on the dead-letter topic');
     // The partition moves on: the next record of the same device (same partition) is delivered.
-    await producer.send(TOPICS.deviceData, [reading(device, { metrics: { seq: 1 } })]);
+    await producer.send(TOPICS.deviceData, [deviceRecord(device, { metrics: { seq: 1 } })]);
     await client.until(() => client.records.length >= 1, 20_000, 'the record after the toxic one');
     await settle(bridge, client);
 
@@ -272,7 +271,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
     const device = `pump-${id}-restart`;
     const client = await connect();
     await client.subscribe('restart', { deviceIds: [device] });
-    const batch = (from: number) => Array.from({ length: 10 }, (_, n) => reading(device, { metrics: { seq: from + n } }));
+    const batch = (from: number) => Array.from({ length: 10 }, (_, n) => deviceRecord(device, { metrics: { seq: from + n } }));
 
     const first = await startBridge('restart');
     await producer.send(TOPICS.deviceData, batch(0));
@@ -309,7 +308,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
         return runtime.invokeStream(event);
       },
     });
-    await producer.send(TOPICS.deviceData, Array.from({ length: 10 }, (_, seq) => reading(device, { metrics: { seq } })));
+    await producer.send(TOPICS.deviceData, Array.from({ length: 10 }, (_, seq) => deviceRecord(device, { metrics: { seq } })));
     // The first 5 are being handled, the other 5 were fetched and wait in the bridge.
     await waitUntil(() => invoked === 1 && first.stats().buffered === 5, 'one batch in flight and one waiting');
     const stopping = first.stop();

@@ -9,13 +9,13 @@ import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscript
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { createConnectHandler } from '../../lambdas/handlers/connect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
-import type { WebSocketEvent } from '../../lambdas/handlers/types';
-import connectEvent from '../fixtures/apigw/connect.json';
-import subscribeEvent from '../fixtures/apigw/message-subscribe.json';
+import { connectEvent, messageEvent } from '../../local/apigw-events';
+import { awsSource } from '../support/apigw';
 import { METRIC } from '../../lambdas/core/metrics';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, alertRecord, reading } from '../support/ws-test-client';
+import { alertRecord, deviceRecord } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 interface Family {
   name: string;
@@ -71,16 +71,14 @@ it('counts what a real workload sent and received', async () => {
     metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics),
     log: { debug() {}, info() {}, warn() {}, error() {} },
   };
-  await createConnectHandler(deps)(connectEvent as unknown as WebSocketEvent);
-  await createMessageHandler(deps)({
-    ...subscribeEvent,
-    body: '{"action":"subscribe","filter":{"deviceIds":["pump-001"]}}',
-  } as unknown as WebSocketEvent);
+  const vanished = awsSource('CJ8wVdZ4IAMCJ3w=');
+  await createConnectHandler(deps)(connectEvent(vanished));
+  await createMessageHandler(deps)(messageEvent(vanished, 'subscribe', '{"action":"subscribe","filter":{"deviceIds":["pump-001"]}}'));
   doc.destroy();
 
   const reports = [];
-  reports.push(await runtime.publish(Array.from({ length: 30 }, (_, i) => ({ topic: 'device-data', value: reading(i % 2 ? 'pump-001' : 'motor-002') }))));
-  reports.push(await runtime.publish(Array.from({ length: 5 }, () => ({ topic: 'alerts', value: alertRecord('pump-001', 'critical') }))));
+  reports.push(await runtime.publish(Array.from({ length: 30 }, (_, i) => ({ topic: 'device-data', value: deviceRecord(i % 2 ? 'pump-001' : 'motor-002') }))));
+  reports.push(await runtime.publish(Array.from({ length: 5 }, () => ({ topic: 'alerts', value: alertRecord('pump-001', { level: 'critical' }) }))));
   reports.push(await runtime.publish([{ topic: 'device-data', value: 'garbage' }, { topic: 'device-data', value: { deviceId: 'x' } }]));
   const deliveries = reports.reduce((s, r) => s + r.deliveries, 0);
   const posts = reports.reduce((s, r) => s + r.posts, 0);

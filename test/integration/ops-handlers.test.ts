@@ -9,7 +9,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { createManagementClient } from '../../lambdas/adapters/clients';
 import { managementApiCheck, PROBE_CONNECTION_ID } from '../../lambdas/adapters/health-checks';
 import { SecretError, SecretStore } from '../../lambdas/adapters/secrets';
-import { ConfigError } from '../../lambdas/config/config';
+import { ConfigError } from '../../lambdas/core/errors';
 import { ENV } from '../../lambdas/config/env-names';
 import { createHealthHandler } from '../../lambdas/handlers/health';
 import { createMetricsHandler, metricsTokenSource } from '../../lambdas/handlers/metrics';

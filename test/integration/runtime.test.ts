@@ -10,7 +10,8 @@ import { openConnection, handleClientMessage } from '../../lambdas/core/sessions
 import { LIMITS } from '../../lambdas/core/protocol';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
-import { TestClient, alertRecord, reading } from '../support/ws-test-client';
+import { alertRecord, deviceRecord } from '../support/records';
+import { TestClient } from '../support/ws-test-client';
 
 let runtime: LocalRuntime;
 let doc: ReturnType<typeof createDocumentClient>;
@@ -85,11 +86,11 @@ describe('subscriptions', () => {
       filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: [], alertLevels: ['critical'] },
     });
     const report = await runtime.publish([
-      { topic: 'device-data', value: reading('pump-001') },
-      { topic: 'device-data', value: reading('motor-001') },
-      { topic: 'alerts', value: alertRecord('pump-001', 'warning') },
-      { topic: 'alerts', value: alertRecord('pump-002', 'critical') },
-      { topic: 'alerts', value: alertRecord('motor-001', 'critical') },
+      { topic: 'device-data', value: deviceRecord('pump-001') },
+      { topic: 'device-data', value: deviceRecord('motor-001') },
+      { topic: 'alerts', value: alertRecord('pump-001', { level: 'warning' }) },
+      { topic: 'alerts', value: alertRecord('pump-002', { level: 'critical' }) },
+      { topic: 'alerts', value: alertRecord('motor-001', { level: 'critical' }) },
     ]);
     expect(report).toMatchObject({ valid: 5, deliveries: 2, posts: 1 });
     await client.until(() => client.of('device_data').length + client.of('alert').length === 2);
@@ -105,9 +106,9 @@ describe('subscriptions', () => {
     await client.request({ action: 'subscribe', id: 'a', filter: { deviceIds: ['pump-007'] } });
     await client.request({ action: 'subscribe', id: 'b', filter: { deviceTypes: ['pump'] } });
     await client.request({ action: 'subscribe', id: 'c', filter: {} });
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-007') }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-007') }]);
     await client.until(() => client.of('device_data').length >= 1);
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-008') }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-008') }]);
     await client.until(() => client.of('device_data').length >= 2);
     expect(client.of('device_data').map((f) => f.data.deviceId)).toEqual(['pump-007', 'pump-008']);
   });
@@ -117,8 +118,8 @@ describe('subscriptions', () => {
     await client.request({ action: 'subscribe', id: 's', filter: { deviceIds: ['pump-001'] } });
     await client.request({ action: 'subscribe', id: 's', filter: { deviceIds: ['pump-002'] } });
     await runtime.publish([
-      { topic: 'device-data', value: reading('pump-001') },
-      { topic: 'device-data', value: reading('pump-002') },
+      { topic: 'device-data', value: deviceRecord('pump-001') },
+      { topic: 'device-data', value: deviceRecord('pump-002') },
     ]);
     await client.until(() => client.of('device_data').length >= 1);
     await runtime.gateway.settle();
@@ -137,7 +138,7 @@ describe('subscriptions', () => {
     await client.request({ action: 'subscribe', id: 's1', filter: {} });
     expect(await client.request({ action: 'unsubscribe', id: 's1' })).toEqual({ type: 'unsubscribed', id: 's1' });
     expect(await client.request({ action: 'unsubscribe', id: 's1' })).toMatchObject({ type: 'error', code: 'bad_request' });
-    const report = await runtime.publish([{ topic: 'device-data', value: reading('pump-001') }]);
+    const report = await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-001') }]);
     expect(report.deliveries).toBe(0);
   });
 
@@ -180,7 +181,7 @@ describe('bad input', () => {
     expect(await client.request({ action: 'ping' })).toMatchObject({ type: 'pong' });
     expect(client.of('error').map((e) => e.code)).toEqual(['bad_request', 'unknown_action', 'bad_request', 'too_large', 'bad_request']);
     // The bad re-subscribe changed nothing: the old filter still delivers.
-    await runtime.publish([{ topic: 'device-data', value: reading('pump-001') }]);
+    await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-001') }]);
     await client.until(() => client.of('device_data').length === 1);
   });
 
@@ -196,7 +197,7 @@ describe('bad input', () => {
     const report = await runtime.publish([
       { topic: 'device-data', value: 'this is not json' },
       { topic: 'device-data', value: { deviceId: 'pump-001' } },
-      { topic: 'device-data', value: reading('pump-003') },
+      { topic: 'device-data', value: deviceRecord('pump-003') },
     ]);
     expect(report).toMatchObject({ records: 3, invalid: 2, valid: 1, deliveries: 1 });
     await client.until(() => client.of('device_data').length === 1);
@@ -212,11 +213,11 @@ describe('API Gateway behaviour', () => {
     };
     await openConnection(sessions, 'ghost-connection=');
     await handleClientMessage(sessions, 'ghost-connection=', JSON.stringify({ action: 'subscribe', filter: { deviceIds: ['pump-404'] } }));
-    const first = await runtime.publish([{ topic: 'device-data', value: reading('pump-404') }]);
+    const first = await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-404') }]);
     expect(first).toMatchObject({ deliveries: 1, posts: 0, stale: 1 });
     expect(await scan(LOCAL_TABLES.connections)).toEqual([]);
     expect(await indexedKeys()).toEqual([]);
-    const second = await runtime.publish([{ topic: 'device-data', value: reading('pump-404') }]);
+    const second = await runtime.publish([{ topic: 'device-data', value: deviceRecord('pump-404') }]);
     expect(second).toMatchObject({ deliveries: 0, attempts: 0 });
     expect(await runtime.metricsText()).toMatch(/^websocket_stale_connections_total [1-9]/m);
   });

@@ -1,18 +1,12 @@
 import { buildMessages, packTexts } from '../../lambdas/core/fanout';
 import { LIMITS, parseServerFrame, unpackFrame, utf8Length, type StreamRecord } from '../../lambdas/core/protocol';
+import { deviceRecord, streamRecord } from '../support/records';
 
-const record = (i: number, extra = ''): StreamRecord => ({
-  type: 'device_data',
-  cursor: `device-data:0:${i}`,
-  data: {
-    deviceId: `pump-${i}${extra}`,
-    deviceType: 'pump',
-    location: 'plant-a/line-2',
-    timestamp: 1764090000000 + i,
-    status: 'online',
-    metrics: { temperature: 70 + i / 100 },
-  },
-});
+const record = (i: number, extra = ''): StreamRecord =>
+  streamRecord(
+    deviceRecord(`pump-${i}${extra}`, { location: 'plant-a/line-2', timestamp: 1764090000000 + i, metrics: { temperature: 70 + i / 100 } }),
+    `device-data:0:${i}`,
+  );
 
 describe('packing frames', () => {
   it('sends one record as a plain frame', () => {

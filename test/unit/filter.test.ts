@@ -7,33 +7,14 @@ import {
 } from '../../lambdas/core/filter';
 import { routeRecords, type SubscriptionEntry } from '../../lambdas/core/fanout';
 import { ALERT_LEVELS, RECORD_TYPES, type Filter, type StreamRecord } from '../../lambdas/core/protocol';
+import { alertRecord, deviceRecord, streamRecord } from '../support/records';
 
-const reading = (over: Partial<{ deviceId: string; deviceType: string; location: string }> = {}): StreamRecord => ({
-  type: 'device_data',
-  data: {
-    deviceId: 'pump-017',
-    deviceType: 'pump',
-    location: 'plant-a/line-2',
-    timestamp: 1764090000123,
-    status: 'online',
-    metrics: { temperature: 71.2 },
-    ...over,
-  },
-});
+// The shared builders, pinned to one device and fixed times so that each case reads on its own.
+const reading = (over: Partial<{ deviceId: string; deviceType: string; location: string }> = {}): StreamRecord =>
+  streamRecord(deviceRecord('pump-017', { location: 'plant-a/line-2', timestamp: 1764090000123, metrics: { temperature: 71.2 }, ...over }));
 
-const alert = (level: 'info' | 'warning' | 'critical', over: Partial<{ deviceId: string; deviceType: string }> = {}): StreamRecord => ({
-  type: 'alert',
-  data: {
-    alertId: 'a-1',
-    deviceId: 'pump-017',
-    deviceType: 'pump',
-    location: 'plant-a/line-2',
-    level,
-    message: 'temperature above 90',
-    timestamp: 1764090000456,
-    ...over,
-  },
-});
+const alert = (level: 'info' | 'warning' | 'critical', over: Partial<{ deviceId: string; deviceType: string }> = {}): StreamRecord =>
+  streamRecord(alertRecord('pump-017', { alertId: 'a-1', location: 'plant-a/line-2', level, timestamp: 1764090000456, ...over }));
 
 const matches = (filter: Filter, record: StreamRecord) => matchesFilter(normaliseFilter(filter), record);
 

@@ -1,7 +1,9 @@
 /**
- * Reconnect delays: exponential backoff with full jitter (AWS Architecture Blog, "Exponential
- * Backoff And Jitter"), so that a fleet of dashboards cut off by one gateway restart does not
- * reconnect in lockstep.
+ * The one retry delay of the project: exponential backoff with full jitter (AWS Architecture
+ * Blog, "Exponential Backoff And Jitter"), so that many callers retrying after one failure (a
+ * fleet of dashboards after a gateway restart, posts throttled by the Management API, unprocessed
+ * BatchGetItem keys, a failed stream invocation) do not retry in lockstep. Pure: the dashboard,
+ * the adapters and the local runtime share it.
  */
 
 /** Backoff settings. Units are milliseconds. */
@@ -12,6 +14,7 @@ export interface BackoffOptions {
   readonly capMs?: number;
 }
 
+/** The defaults, chosen for the dashboard's reconnects. */
 export const DEFAULT_BACKOFF = { baseMs: 1000, capMs: 30_000 } as const;
 
 /**

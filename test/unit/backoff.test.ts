@@ -1,4 +1,4 @@
-import { backoffDelay, DEFAULT_BACKOFF } from '../../frontend/src/backoff';
+import { backoffDelay, DEFAULT_BACKOFF } from '../../lambdas/core/backoff';
 
 describe('backoffDelay (exponential, full jitter)', () => {
   test('the first retry comes within a second', () => {
