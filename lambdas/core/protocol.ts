@@ -197,10 +197,8 @@ const pushFrameSchema = z.discriminatedUnion('type', [
   systemStatusFrameSchema,
   alertStateFrameSchema,
 ]);
-/** A frame that may travel inside a `batch`. */
-export type PushFrame = z.output<typeof pushFrameSchema>;
+/** A `batch` carries the frames of {@link pushFrameSchema}: records, status and alert states. */
 const batchFrameSchema = z.object({ type: z.literal('batch'), messages: z.array(pushFrameSchema) });
-export type BatchFrame = z.output<typeof batchFrameSchema>;
 /**
  * What a subscription matched when it was made: the latest reading of each matching device, then
  * the matching alerts that are not resolved, newest first. Several frames when one would pass
