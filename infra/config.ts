@@ -17,8 +17,15 @@ export type KafkaSource = 'msk' | 'self-managed';
  */
 export type KafkaAuth = 'iam' | 'sasl-scram-512' | 'sasl-scram-256' | 'basic' | 'none';
 
-/** How the $connect authorizer verifies tokens: an HS256 shared secret, or RS256 through a JWKS URL. */
-export type AuthMode = 'hs256' | 'jwks';
+/**
+ * How operators sign in and how the $connect authorizer checks their tokens:
+ * - `cognito`: the stack creates a Cognito user pool with managed login and the dashboard's app
+ *   client; the authorizer accepts that pool's ID tokens for that client;
+ * - `jwks`: an existing OpenID Connect issuer (Entra ID, Okta, Keycloak, another pool), named by
+ *   `jwtIssuer` and `jwtAudience` (the dashboard's client id there);
+ * - `hs256`: no sign-in; tokens signed with a shared secret (`npm run token`, scripts).
+ */
+export type AuthMode = 'cognito' | 'jwks' | 'hs256';
 
 /** Where the stream Lambda's event source mapping sends records it could not process. */
 export type FailureDestination = 'sqs' | 's3';
@@ -49,16 +56,22 @@ export interface DeployConfig {
   /** Context `logRetentionDays`: retention of every log group the stack creates. Default 30. */
   readonly logRetentionDays: number;
 
-  /** Context `authMode`. Default `hs256`. */
+  /** Context `authMode`. Default `cognito`. */
   readonly authMode: AuthMode;
   /** Context `jwtSecretArn`: existing Secrets Manager secret holding the HS256 key. Default: the stack creates one. */
   readonly jwtSecretArn?: string;
-  /** Context `jwksUrl`: required when `authMode` is `jwks`. */
+  /** Context `jwksUrl`, `jwks` mode: the issuer's key set. Default: the `jwks_uri` of the issuer's discovery document. */
   readonly jwksUrl?: string;
-  /** Context `jwtIssuer`: expected `iss` claim. Default: not checked. */
+  /** Context `jwtIssuer`: the issuer URL, required for `jwks`; for `hs256` the expected `iss`, default not checked. */
   readonly jwtIssuer?: string;
-  /** Context `jwtAudience`: expected `aud` claim. Default: not checked. */
+  /** Context `jwtAudience`: the dashboard's client id at the issuer, required for `jwks`; for `hs256` the expected `aud`, default not checked. */
   readonly jwtAudience?: string;
+  /** Context `oidcScopes`, `jwks` mode: scopes the dashboard asks for. Default `openid,profile,email`. */
+  readonly oidcScopes: string[];
+  /** Context `sitesClaim`, `jwks` and `hs256` modes: the ID token claim listing a user's sites. Default `sites` (`custom:sites` for `cognito`). */
+  readonly sitesClaim: string;
+  /** Context `cognitoDomainPrefix`, `cognito` mode: the managed login domain `{prefix}.auth.{region}.amazoncognito.com`. Default `{stack name}-{account}`, lower case. */
+  readonly cognitoDomainPrefix?: string;
   /** Context `metricsTokenSecretArn`: existing secret holding the GET /metrics bearer token. Default: the stack creates one. */
   readonly metricsTokenSecretArn?: string;
 
@@ -215,13 +228,24 @@ export function readConfig(source: ContextSource): DeployConfig {
     return v;
   };
 
-  const authMode = oneOf<AuthMode>('authMode', ['hs256', 'jwks'], 'hs256');
+  const authMode = oneOf<AuthMode>('authMode', ['cognito', 'jwks', 'hs256'], 'cognito');
   const jwksUrl = optStr('jwksUrl');
-  if (authMode === 'jwks' && !jwksUrl) {
-    throw new ConfigError('context "jwksUrl" is required when authMode is jwks (e.g. a Cognito user pool\'s /.well-known/jwks.json)');
+  const jwtIssuer = optStr('jwtIssuer');
+  const jwtAudience = optStr('jwtAudience');
+  if (authMode === 'jwks' && (!jwtIssuer || !jwtAudience)) {
+    throw new ConfigError(
+      'context "jwtIssuer" (the issuer URL) and "jwtAudience" (the dashboard\'s client id there) are required when authMode is jwks: ' +
+        'without them any token of any client of the issuer would be accepted',
+    );
   }
-  if (jwksUrl !== undefined && !/^https:\/\//.test(jwksUrl)) {
-    throw new ConfigError(`context "jwksUrl" must be an https URL; got "${jwksUrl}"`);
+  for (const [key, value] of [['jwksUrl', jwksUrl], ['jwtIssuer', authMode === 'jwks' ? jwtIssuer : undefined]] as const) {
+    if (value !== undefined && !/^https:\/\//.test(value)) throw new ConfigError(`context "${key}" must be an https URL; got "${value}"`);
+  }
+  const oidcScopes = list('oidcScopes', ['openid', 'profile', 'email']);
+  if (!oidcScopes.includes('openid')) throw new ConfigError('context "oidcScopes" must include openid');
+  const cognitoDomainPrefix = optStr('cognitoDomainPrefix');
+  if (cognitoDomainPrefix !== undefined && (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(cognitoDomainPrefix) || /aws|amazon|cognito/.test(cognitoDomainPrefix))) {
+    throw new ConfigError(`context "cognitoDomainPrefix" must be lower-case letters, digits and hyphens without aws, amazon or cognito; got "${cognitoDomainPrefix}"`);
   }
 
   const kafkaSource = oneOf<KafkaSource>('kafkaSource', ['msk', 'self-managed'], 'msk');
@@ -297,8 +321,11 @@ export function readConfig(source: ContextSource): DeployConfig {
     authMode,
     jwtSecretArn: arn('jwtSecretArn', 'secretsmanager'),
     jwksUrl,
-    jwtIssuer: optStr('jwtIssuer'),
-    jwtAudience: optStr('jwtAudience'),
+    jwtIssuer,
+    jwtAudience,
+    oidcScopes,
+    sitesClaim: str('sitesClaim', authMode === 'cognito' ? 'custom:sites' : 'sites'),
+    cognitoDomainPrefix,
     metricsTokenSecretArn: arn('metricsTokenSecretArn', 'secretsmanager'),
     kafkaSource,
     mskClusterArn,

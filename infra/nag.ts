@@ -126,6 +126,21 @@ export function applyNagSuppressions(stack: IotDashboardStack): void {
     );
   }
 
+  // Sign-in (authMode cognito).
+  const users = stack.identity?.userPool;
+  ack(
+    users,
+    'AwsSolutions-COG2',
+    'MFA is optional (TOTP) rather than required: operators at plant consoles may not carry a phone; ' +
+      'enforce it in the pool when your policy requires it. Sign-up is closed: only administrators add users.',
+  );
+  ack(
+    users,
+    'AwsSolutions-COG8',
+    'The Plus feature plan (threat protection) is billed per monthly active user; the pool has no self sign-up, ' +
+      'strong passwords and optional MFA. Switch the feature plan on when your policy requires it.',
+  );
+
   // The dashboard.
   const site = stack.site;
   ack(

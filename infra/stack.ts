@@ -1,4 +1,4 @@
-import { Annotations, CfnOutput, Duration, Stack, Tags, Token, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Lazy, Stack, Tags, Token, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -8,8 +8,9 @@ import { PLACEHOLDER_MSK_CLUSTER_ARN, type DeployConfig } from './config';
 import { OperationalAlarms } from './constructs/alarms';
 import { DashboardSite } from './constructs/dashboard-site';
 import { DataTables } from './constructs/data-tables';
+import { DashboardIdentity } from './constructs/identity';
 import { OpsApi } from './constructs/ops-api';
-import { RealtimeApi } from './constructs/realtime-api';
+import { RealtimeApi, type TokenVerification } from './constructs/realtime-api';
 import type { FunctionDefaults } from './constructs/service-function';
 import { StreamConsumer } from './constructs/stream-consumer';
 import { applyNagSuppressions } from './nag';
@@ -38,6 +39,8 @@ export class IotDashboardStack extends Stack {
   public readonly site: DashboardSite;
   /** The alarms. */
   public readonly alarms: OperationalAlarms;
+  /** The user pool and the dashboard's app client, when `authMode` is `cognito`. */
+  public readonly identity?: DashboardIdentity;
   /** The HS256 secret of the authorizer, when `authMode` is `hs256`. */
   public readonly jwtSecret?: secretsmanager.ISecret;
   /** The bearer token secret of GET /metrics. */
@@ -73,6 +76,31 @@ export class IotDashboardStack extends Stack {
           generateSecretString: { passwordLength: 48, excludePunctuation: true },
         });
 
+    // Sign-in: the page's settings (config.json `auth`) and the authorizer's, from one source.
+    let verification: TokenVerification;
+    let signIn: { issuer: string; clientId: string; scopes: string[]; sitesClaim?: string } | undefined;
+    const signInOrigins: string[] = [];
+    const sitesClaim = config.sitesClaim === 'sites' ? undefined : config.sitesClaim;
+    if (config.authMode === 'cognito') {
+      // The app client's callback is the CloudFront URL, which exists only once the site does.
+      this.identity = new DashboardIdentity(this, 'Identity', {
+        dashboardUrl: Lazy.string({ produce: () => `${this.site.url}/` }),
+        domainPrefix: config.cognitoDomainPrefix,
+      });
+      const { issuer, jwksUrl, client } = this.identity;
+      verification = { mode: 'jwks', issuer, audience: client.userPoolClientId, jwksUrl, sitesClaim: config.sitesClaim };
+      signIn = { issuer, clientId: client.userPoolClientId, scopes: DashboardIdentity.SCOPES, sitesClaim };
+      // Discovery on cognito-idp, the token endpoint on the managed login domain.
+      signInOrigins.push(`https://cognito-idp.${this.region}.${this.urlSuffix}`, this.identity.loginOrigin);
+    } else if (config.authMode === 'jwks') {
+      const issuer = config.jwtIssuer!;
+      verification = { mode: 'jwks', issuer, audience: config.jwtAudience, jwksUrl: config.jwksUrl, sitesClaim: config.sitesClaim };
+      signIn = { issuer, clientId: config.jwtAudience!, scopes: config.oidcScopes, sitesClaim };
+      signInOrigins.push(new URL(issuer).origin);
+    } else {
+      verification = { mode: 'hs256', secret: this.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience, sitesClaim: config.sitesClaim };
+    }
+
     this.tables = new DataTables(this, 'Tables');
     this.realtime = new RealtimeApi(this, 'Realtime', {
       tables: this.tables,
@@ -80,13 +108,7 @@ export class IotDashboardStack extends Stack {
       stageName: config.stageName,
       throttle: config.wsThrottle,
       createAccountLogsRole: config.apiGatewayLogsRole,
-      auth: {
-        mode: config.authMode,
-        secret: this.jwtSecret,
-        jwksUrl: config.jwksUrl,
-        issuer: config.jwtIssuer,
-        audience: config.jwtAudience,
-      },
+      auth: verification,
     });
 
     if (config.kafkaSource === 'msk') this.checkMskCluster(config.mskClusterArn);
@@ -124,9 +146,13 @@ export class IotDashboardStack extends Stack {
     this.site = new DashboardSite(this, 'Dashboard', {
       assetPath: config.dashboardAssetPath,
       wsUrl: this.realtime.url,
+      auth: signIn,
       connectOrigins: [
         `wss://${this.realtime.api.apiId}.execute-api.${this.region}.${this.urlSuffix}`,
+        // After a failed handshake the page asks the same host over https whether it is up (refused vs network).
+        `https://${this.realtime.api.apiId}.execute-api.${this.region}.${this.urlSuffix}`,
         this.ops.api.apiEndpoint,
+        ...signInOrigins,
       ],
     });
 
@@ -158,6 +184,10 @@ export class IotDashboardStack extends Stack {
       value: this.metricsTokenSecret.secretArn,
       description: 'Secret holding the /metrics bearer token',
     });
+    if (this.identity) {
+      new CfnOutput(this, 'UserPoolId', { value: this.identity.userPool.userPoolId, description: 'Cognito user pool of the operators (docs/deploy.md: add a user)' });
+      new CfnOutput(this, 'SignInUrl', { value: this.identity.loginOrigin, description: 'Managed login domain of the dashboard' });
+    }
     if (this.jwtSecret) {
       new CfnOutput(this, 'JwtSecretArn', { value: this.jwtSecret.secretArn, description: 'Secret holding the HS256 token key' });
     }

@@ -20,7 +20,7 @@ import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-chec
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
 import { SignedPoster } from '../lambdas/adapters/signed-poster';
 import { Pacer, PostBudget } from '../lambdas/core/pacing';
-import { createTokenVerifier, mintToken } from '../lambdas/core/auth';
+import { createTokenVerifier, mintToken, type TokenVerifierOptions } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
 import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
 import type { Log, Poster } from '../lambdas/core/ports';
@@ -30,12 +30,13 @@ import { intEnv } from '../lambdas/config/config';
 import { ENV } from '../lambdas/config/env-names';
 import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
-import { createAuthorizerHandler } from '../lambdas/handlers/authorizer';
+import { createAuthorizerHandler, issuerKeys } from '../lambdas/handlers/authorizer';
 import { createConnectHandler } from '../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../lambdas/handlers/message';
 import { createStreamHandler } from '../lambdas/handlers/stream';
 import { createDashboardServer } from './dashboard-server';
+import { LOCAL_SCOPES, startOidcProvider } from './oidc-provider';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite, sweepExpired } from './dynamo';
 import { LocalGateway } from './gateway';
 import { startKafkaBridge } from './kafka-bridge';
@@ -57,10 +58,23 @@ export interface LocalRuntimeOptions {
   host?: string;
   /** Host name in the URLs handed out. Default localhost. */
   urlHost?: string;
-  /** `dev` mints an HS256 token at start and requires it; `none` accepts every connection. Default dev. */
+  /**
+   * `dev`: connections need a token, HS256 with {@link jwtSecret} (`npm run token`; one is minted
+   * at start, {@link LocalRuntime.token}) or, with {@link oidc}, an ID token of that issuer.
+   * `none`: every connection is accepted, with every site. Default dev.
+   */
   auth?: 'dev' | 'none';
-  /** The HS256 secret of `dev` auth, so tests can mint tokens for other users. Default: random. */
+  /** The HS256 secret. Default: 32 random bytes for this run. */
   jwtSecret?: string;
+  /**
+   * Sign-in for the dashboard (auth `dev` only): `embedded` starts the local OpenID provider
+   * (local/oidc-provider.ts; under tsx only, not inside jest), or name an issuer already running.
+   * config.json then tells the page where to sign in, and carries no token. Without it, config.json
+   * hands the page the minted token (tests and benchmarks).
+   */
+  oidc?:
+    | { embedded: true; port?: number; password: string; idTokenTtlSeconds?: number; keyFile?: string }
+    | { issuer: string; clientId: string; scopes?: string[] };
   /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
   simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
   /** Read records from Kafka through the local MSK event source instead of feeding them directly. */
@@ -122,8 +136,10 @@ export interface LocalRuntime {
   managementUrl: string;
   /** dynalite's endpoint. */
   dynamoEndpoint: string;
-  /** Development token (auth `dev`), else undefined. */
+  /** A token minted at start for scripts and tests (auth `dev`, sites `*`), else undefined. */
   token?: string;
+  /** Where the dashboard signs in, when {@link LocalRuntimeOptions.oidc} is set. */
+  oidc?: { issuer: string; clientId: string; scopes: string[] };
   /** The WebSocket URL with the token, ready for a client. */
   clientUrl: string;
   gateway: LocalGateway;
@@ -188,7 +204,29 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
     const token = auth === 'dev' ? await mintToken(secret, { sub: 'developer', name: 'Local developer', sites: ['*'] }) : undefined;
-    const verifier = createTokenVerifier(auth === 'dev' ? { mode: 'hs256', secret } : { mode: 'none' });
+    let oidc: LocalRuntime['oidc'];
+    if (auth === 'dev' && options.oidc && 'embedded' in options.oidc) {
+      const provider = await startOidcProvider({
+        port: options.oidc.port ?? 8082,
+        host,
+        urlHost,
+        password: options.oidc.password,
+        idTokenTtlSeconds: options.oidc.idTokenTtlSeconds,
+        keyFile: options.oidc.keyFile,
+      });
+      stops.push(() => provider.close());
+      oidc = { issuer: provider.issuer, clientId: provider.clientId, scopes: [...LOCAL_SCOPES] };
+    } else if (auth === 'dev' && options.oidc && 'issuer' in options.oidc) {
+      oidc = { issuer: options.oidc.issuer, clientId: options.oidc.clientId, scopes: options.oidc.scopes ?? ['openid', 'profile'] };
+    }
+    const verifierOptions: TokenVerifierOptions =
+      auth === 'none'
+        ? { none: true }
+        : {
+            hs256: { secret },
+            ...(oidc ? { oidc: { issuer: oidc.issuer, clientId: oidc.clientId, keys: issuerKeys(oidc.issuer, undefined) } } : {}),
+          };
+    const verifier = createTokenVerifier(verifierOptions);
 
     const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log });
     const gateway = new LocalGateway(
@@ -334,7 +372,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       host,
       urlHost,
       frontendDir: options.frontendDir ?? path.resolve(__dirname, '../frontend/dist'),
-      config: () => ({ wsUrl: gateway.url, ...(token ? { token } : {}) }),
+      config: () =>
+        oidc
+          ? { wsUrl: gateway.url, auth: { issuer: oidc.issuer, clientId: oidc.clientId, scopes: oidc.scopes } }
+          : { wsUrl: gateway.url, ...(token ? { token } : {}) },
       metrics: async () => metricsStore.read(),
       health: healthChecks,
     });
@@ -348,6 +389,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       managementUrl: gateway.managementUrl,
       dynamoEndpoint: dynamo.endpoint,
       token,
+      oidc,
       gateway,
       publish,
       invokeStream,

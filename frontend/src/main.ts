@@ -11,7 +11,8 @@ import { loadConfig } from './config';
 import { el } from './dom';
 import { DashboardModel } from './model';
 import { AlertPanel, ConnectionIndicator, DeviceList, SubscriptionEditor } from './panels';
-import { LiveSocket, socketUrl } from './ws-client';
+import { SessionPanel, startSession } from './session-panel';
+import { LiveSocket } from './ws-client';
 
 const STORAGE_KEY = 'iot-dashboard.subscriptions';
 /** The aggregate and status charts summarise all devices; redrawing them 4 times a second is plenty. */
@@ -71,7 +72,12 @@ async function main(): Promise<void> {
     indicator.showFailure(error instanceof ConfigError ? error.message : String(error));
     return;
   }
-  const socket = new LiveSocket({ url: socketUrl(config.wsUrl, config.token) });
+  const sessionPanel = new SessionPanel();
+  byId('session').append(sessionPanel.root);
+  const session = await startSession(config, sessionPanel);
+  if (!session) return;
+  const socket = new LiveSocket({ url: session.url, probe: session.probe });
+  session.attach(socket);
   ackTo = (alertId) => socket.ack(alertId);
 
   const editor = new SubscriptionEditor({

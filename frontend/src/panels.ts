@@ -410,18 +410,15 @@ export class ConnectionIndicator {
     const status = state.status === 'reconnecting' && !browserOnline ? 'offline' : state.status;
     this.root.dataset.status = status;
     this.label.dataset.status = status;
-    this.label.textContent =
-      status === 'connected'
-        ? 'Connected'
-        : status === 'connecting'
-          ? 'Connecting…'
-          : status === 'reconnecting'
-            ? `Reconnecting (retry ${state.retry})`
-            : status === 'offline'
-              ? state.retry > 0
-                ? `Offline (retry ${state.retry})`
-                : 'Offline'
-              : 'Starting…';
+    const labels: Record<ConnectionState['status'], string> = {
+      idle: 'Starting…',
+      connecting: 'Connecting…',
+      connected: 'Connected',
+      reconnecting: `Reconnecting (retry ${state.retry})`,
+      offline: state.retry > 0 ? `Offline (retry ${state.retry})` : 'Offline',
+      refused: 'Refused',
+    };
+    this.label.textContent = labels[status];
   }
 
   showFailure(message: string): void {

@@ -8,7 +8,9 @@
  * - reconnect with exponential backoff and full jitter (first retry within a second, capped);
  * - renewal before API Gateway's 2 hour connection limit: a second socket is opened and
  *   subscribed before the first is closed, so no record is lost and the user notices nothing;
- * - records carrying a `cursor` are delivered once, even when two sockets carry them.
+ * - records carrying a `cursor` are delivered once, even when two sockets carry them;
+ * - with a URL function, every open, reopen and renewal asks for the URL (a fresh token) first,
+ *   and a handshake the server refuses (told apart by `probe`) stops the retries.
  */
 import {
   parseServerFrame,
@@ -31,7 +33,7 @@ import { CursorWindow } from './cursor-window';
 import { SubscriptionBook, type SubscriptionEntry } from './subscription-book';
 
 /** What the connection indicator shows. */
-export type ConnectionStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'offline';
+export type ConnectionStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'refused';
 
 export interface ConnectionState {
   readonly status: ConnectionStatus;
@@ -49,8 +51,10 @@ export interface LiveSocketEvents {
   connect: { readonly reconnect: boolean };
   /** The socket was lost; `willRetry` is false after {@link LiveSocket.disconnect}. */
   disconnect: { readonly code: number; readonly reason: string; readonly willRetry: boolean };
-  /** The connection was moved to a fresh socket ahead of the 2 hour limit. */
+  /** The connection was moved to a fresh socket ahead of the 2 hour limit, or on {@link LiveSocket.renew}. */
   renewed: { readonly at: number };
+  /** The server refused the handshake (see {@link LiveSocketOptions.probe}); no retry follows until {@link LiveSocket.connect}. */
+  refused: { readonly at: number };
   /** A server `error` frame, or a frame the client could not read. */
   error: { readonly message: string; readonly frame?: ErrorFrame };
   /** Every frame after `batch` unpacking and duplicate removal. */
@@ -90,8 +94,17 @@ export type SocketFactory = (url: string) => SocketLike;
 
 /** Options of {@link LiveSocket}. Durations are milliseconds. */
 export interface LiveSocketOptions {
-  /** The socket URL, with `?token=` already appended when a token is known. */
-  readonly url: string;
+  /**
+   * The socket URL, with `?token=` already appended when a token is known; or a function giving
+   * it, called before every open, reopen and renewal, so that each handshake carries a fresh token.
+   */
+  readonly url: string | (() => string | Promise<string>);
+  /**
+   * Tells a refused handshake from a network failure, after a socket closed without opening (a
+   * browser sees neither the 401/403 nor its body). `refused` stops the retries. Default: every
+   * failure is retried.
+   */
+  readonly probe?: () => Promise<'refused' | 'network'>;
   /** Interval between `ping` frames. Default 5 minutes, half API Gateway's 10 minute idle timeout. */
   readonly heartbeatIntervalMs?: number;
   /** How long after a ping with nothing received the socket is declared dead. Default 20 s. */
@@ -131,7 +144,7 @@ export function socketUrl(wsUrl: string, token?: string | null): string {
 
 /** A live, self-healing WebSocket connection speaking the dashboard protocol. */
 export class LiveSocket {
-  private readonly options: Required<Omit<LiveSocketOptions, 'backoff'>> & { backoff: BackoffOptions };
+  private readonly options: Required<Omit<LiveSocketOptions, 'backoff' | 'probe'>> & Pick<LiveSocketOptions, 'probe'> & { backoff: BackoffOptions };
   private readonly book = new SubscriptionBook();
   private readonly cursors: CursorWindow;
   private readonly handlers = new Map<LiveSocketEvent, Set<Handler<LiveSocketEvent>>>();
@@ -140,6 +153,10 @@ export class LiveSocket {
   private renewalWaiting = new Set<string>();
   private stateValue: ConnectionState = { status: 'idle', retry: 0 };
   private everOpened = false;
+  /** Sockets whose handshake succeeded: one that closes without being here was refused or unreachable. */
+  private readonly opened = new WeakSet<SocketLike>();
+  /** Bumped by every open and by disconnect, so that a URL arriving late is dropped. */
+  private attempt = 0;
   private stopped = true;
   private retryTimer: Timer | undefined;
   private heartbeatTimer: Timer | undefined;
@@ -160,6 +177,7 @@ export class LiveSocket {
       random: options.random ?? Math.random,
       backoff: options.backoff ?? {},
       url: options.url,
+      probe: options.probe,
     };
     this.cursors = new CursorWindow(this.options.cursorWindow);
   }
@@ -192,6 +210,7 @@ export class LiveSocket {
   /** Closes the connection for good; no reconnect follows. Subscriptions are kept for a later {@link connect}. */
   disconnect(): void {
     this.stopped = true;
+    this.attempt++;
     this.clearTimers();
     this.dropRenewal();
     const socket = this.socket;
@@ -225,6 +244,15 @@ export class LiveSocket {
     this.emit('subscriptions', this.book.list());
   }
 
+  /**
+   * Moves the connection to a fresh socket now, as ahead of the 2 hour limit: with a URL function,
+   * the new handshake carries the token just refreshed. No record is lost or repeated.
+   */
+  renew(): void {
+    clearTimeout(this.renewTimer);
+    this.startRenewal();
+  }
+
   /** While waiting to reconnect, tries at once (for example when the browser comes back online). */
   retryNow(): void {
     if (this.stopped || this.socket || this.stateValue.status !== 'reconnecting') return;
@@ -244,18 +272,39 @@ export class LiveSocket {
     this.armPongDeadline();
   }
 
+  /** Calls `use` with the socket URL, now or once the URL function gives it; `failed` if it cannot. */
+  private withUrl(use: (url: string) => void, failed: (error: unknown) => void): void {
+    const { url } = this.options;
+    if (typeof url === 'string') return use(url);
+    const attempt = ++this.attempt;
+    Promise.resolve()
+      .then(url)
+      .then(
+        (value) => attempt === this.attempt && !this.stopped && use(value),
+        (error: unknown) => attempt === this.attempt && !this.stopped && failed(error),
+      );
+  }
+
   private open(): void {
-    let socket: SocketLike;
-    try {
-      socket = this.options.createSocket(this.options.url);
-    } catch (error) {
-      // A malformed URL throws synchronously; treat it like a failed attempt so the UI says so.
-      this.emit('error', { message: `cannot open ${this.options.url}: ${String(error)}` });
-      this.scheduleRetry(1006, 'open failed');
-      return;
-    }
-    this.socket = socket;
-    this.wire(socket);
+    this.withUrl(
+      (url) => {
+        let socket: SocketLike;
+        try {
+          socket = this.options.createSocket(url);
+        } catch (error) {
+          // A malformed URL throws synchronously; treat it like a failed attempt so the UI says so.
+          this.emit('error', { message: `cannot open ${url}: ${String(error)}` });
+          this.scheduleRetry(1006, 'open failed');
+          return;
+        }
+        this.socket = socket;
+        this.wire(socket);
+      },
+      (error) => {
+        this.emit('error', { message: `no token to connect with: ${String(error)}` });
+        this.scheduleRetry(1006, 'no token');
+      },
+    );
   }
 
   private wire(socket: SocketLike): void {
@@ -267,6 +316,7 @@ export class LiveSocket {
   }
 
   private handleOpen(socket: SocketLike): void {
+    this.opened.add(socket);
     if (socket === this.renewing) {
       this.renewalWaiting = new Set(this.book.restoreFrames().map((frame) => frame.id as string));
       for (const frame of this.book.restoreFrames()) this.sendTo(socket, frame);
@@ -307,7 +357,27 @@ export class LiveSocket {
     this.emit('disconnect', { code, reason, willRetry: !this.stopped });
     this.emit('subscriptions', this.book.list());
     if (this.stopped) this.setState({ status: 'offline', retry: 0, closeCode: code });
-    else this.scheduleRetry(code, reason);
+    else {
+      this.scheduleRetry(code, reason);
+      if (!this.opened.has(socket)) this.probeRefusal();
+    }
+  }
+
+  /** After a failed handshake: when the probe says the server refused it, stop retrying and say so. */
+  private probeRefusal(): void {
+    const probe = this.options.probe;
+    if (!probe) return;
+    const attempt = this.attempt;
+    probe().then(
+      (verdict) => {
+        if (verdict !== 'refused' || this.stopped || this.socket || attempt !== this.attempt) return;
+        this.stopped = true;
+        this.clearTimers();
+        this.setState({ status: 'refused', retry: 0 });
+        this.emit('refused', { at: Date.now() });
+      },
+      () => undefined,
+    );
   }
 
   private scheduleRetry(code: number, _reason: string): void {
@@ -439,13 +509,21 @@ export class LiveSocket {
 
   private startRenewal(): void {
     if (this.stopped || !this.socket || this.renewing) return;
-    try {
-      this.renewing = this.options.createSocket(this.options.url);
-    } catch {
-      this.renewing = null;
-      return;
-    }
-    this.wire(this.renewing);
+    const retryLater = () => (this.renewTimer = setTimeout(() => this.startRenewal(), 30_000));
+    this.withUrl(
+      (url) => {
+        if (!this.socket || this.renewing) return;
+        try {
+          this.renewing = this.options.createSocket(url);
+        } catch {
+          this.renewing = null;
+          retryLater();
+          return;
+        }
+        this.wire(this.renewing);
+      },
+      retryLater,
+    );
   }
 
   private settleRenewal(id: string): void {

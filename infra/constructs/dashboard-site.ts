@@ -14,6 +14,18 @@ export interface DashboardSiteProps {
   /** The wss URL written to `config.json` beside the page. */
   readonly wsUrl: string;
   /**
+   * Where the page signs operators in, written to `config.json` as `auth` (see
+   * frontend/src/config.ts). Its issuer's origin needs to be among {@link connectOrigins}.
+   * @default no sign-in: the page connects with a `?token=` given in its URL
+   */
+  readonly auth?: {
+    readonly issuer: string;
+    readonly clientId: string;
+    readonly scopes: string[];
+    /** The ID token claim listing a user's sites, when not `sites`. */
+    readonly sitesClaim?: string;
+  };
+  /**
    * Origins the page may open connections to besides itself (the `connect-src` of the CSP),
    * such as `wss://{api}.execute-api.{region}.amazonaws.com`.
    * @default none
@@ -24,7 +36,7 @@ export interface DashboardSiteProps {
 /**
  * The dashboard: a private S3 bucket served only through CloudFront with origin access control,
  * HTTP redirected to HTTPS, security headers including a content security policy, and the built page deployed
- * together with a generated `config.json` (`{"wsUrl": ...}`).
+ * together with a generated `config.json` (`{"wsUrl": ..., "auth": {...}}`).
  */
 export class DashboardSite extends Construct {
   /** The private bucket holding the page. */
@@ -110,7 +122,7 @@ export class DashboardSite extends Construct {
 
     this.deployment = new s3deploy.BucketDeployment(this, 'Deploy', {
       destinationBucket: this.bucket,
-      sources: [s3deploy.Source.asset(props.assetPath), s3deploy.Source.jsonData('config.json', { wsUrl: props.wsUrl })],
+      sources: [s3deploy.Source.asset(props.assetPath), s3deploy.Source.jsonData('config.json', { wsUrl: props.wsUrl, ...(props.auth ? { auth: props.auth } : {}) })],
       distribution: this.distribution,
       // One wildcard path counts as one invalidation; the first 1,000 a month are free.
       distributionPaths: ['/*'],

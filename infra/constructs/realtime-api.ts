@@ -8,23 +8,24 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENV } from '../../lambdas/config/env-names';
-import type { AuthMode } from '../config';
 import type { HandlerName } from '../lambda-bundling';
 import type { DataTables } from './data-tables';
 import { ServiceFunction, type FunctionDefaults } from './service-function';
 
 /** How the $connect authorizer verifies the `token` query parameter. */
 export interface TokenVerification {
-  /** `hs256` (shared secret in Secrets Manager) or `jwks` (RS256 keys from a JWKS URL). */
-  readonly mode: AuthMode;
+  /** `hs256` (shared secret in Secrets Manager) or `jwks` (ID tokens of an OpenID Connect issuer). */
+  readonly mode: 'hs256' | 'jwks';
   /** The HS256 secret; required for `hs256`. */
   readonly secret?: ISecret;
-  /** The JWKS URL; required for `jwks`. */
+  /** The issuer's JWKS URL. @default the `jwks_uri` of the issuer's discovery document */
   readonly jwksUrl?: string;
-  /** Expected `iss` claim. @default not checked */
+  /** Expected `iss` claim; required for `jwks`. @default not checked (hs256) */
   readonly issuer?: string;
-  /** Expected `aud` claim. @default not checked */
+  /** The client id `aud` must hold; required for `jwks`. @default not checked (hs256) */
   readonly audience?: string;
+  /** The token claim listing a user's sites. @default `sites` */
+  readonly sitesClaim?: string;
 }
 
 /** Properties of {@link RealtimeApi}. */
@@ -83,11 +84,12 @@ export class RealtimeApi extends Construct {
       if (!props.auth.secret) throw new Error('RealtimeApi: auth.secret is required for hs256');
       this.authorizer.linkSecret(ENV.jwtSecretArn, props.auth.secret);
     } else {
-      if (!props.auth.jwksUrl) throw new Error('RealtimeApi: auth.jwksUrl is required for jwks');
-      this.authorizer.setEnv(ENV.jwksUrl, props.auth.jwksUrl);
+      if (!props.auth.issuer || !props.auth.audience) throw new Error('RealtimeApi: auth.issuer and auth.audience are required for jwks');
+      if (props.auth.jwksUrl) this.authorizer.setEnv(ENV.jwksUrl, props.auth.jwksUrl);
     }
     if (props.auth.issuer) this.authorizer.setEnv(ENV.jwtIssuer, props.auth.issuer);
     if (props.auth.audience) this.authorizer.setEnv(ENV.jwtAudience, props.auth.audience);
+    if (props.auth.sitesClaim) this.authorizer.setEnv(ENV.sitesClaim, props.auth.sitesClaim);
 
     // Each route gets the DynamoDB calls its adapters make, nothing more: connections are put by
     // $connect, read and updated by the message routes, deleted by $disconnect; subscription

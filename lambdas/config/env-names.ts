@@ -19,17 +19,17 @@ export const ENV = {
   latestIntervalMs: 'LATEST_INTERVAL_MS',
   /** The Management API endpoint: the stage's callback URL, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. */
   callbackUrl: 'WS_CALLBACK_URL',
-  /** How $connect tokens are checked: `hs256` (shared secret), `jwks` (RS256 via a JWKS URL) or `none`. */
+  /** How $connect tokens are checked: `hs256` (shared secret), `jwks` (ID tokens of an OpenID Connect issuer) or `none`. */
   authMode: 'AUTH_MODE',
   /** Secrets Manager ARN holding the HS256 secret (AWS). */
   jwtSecretArn: 'JWT_SECRET_ARN',
   /** The HS256 secret itself (local runtime and tests only). */
   jwtSecret: 'JWT_SECRET',
-  /** JWKS URL for RS256 tokens, such as a Cognito user pool's. */
+  /** The issuer's JWKS URL (`jwks` mode). Default: the `jwks_uri` of the issuer's discovery document. */
   jwksUrl: 'JWKS_URL',
-  /** Expected `iss` claim, optional. */
+  /** Expected `iss` claim: the OpenID Connect issuer, required in `jwks` mode; optional for `hs256`. */
   jwtIssuer: 'JWT_ISSUER',
-  /** Expected `aud` claim, optional. */
+  /** A value the `aud` claim must hold: the dashboard's client id, required in `jwks` mode; optional for `hs256`. */
   jwtAudience: 'JWT_AUDIENCE',
   /** Token claim that lists a user's sites (a list or a comma-separated string). Default `sites`. */
   sitesClaim: 'SITES_CLAIM',

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { LocalRuntime } from '../../local/runtime';
 import { launchChromium } from './helpers/browser';
+import { logIn, startProviderProcess, type ProviderProcess } from './helpers/oidc';
 import { ROOT, startRuntime } from './helpers/runtime';
 
 jest.setTimeout(90_000);
@@ -21,24 +22,31 @@ const WIDTHS = [
   { name: 'desktop', width: 1440, height: 900 },
 ] as const;
 
+let provider: ProviderProcess;
 let runtime: LocalRuntime;
 let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
   // Spikes are made frequent so that critical alerts come within seconds.
+  // Signed in as the demo admin at the local provider, so the screenshots show the signed-in header.
+  provider = await startProviderProcess();
   runtime = await startRuntime({
     simulator: { devices: 20, readingsPerSecond: 40, spikeProbability: 0.01, seed: 7 },
     statusIntervalMs: 1000,
+    oidc: { issuer: provider.issuer, clientId: provider.clientId },
   });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
   await page.goto(runtime.dashboardUrl);
+  await logIn(page, provider.issuer, 'admin', provider.password);
+  await page.waitForURL(runtime.dashboardUrl);
 });
 
 afterAll(async () => {
   await browser?.close();
   await runtime?.stop();
+  await provider?.stop();
 });
 
 test('a critical alert from the simulator appears in the alert panel', async () => {
@@ -77,6 +85,7 @@ test.each(WIDTHS)('fits the $name width ($width px) and is screenshotted at it',
   expect(widest).toBeLessThanOrEqual(width);
   await expect(page.getByTestId('connection-status').isVisible()).resolves.toBe(true);
   await expect(page.getByTestId('alert-panel').isVisible()).resolves.toBe(true);
+  await expect(page.getByTestId('signed-in-user').textContent()).resolves.toBe('Administrator');
   const png = await page.screenshot({ fullPage: true });
   // A PNG's IHDR chunk holds the image width at byte 16: the shot is of the page at this width.
   expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');

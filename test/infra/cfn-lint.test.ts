@@ -53,6 +53,8 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   'jwks, MSK SASL/SCRAM with a CMK, S3 failure destination, logs role, reserved concurrency, OK actions': {
     authMode: 'jwks',
     jwksUrl: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json',
+    jwtIssuer: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc',
+    jwtAudience: 'dashboard',
     kafkaAuth: 'sasl-scram-512',
     kafkaSecretArn: `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:AmazonMSK_iot-AbCdEf`,
     kafkaSecretKmsKeyArn: `arn:aws:kms:eu-west-1:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,
@@ -62,7 +64,8 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
     alarmOkActions: true,
     alarmEmail: 'ops@example.com',
   },
-  'self-managed Kafka in a VPC without auth': {
+  'hs256, self-managed Kafka in a VPC without auth': {
+    authMode: 'hs256',
     kafkaSource: 'self-managed',
     kafkaBootstrapServers: 'b1:9092,b2:9092',
     kafkaAuth: 'none',

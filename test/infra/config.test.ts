@@ -14,7 +14,8 @@ describe('readConfig', () => {
     expect(fromDefaults.mskClusterArn).toBe(PLACEHOLDER_MSK_CLUSTER_ARN);
     expect(fromDefaults.kafkaTopics).toEqual(['device-data', 'alerts']);
     expect(fromDefaults.kafkaAuth).toBe('iam');
-    expect(fromDefaults.authMode).toBe('hs256');
+    expect(fromDefaults.authMode).toBe('cognito');
+    expect(fromDefaults.sitesClaim).toBe('custom:sites');
     // No account-wide side effect and no concurrency reservation unless asked for.
     expect(fromDefaults.apiGatewayLogsRole).toBe(false);
     expect(fromDefaults.reservedConcurrency).toEqual({});
@@ -43,8 +44,13 @@ describe('readConfig', () => {
   });
 
   it.each([
-    [{ authMode: 'jwks' }, /jwksUrl/],
-    [{ authMode: 'jwks', jwksUrl: 'http://insecure/jwks.json' }, /https/],
+    [{ authMode: 'jwks' }, /jwtIssuer.*jwtAudience/],
+    [{ authMode: 'jwks', jwtIssuer: 'https://login.example.com' }, /jwtAudience/],
+    [{ authMode: 'jwks', jwtIssuer: 'http://insecure.example.com', jwtAudience: 'dashboard' }, /jwtIssuer.*https/],
+    [{ authMode: 'jwks', jwtIssuer: 'https://i.example.com', jwtAudience: 'd', jwksUrl: 'http://insecure/jwks.json' }, /https/],
+    [{ authMode: 'jwks', jwtIssuer: 'https://i.example.com', jwtAudience: 'd', oidcScopes: 'profile,email' }, /openid/],
+    [{ cognitoDomainPrefix: 'my-amazon-login' }, /cognitoDomainPrefix/],
+    [{ cognitoDomainPrefix: 'Upper' }, /cognitoDomainPrefix/],
     [{ authMode: 'rs256' }, /authMode/],
     [{ kafkaSource: 'self-managed', kafkaSecretArn: SECRET }, /kafkaBootstrapServers/],
     [{ kafkaSource: 'self-managed', kafkaBootstrapServers: 'b:9092', kafkaAuth: 'iam' }, /MSK only/],

@@ -14,13 +14,16 @@ function findings(stack: IConstruct): string[] {
 
 describe('cdk-nag AwsSolutions', () => {
   it.each([
-    ['defaults (MSK IAM, HS256, SQS)', {}],
+    ['defaults (Cognito sign-in, MSK IAM, SQS)', {}],
+    ['HS256 tokens, no sign-in', { authMode: 'hs256' }],
     [
       'JWKS auth, MSK SASL/SCRAM with a CMK-encrypted secret, S3 failure destination, existing metrics secret, API Gateway account role',
       {
         apiGatewayLogsRole: true,
         authMode: 'jwks',
         jwksUrl: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json',
+        jwtIssuer: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc',
+        jwtAudience: 'dashboard',
         kafkaAuth: 'sasl-scram-512',
         kafkaSecretArn: `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:AmazonMSK_iot-AbCdEf`,
         kafkaSecretKmsKeyArn: `arn:aws:kms:eu-west-1:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,

@@ -92,15 +92,14 @@ describe('WebSocket API', () => {
     withRole.hasResource('AWS::ApiGateway::Account', { DeletionPolicy: 'Retain' });
   });
 
-  it('hands the HS256 secret to the authorizer only', () => {
+  it('checks ID tokens of the stack\'s user pool for its dashboard client, and creates no HS256 secret', () => {
     const env = resources[fnId(FUNCTIONS.authorizer)]!.Properties.Environment.Variables;
-    expect(env[ENV.authMode]).toBe('hs256');
-    expect(env[ENV.jwtSecretArn]).toEqual({ Ref: idOf('AWS::SecretsManager::Secret', 'JwtSecret') });
-    const readers = Object.values(FUNCTIONS).filter((f) =>
-      actionsOf(roleOf(fnId(f))).includes('secretsmanager:GetSecretValue') &&
-      JSON.stringify(statementsOf(roleOf(fnId(f)))).includes('JwtSecret'),
-    );
-    expect(readers).toEqual([FUNCTIONS.authorizer]);
+    expect(env[ENV.authMode]).toBe('jwks');
+    expect(env[ENV.jwtIssuer]).toEqual({ 'Fn::GetAtt': [idOf('AWS::Cognito::UserPool', 'IdentityUsers'), 'ProviderURL'] });
+    expect(env[ENV.jwtAudience]).toEqual({ Ref: idOf('AWS::Cognito::UserPoolClient', 'IdentityUsersDashboard') });
+    expect(env[ENV.sitesClaim]).toBe('custom:sites');
+    expect(env[ENV.jwtSecretArn]).toBeUndefined();
+    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
   });
 });
 
@@ -137,7 +136,7 @@ describe('Lambdas', () => {
     [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
-    [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwtSecretArn]],
+    [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwksUrl, ENV.jwtIssuer, ENV.jwtAudience, ENV.sitesClaim]],
   ])('%s gets exactly its environment variables', (prefix, expected) => {
     const vars = Object.keys(resources[fnId(prefix)]!.Properties.Environment.Variables).filter(
       (k) => !k.startsWith('POWERTOOLS_') && k !== 'LOG_LEVEL' && k !== 'NODE_OPTIONS',

@@ -15,7 +15,7 @@ import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscript
 import { EmfMetricsSink } from '../../lambdas/adapters/emf-metrics';
 import { createTokenVerifier, mintToken } from '../../lambdas/core/auth';
 import { MetricsBatch, METRIC } from '../../lambdas/core/metrics';
-import { createAuthorizerHandler } from '../../lambdas/handlers/authorizer';
+import { createAuthorizerHandler, issuerKeys } from '../../lambdas/handlers/authorizer';
 import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
@@ -176,7 +176,7 @@ describe('authorizer', () => {
 
   it('allows a valid HS256 token and passes its subject, sites and roles on; denies a bad or missing one', async () => {
     const secret = 'a-test-secret-of-some-length-0123456789';
-    const handler = createAuthorizerHandler({ verifier: createTokenVerifier({ mode: 'hs256', secret }), log });
+    const handler = createAuthorizerHandler({ verifier: createTokenVerifier({ hs256: { secret } }), log });
     const token = await mintToken(secret, { sub: 'operator-7', sites: 'plant-a, plant-b', roles: ['operator'], tenant: 'plant-a' });
     const allowed = await handler(authorizerEvent(token));
     expect(allowed.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow', Resource: authorizerEvent().methodArn });
@@ -184,7 +184,7 @@ describe('authorizer', () => {
     expect(allowed.context).toEqual({ sub: 'operator-7', sites: 'plant-a,plant-b', roles: 'operator' });
     expect((await handler(authorizerEvent(await mintToken('another-secret-entirely-0123456789')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
     expect((await handler(authorizerEvent())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
-    expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1s')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
+    expect((await handler(authorizerEvent(await mintToken(secret, { sub: 'x' }, '-1m')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
   });
 
   it('verifies RS256 tokens against a JWKS URL, as with a Cognito user pool', async () => {
@@ -198,11 +198,11 @@ describe('authorizer', () => {
     try {
       const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
       const handler = createAuthorizerHandler({
-        verifier: createTokenVerifier({ mode: 'jwks', jwksUrl, issuer: 'https://issuer.example' }),
+        verifier: createTokenVerifier({ oidc: { keys: issuerKeys('https://issuer.example', jwksUrl), issuer: 'https://issuer.example', clientId: 'dashboard' } }),
         log,
       });
       const sign = (iss: string) =>
-        new SignJWT({ sub: 'user-1' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer(iss).setExpirationTime('5m').sign(privateKey);
+        new SignJWT({ sub: 'user-1' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer(iss).setAudience('dashboard').setExpirationTime('5m').sign(privateKey);
       expect((await handler(authorizerEvent(await sign('https://issuer.example')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
       expect((await handler(authorizerEvent(await sign('https://someone-else.example')))).policyDocument.Statement[0]).toMatchObject({ Effect: 'Deny' });
     } finally {

@@ -22,8 +22,11 @@ const NODE_IO = new Set(
     .filter((name) => !['crypto', 'util', 'buffer', 'events', 'assert', 'string_decoder', 'punycode', 'url', 'querystring', 'path'].includes(name)),
 );
 
-/** The frontend's whitelist inside `lambdas/`: the protocol and the two dependency-free helpers every side shares. */
-const FRONTEND_MAY_IMPORT = new Set(['lambdas/core/protocol', 'lambdas/core/errors', 'lambdas/core/backoff']);
+/**
+ * The frontend's whitelist inside `lambdas/`: the protocol, the two dependency-free helpers every
+ * side shares, and the token rules the authorizer applies and the page explains a refusal with.
+ */
+const FRONTEND_MAY_IMPORT = new Set(['lambdas/core/protocol', 'lambdas/core/errors', 'lambdas/core/backoff', 'lambdas/core/token-claims']);
 
 /** A repo-relative path with forward slashes and no extension, or the bare package specifier. */
 function target(file: string, specifier: string): string {
