@@ -2,7 +2,6 @@
  * REQUEST authorizer of `$connect`: checks the JWT in the `token` query parameter and passes the
  * principal (subject, sites, roles) to the routes in the authorizer context.
  */
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
 import {
@@ -19,7 +18,7 @@ import type { Log } from '../core/ports';
 import { ENV } from '../config/env-names';
 import { optionalEnv, requireEnv } from '../config/config';
 import { ConfigError } from '../core/errors';
-import { defaultLogger, lazy } from './defaults';
+import { defaultLogger, defaultSecrets, lazy } from './defaults';
 
 /**
  * The token of a $connect request: the `token` query parameter, the only identity source API
@@ -94,13 +93,7 @@ function verifierFromEnv(): TokenVerifier {
     const secretArn = optionalEnv(ENV.jwtSecretArn);
     const secret =
       optionalEnv(ENV.jwtSecret) ??
-      (secretArn
-        ? async () => {
-            const out = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: secretArn }));
-            if (!out.SecretString) throw new ConfigError(`secret ${secretArn} has no string value`);
-            return out.SecretString;
-          }
-        : undefined);
+      (secretArn ? () => defaultSecrets().getString(secretArn) : undefined);
     if (!secret) throw new ConfigError('AUTH_MODE=hs256 needs JWT_SECRET_ARN (or JWT_SECRET)');
     options.hs256 = { secret, issuer: optionalEnv(ENV.jwtIssuer), audience: optionalEnv(ENV.jwtAudience) };
   } else if (mode === 'jwks') {
