@@ -8,13 +8,15 @@ import type { Server } from 'node:http';
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import dynalite from 'dynalite';
-import { CONNECTIONS_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../lambdas/config/tables';
+import { ALERTS_TABLE, CONNECTIONS_TABLE, LATEST_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../lambdas/config/tables';
 
 /** Table names the local runtime uses. */
 export const LOCAL_TABLES = {
   connections: 'iot-connections',
   subscriptions: 'iot-subscriptions',
   metrics: 'iot-metrics',
+  alerts: 'iot-alerts',
+  latest: 'iot-latest',
 } as const;
 
 /** Credentials and region for local endpoints (no account needed; any value works). */
@@ -67,16 +69,42 @@ export async function createTables(endpoint: string, names = LOCAL_TABLES): Prom
     { name: names.connections, keys: [CONNECTIONS_TABLE.partitionKey] },
     { name: names.subscriptions, keys: [SUBSCRIPTIONS_TABLE.partitionKey, SUBSCRIPTIONS_TABLE.sortKey] },
     { name: names.metrics, keys: [METRICS_TABLE.partitionKey, METRICS_TABLE.sortKey] },
+    { name: names.alerts, keys: [ALERTS_TABLE.partitionKey] },
+    { name: names.latest, keys: [LATEST_TABLE.partitionKey] },
   ];
+  const { unresolvedIndex } = ALERTS_TABLE;
   try {
     for (const { name, keys } of definitions) {
       try {
+        const isAlerts = name === names.alerts;
         await client.send(
           new CreateTableCommand({
             TableName: name,
             BillingMode: 'PAY_PER_REQUEST',
-            AttributeDefinitions: keys.map((key) => ({ AttributeName: key, AttributeType: 'S' })),
+            AttributeDefinitions: [
+              ...keys.map((key) => ({ AttributeName: key, AttributeType: 'S' as const })),
+              ...(isAlerts
+                ? [
+                    { AttributeName: unresolvedIndex.partitionKey, AttributeType: 'S' as const },
+                    { AttributeName: unresolvedIndex.sortKey, AttributeType: 'N' as const },
+                  ]
+                : []),
+            ],
             KeySchema: keys.map((key, i) => ({ AttributeName: key, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+            ...(isAlerts
+              ? {
+                  GlobalSecondaryIndexes: [
+                    {
+                      IndexName: unresolvedIndex.name,
+                      KeySchema: [
+                        { AttributeName: unresolvedIndex.partitionKey, KeyType: 'HASH' as const },
+                        { AttributeName: unresolvedIndex.sortKey, KeyType: 'RANGE' as const },
+                      ],
+                      Projection: { ProjectionType: 'ALL' as const },
+                    },
+                  ],
+                }
+              : {}),
           }),
         );
       } catch (error) {

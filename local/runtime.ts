@@ -11,7 +11,9 @@ import path from 'node:path';
 import type { Server } from 'node:http';
 import type { MSKEvent } from 'aws-lambda';
 import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
+import { DynamoAlertStore } from '../lambdas/adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../lambdas/adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
@@ -20,8 +22,12 @@ import { SignedPoster } from '../lambdas/adapters/signed-poster';
 import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken, type TokenVerifierOptions } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
-import type { Log } from '../lambdas/core/ports';
+import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
+import type { Log, Poster } from '../lambdas/core/ports';
+import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } from '../lambdas/core/stream-state';
 import { TOPICS } from '../lambdas/core/protocol';
+import { intEnv } from '../lambdas/config/config';
+import { ENV } from '../lambdas/config/env-names';
 import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler, issuerKeys } from '../lambdas/handlers/authorizer';
@@ -102,6 +108,12 @@ export interface LocalRuntimeOptions {
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
   statusIntervalMs?: number;
+  /** An alert nobody resolved is resolved by expiry after this long. Default ALERT_RETENTION_SECONDS or 24 hours. */
+  alertRetentionMs?: number;
+  /** How often the stream step looks for expired alerts. Default 60 s. */
+  alertExpirySweepMs?: number;
+  /** Least time between two writes of one location's latest readings. Default LATEST_INTERVAL_MS or 5 s. */
+  latestIntervalMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -184,7 +196,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const streamIndex = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
-    const sessions = { connections, index };
+    const alerts = new DynamoAlertStore(doc, LOCAL_TABLES.alerts);
+    const latest = new DynamoLatestReadings(doc, LOCAL_TABLES.latest);
+    // Locally as on AWS, the environment may set both (ALERT_RETENTION_SECONDS, LATEST_INTERVAL_MS).
+    const retentionMs = options.alertRetentionMs ?? intEnv(ENV.alertRetentionSeconds, ALERT_STATE_DEFAULTS.retentionMs / 1000) * 1000;
+    // The Management API listens once the gateway has started; the route handlers are built before.
+    let routePoster: Poster | undefined;
+    const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
+    const alertState: AlertStateDeps = { alerts, index, connections, poster: lazyPoster, retentionMs, log };
+    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs } };
 
     const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
@@ -213,7 +233,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           };
     const verifier = createTokenVerifier(verifierOptions);
 
-    const messageHandler = createMessageHandler({ sessions, metrics: metricsStore, log });
+    const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log });
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
@@ -223,6 +243,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           subscribe: messageHandler,
           unsubscribe: messageHandler,
           ping: messageHandler,
+          ack: messageHandler,
           $default: messageHandler,
         },
       },
@@ -250,6 +271,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
+    routePoster = new ManagementApiPoster(management);
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
@@ -259,6 +281,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       log,
       concurrency,
       pacer: baseline ? undefined : pacer,
+      batchStep: createStreamStateStep({
+        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
+        lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
+        log,
+      }),
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;
@@ -284,6 +311,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       const tables = [
         { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
         { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
+        { name: LOCAL_TABLES.alerts, keys: ['alertId'] },
       ];
       Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);

@@ -1,7 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { CONNECTIONS_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../../lambdas/config/tables';
+import { ALERTS_TABLE, CONNECTIONS_TABLE, LATEST_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../../lambdas/config/tables';
 
 /** Properties of {@link DataTables}. */
 export interface DataTablesProps {
@@ -14,7 +14,7 @@ export interface DataTablesProps {
 }
 
 /**
- * The three DynamoDB tables, on demand, with point-in-time recovery and server-side encryption.
+ * The DynamoDB tables, on demand, with point-in-time recovery and server-side encryption.
  * Key schemas and TTL attributes come from lambdas/config/tables.ts, which the Lambdas and the
  * local runtime use as well.
  */
@@ -25,6 +25,10 @@ export class DataTables extends Construct {
   public readonly subscriptions: dynamodb.TableV2;
   /** Aggregated metrics and the status gate: keys in {@link METRICS_TABLE}. */
   public readonly metrics: dynamodb.TableV2;
+  /** Alerts and their state: see {@link ALERTS_TABLE}. */
+  public readonly alerts: dynamodb.TableV2;
+  /** Latest reading of each device, one item per location: see {@link LATEST_TABLE}. */
+  public readonly latest: dynamodb.TableV2;
 
   constructor(scope: Construct, id: string, props: DataTablesProps = {}) {
     super(scope, id);
@@ -50,6 +54,22 @@ export class DataTables extends Construct {
       ...common,
       partitionKey: str(METRICS_TABLE.partitionKey),
       sortKey: str(METRICS_TABLE.sortKey),
+    });
+    this.alerts = new dynamodb.TableV2(this, 'Alerts', {
+      ...common,
+      partitionKey: str(ALERTS_TABLE.partitionKey),
+      timeToLiveAttribute: ALERTS_TABLE.ttlAttribute,
+      globalSecondaryIndexes: [
+        {
+          indexName: ALERTS_TABLE.unresolvedIndex.name,
+          partitionKey: str(ALERTS_TABLE.unresolvedIndex.partitionKey),
+          sortKey: { name: ALERTS_TABLE.unresolvedIndex.sortKey, type: dynamodb.AttributeType.NUMBER },
+        },
+      ],
+    });
+    this.latest = new dynamodb.TableV2(this, 'Latest', {
+      ...common,
+      partitionKey: str(LATEST_TABLE.partitionKey),
     });
   }
 }

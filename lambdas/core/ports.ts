@@ -5,7 +5,7 @@
 import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import type { MetricsBatch } from './metrics';
-import type { NormalisedFilter } from './protocol';
+import type { AlertRecord, AlertStateInfo, AlertStateName, DeviceRecord, NormalisedFilter } from './protocol';
 
 /** A connection as stored. */
 export interface ConnectionItem {
@@ -91,4 +91,35 @@ export interface Log {
   info(message: string, ...extra: Record<string, unknown>[]): void;
   warn(message: string, ...extra: Record<string, unknown>[]): void;
   error(message: string, ...extra: Record<string, unknown>[]): void;
+}
+
+/** An alert as stored, with its current state. */
+export interface StoredAlert {
+  alert: AlertRecord;
+  state: AlertStateInfo;
+}
+
+/** Alert state storage: one item per alert, low volume. */
+export interface AlertStore {
+  /**
+   * Stores each alert as `open` unless it is already stored, so a record delivered twice never
+   * reopens an alert an operator acknowledged. `expiresAt` (epoch seconds) is when it may vanish.
+   */
+  open(alerts: readonly AlertRecord[], expiresAt: (alert: AlertRecord) => number): Promise<void>;
+  get(alertId: string): Promise<StoredAlert | undefined>;
+  /**
+   * Moves an alert to `next` if its state is one of `from`; resolves with the stored alert after
+   * the change, or undefined when the alert is missing or in another state (nothing changed).
+   */
+  transition(alertId: string, from: readonly AlertStateName[], next: AlertStateInfo): Promise<StoredAlert | undefined>;
+  /** Alerts not resolved, newest first, at most `limit`; `before` (epoch ms) keeps only older ones. */
+  unresolved(options: { limit: number; before?: number }): Promise<StoredAlert[]>;
+}
+
+/** The latest reading of each device, conflated per location. */
+export interface LatestReadingsStore {
+  /** Stores these readings (at most one per device) as the latest of their location. */
+  write(location: string, readings: readonly DeviceRecord[]): Promise<void>;
+  /** The latest reading of every device at these locations, or at every location when omitted. */
+  read(locations?: readonly string[]): Promise<DeviceRecord[]>;
 }

@@ -3,6 +3,7 @@
  * Every route handler is a thin wrapper over these functions.
  */
 import { randomBytes } from 'node:crypto';
+import { acknowledgeAlert, type AlertStateDeps } from './alert-state';
 import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import { indexKeysForFilter, narrowToSites, normaliseFilter } from './filter';
@@ -10,9 +11,11 @@ import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
 import { statusEntry } from './status';
 import type { ConnectionItem, ConnectionStore, RateRule, SubscriptionIndex } from './ports';
+import { snapshotTexts, type SnapshotDeps } from './snapshot';
 import {
   LIMITS,
   errorFrame,
+  type AckedFrame,
   parseClientFrame,
   type ErrorFrame,
   type NormalisedFilter,
@@ -28,6 +31,10 @@ export interface SessionDeps {
   connections: ConnectionStore;
   index: SubscriptionIndex;
   now?: () => number;
+  /** Alert state, for the `ack` action; without it `ack` is refused on this route. */
+  alertState?: AlertStateDeps;
+  /** What a new subscription's snapshot reads; without it no snapshot follows `subscribed`. */
+  snapshot?: SnapshotDeps;
 }
 
 /** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
@@ -172,7 +179,9 @@ async function unsubscribe(
 
 /** The reply to one client message, and the metrics it produced. */
 export interface MessageOutcome {
-  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | ErrorFrame;
+  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | AckedFrame | ErrorFrame;
+  /** Messages that must reach the client after the reply (a subscription's snapshot). */
+  followUps: string[];
   metrics: MetricsBatch;
 }
 
@@ -192,19 +201,28 @@ export async function handleClientMessage(
   // Every message takes from the bucket, bad ones too: each costs an invocation.
   const taken = await deps.connections.take(connectionId, RATE_RULES.messages, now);
   let reply: MessageOutcome['reply'];
+  let followUps: string[] = [];
   if (taken === 'limited') {
     const id = parsed.ok ? ('id' in parsed.frame ? parsed.frame.id : undefined) : parsed.error.id;
     reply = errorFrame('rate_limited', `at most ${LIMITS.messagesPerSecond} messages a second (bursts of ${LIMITS.messageBurst}); slow down`, id);
   } else if (!parsed.ok) reply = parsed.error;
   else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: now };
   else if (parsed.frame.action === 'unsubscribe') reply = await unsubscribe(deps, connectionId, parsed.frame);
-  else {
+  else if (parsed.frame.action === 'ack') {
+    reply = deps.alertState
+      ? await acknowledgeAlert(deps.alertState, connectionId, parsed.frame)
+      : errorFrame('unknown_action', 'ack is not served on this route', parsed.frame.alertId);
+  } else {
     const connection = taken === 'gone' ? undefined : await deps.connections.get(connectionId);
     reply = connection
       ? await subscribe(deps, connection, parsed.frame)
       : errorFrame('forbidden', NOT_REGISTERED, parsed.frame.id);
+    // The snapshot is read for the sites of the connection just read.
+    if (connection && reply.type === 'subscribed' && deps.snapshot) {
+      followUps = await snapshotTexts(deps.snapshot, connection, reply);
+    }
   }
-  // The reply goes back as the route response: one message sent.
-  metrics.add(METRIC.messagesSent).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
-  return { reply, metrics };
+  // The reply goes back as the route response (or a post before the follow-ups): one message sent each.
+  metrics.add(METRIC.messagesSent, 1 + followUps.length).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
+  return { reply, followUps, metrics };
 }

@@ -14,6 +14,7 @@ import { decodeMskEvent } from './msk';
 import type { Pacer } from './pacing';
 import type { Log, Poster, SubscriptionIndex } from './ports';
 import type { StreamRecord } from './protocol';
+import type { BatchStep } from './stream-state';
 
 /** What the stream processor needs. */
 export interface StreamDeps {
@@ -29,6 +30,8 @@ export interface StreamDeps {
    * its wall time stays near one round trip as its audience grows. Default {@link DEFAULT_MAX_CONCURRENCY}.
    */
   concurrency?: number;
+  /** Alert state and latest readings: runs before the fan-out, and its returned step after it. */
+  batchStep?: BatchStep;
   /** Paces posts under the account quota, conflating telemetry when a batch would pass it. */
   pacer?: Pacer;
   /**
@@ -129,6 +132,8 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     metrics.add(METRIC.streamRecords, counts.valid, { topic, outcome: 'valid' });
     metrics.add(METRIC.streamRecords, counts.invalid, { topic, outcome: 'invalid' });
   }
+
+  const afterFanout = await deps.batchStep?.(decoded.records);
 
   const keysByRecord = new Map<StreamRecord, string[]>();
   const keys = new Set<string>();
@@ -243,6 +248,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     for (const item of ended) metrics.observe(METRIC.connectionDuration, Math.max(0, postTime - item.connectedAt) / 1000);
     metrics.add(METRIC.staleConnections, stale);
   }
+  await afterFanout?.();
   metrics.add(METRIC.messagesSent, posts);
   const durationMs = performance.now() - started;
   metrics.observe(METRIC.processingDuration, durationMs / 1000);
