@@ -46,6 +46,9 @@ import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
 import { fnv1a } from '../lambdas/core/hash';
 
+/** Posts to the in-process gateway time out after this long (see where the posters are built). */
+const LOCAL_POST_TIMEOUT_MS = 60_000;
+
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
   /** Dashboard, /metrics and /health. Default 8080. */
@@ -266,7 +269,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
+    // The gateway answers posts on this same event loop, so a long batch can hold an answer back
+    // past the poster's 5 s AWS timeout; a retry would then deliver twice. Locally only a stalled
+    // loop can be slow, so wait for it.
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency, timeoutMs: LOCAL_POST_TIMEOUT_MS });
     if (lean) stops.push(() => lean.destroy());
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
@@ -321,7 +327,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
+      const statusPoster = new SignedPoster(management, { maxSockets: 32, timeoutMs: LOCAL_POST_TIMEOUT_MS });
       stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {

@@ -92,6 +92,8 @@ export class DashboardModel {
   private cleared = false;
   /** Records applied since the model was made, for the rate shown in the header. */
   recordsApplied = 0;
+  /** Timestamps of each device's recent readings: the same reading twice (live, then in a snapshot) is one record. */
+  private readonly recentReadings = new Map<string, number[]>();
 
   constructor(options: ModelOptions = {}) {
     this.windowPoints = options.windowPoints ?? 120;
@@ -101,6 +103,7 @@ export class DashboardModel {
 
   /** Applies one device-data record. */
   applyDeviceData(record: DeviceRecord): void {
+    if (this.isRepeat(record)) return;
     this.recordsApplied++;
     let device = this.devices.get(record.deviceId);
     if (!device) {
@@ -139,6 +142,15 @@ export class DashboardModel {
       insertPoint(points, { x: record.timestamp, y: value }, this.windowPoints);
       this.changedMetrics.add(metric);
     }
+  }
+
+  private isRepeat(record: DeviceRecord): boolean {
+    let recent = this.recentReadings.get(record.deviceId);
+    if (!recent) this.recentReadings.set(record.deviceId, (recent = []));
+    if (recent.includes(record.timestamp)) return true;
+    recent.push(record.timestamp);
+    if (recent.length > this.windowPoints) recent.shift();
+    return false;
   }
 
   /**

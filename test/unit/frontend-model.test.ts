@@ -1,4 +1,5 @@
 import type { AlertRecord, DeviceRecord } from '../../lambdas/core/protocol';
+import { deviceRecord } from '../support/records';
 import { csvField, exportFileName, seriesToCsv, toCsv } from '../../frontend/src/csv';
 import { DashboardModel, insertPoint, matchesSearch, type Point } from '../../frontend/src/model';
 import { describeFilter, filterFromFields } from '../../frontend/src/panels';
@@ -49,6 +50,21 @@ describe('insertPoint (the window of the last N points)', () => {
 });
 
 describe('DashboardModel', () => {
+  test('a reading that comes again in a snapshot after a reconnect counts as one record', () => {
+    const model = new DashboardModel();
+    const first = deviceRecord('pump-001', { timestamp: 1000, metrics: { temperature: 70 } });
+    const second = deviceRecord('pump-001', { timestamp: 2000, metrics: { temperature: 71 } });
+    model.applyDeviceData(first);
+    model.applyDeviceData(second);
+    // The snapshot brings the latest reading already held, and a conflated older one.
+    model.applyDeviceData({ ...second });
+    model.applyDeviceData({ ...first });
+    expect(model.recordsApplied).toBe(2);
+    // Another device's reading at the same time is its own record.
+    model.applyDeviceData(deviceRecord('pump-002', { timestamp: 2000, metrics: { temperature: 60 } }));
+    expect(model.recordsApplied).toBe(3);
+  });
+
   test('series per metric and device, latest state per device, changes reported once', () => {
     const model = new DashboardModel({ windowPoints: 3 });
     for (let t = 1; t <= 5; t++) model.applyDeviceData(reading('pump-001', t, { temperature: 60 + t, pressure: 3 }));
