@@ -145,7 +145,7 @@ export async function runBatchCostBench(options: BatchCostOptions = {}): Promise
       const started = Date.now();
       const ids = Array.from({ length: Math.max(0, total - registered) }, (_, i) => `bench-cold-${registered + i}`);
       await mapLimit(ids, 32, async (connectionId) => {
-        await openConnection(sessions, connectionId);
+        await openConnection(sessions, connectionId, { sub: 'bench', sites: ['*'], roles: [] });
         const body = JSON.stringify({ action: 'subscribe', id: 's1', filter: coldFilter(random) });
         const { reply } = await handleClientMessage(sessions, connectionId, body);
         if (reply.type !== 'subscribed') throw new Error(`subscribe failed for ${connectionId}: ${JSON.stringify(reply)}`);

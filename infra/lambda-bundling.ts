@@ -12,6 +12,7 @@ export const HANDLER_NAMES = [
   'subscribe',
   'unsubscribe',
   'ping',
+  'ack',
   'default',
   'stream',
   'authorizer',

@@ -83,7 +83,8 @@ export function applyNagSuppressions(stack: IotDashboardStack): void {
     );
   }
   const apiLogicalId = Stack.of(stack).getLogicalId(stack.realtime.api.node.defaultChild as iam.CfnRole);
-  for (const fn of [stack.stream.handler, stack.ops.healthFunction]) {
+  const { subscribe, ack: ackRoute } = stack.realtime.routeFunctions;
+  for (const fn of [stack.stream.handler, stack.ops.healthFunction, subscribe!, ackRoute!]) {
     for (const method of ['POST', 'GET', 'DELETE']) {
       ack(
         fn.role,
@@ -91,6 +92,14 @@ export function applyNagSuppressions(stack: IotDashboardStack): void {
         'Connection ids are created at runtime; the grant is limited to this API, this stage and this one Management API method.',
       );
     }
+  }
+  const alertsId = Stack.of(stack).getLogicalId(stack.tables.alerts.node.defaultChild as iam.CfnRole);
+  for (const fn of [stack.stream.handler, subscribe!, ackRoute!]) {
+    ack(
+      fn.role,
+      `AwsSolutions-IAM5[Resource::<${alertsId}.Arn>/index/*]`,
+      "Added by the table's grant so its indexes can be queried: the alerts table has one, the sparse index of unresolved alerts.",
+    );
   }
   if (stack.stream.source.kind === 'self-managed' && stack.stream.source.vpc) {
     ack(

@@ -1,6 +1,9 @@
 /**
  * The dashboard's HTTP server on the local runtime: the built page and its assets, the
  * `config.json` the page reads, GET /metrics (Prometheus text) and GET /health (JSON).
+ *
+ * It answers only requests whose `Host` is a loopback name (configurable): a web page whose domain
+ * is rebound to 127.0.0.1 sends its own name, and so cannot read `config.json` and its token.
  */
 import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
@@ -9,6 +12,7 @@ import path from 'node:path';
 import { checkHealth, healthStatusCode, type HealthCheck } from '../lambdas/core/health';
 import { renderPrometheus } from '../lambdas/core/metrics';
 import { PROMETHEUS_CONTENT_TYPE } from '../lambdas/handlers/metrics';
+import { LOOPBACK_HOSTS, hostAllowed } from './gateway';
 import { errorMessage } from '../lambdas/core/errors';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -35,6 +39,8 @@ export interface DashboardServerOptions {
   /** Summed metric series for /metrics. */
   metrics: () => Promise<Map<string, number>>;
   health: Record<string, HealthCheck>;
+  /** Host names accepted in the `Host` header. Default the loopback names (see ./gateway.ts). */
+  allowedHosts?: readonly string[];
 }
 
 /** Starts the dashboard server. */
@@ -48,6 +54,9 @@ export async function createDashboardServer(options: DashboardServerOptions) {
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     try {
+      if (!hostAllowed(req.headers.host, options.allowedHosts ?? LOOPBACK_HOSTS)) {
+        return send(403, 'text/plain', 'Forbidden: unexpected Host\n');
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         return send(405, 'text/plain', 'Method Not Allowed\n', { allow: 'GET, HEAD' });
       }

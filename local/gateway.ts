@@ -6,6 +6,11 @@
  * with 1009), the 10-minute idle timeout and the 2-hour connection limit. Asked to, the Management
  * API behaves as over the network on AWS: each call answers after a round trip, and posts beyond
  * the account quota are refused with 429.
+ *
+ * Only this machine may use it: upgrades need a loopback `Host` and, when the browser sends one,
+ * a loopback `Origin` (so that no web page, not even through DNS rebinding, reads the stream), and
+ * the Management API answers loopback peers only, under a random path segment made at each start
+ * (as a stage name is), so that another local process cannot post to or close a connection.
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -47,6 +52,16 @@ export interface GatewayOptions {
   maxConnectionMs?: number;
   /** Largest message in either direction. Default 128 KB. */
   maxMessageBytes?: number;
+  /**
+   * A client that stops reading is cut off (its posts answered 410) once this many bytes wait to
+   * be sent to it. Default 2 MB.
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Host names accepted in the `Host` and `Origin` headers of an upgrade. Default the loopback
+   * names: `localhost`, `127.0.0.1`, `[::1]`.
+   */
+  allowedHosts?: readonly string[];
   /** Each Management API call answers after about this many ms (±50 %, uniform). Default 0. */
   postLatencyMs?: number;
   /**
@@ -74,6 +89,34 @@ interface Connection {
   queue: Promise<void>;
   idleTimer?: NodeJS.Timeout;
   maxTimer?: NodeJS.Timeout;
+}
+
+
+/** Loopback host names, as `URL.hostname` spells them. */
+export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]'];
+
+/** Whether a `Host` header (`name[:port]`) names one of `allowed`. */
+export function hostAllowed(host: string | undefined, allowed: readonly string[]): boolean {
+  if (!host) return false;
+  try {
+    return allowed.includes(new URL(`http://${host}`).hostname);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether an `Origin` header is absent (not a browser) or names one of `allowed`. */
+function originAllowed(origin: string | undefined, allowed: readonly string[]): boolean {
+  if (origin === undefined) return true;
+  try {
+    return allowed.includes(new URL(origin).hostname);
+  } catch {
+    return false;
+  }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '::1' || address?.startsWith('127.') === true || address?.startsWith('::ffff:127.') === true;
 }
 
 /** A connection id like API Gateway's: 16 characters of base64, ending in `=`. */
@@ -104,8 +147,11 @@ export class LocalGateway {
   private readonly connections = new Map<string, Connection>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly opts: Required<Omit<GatewayOptions, 'log'>> & { log: (line: string) => void };
+  private readonly routes: ReadonlyMap<string, RouteHandler>;
   private boundPort = 0;
   private readonly apiId = 'local';
+  /** The Management API's path segment, new at each start: only the runtime that made it knows it. */
+  private readonly managementSecret = randomBytes(18).toString('base64url');
   private quotaTokens = 0;
   private quotaAt = 0;
   /** Management API posts answered, and refused with 429. */
@@ -123,11 +169,15 @@ export class LocalGateway {
       idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_SECONDS * 1000,
       maxConnectionMs: options.maxConnectionMs ?? MAX_CONNECTION_SECONDS * 1000,
       maxMessageBytes: options.maxMessageBytes ?? LIMITS.maxMessageBytes,
+      maxBufferedBytes: options.maxBufferedBytes ?? 2 * 1024 * 1024,
+      allowedHosts: options.allowedHosts ?? LOOPBACK_HOSTS,
       postLatencyMs: options.postLatencyMs ?? 0,
       postQuota: options.postQuota ?? 0,
       log: options.log ?? (() => {}),
     };
     this.quotaTokens = this.opts.postQuota;
+    // A Map, so that an action named `constructor` or `__proto__` finds no route but $default.
+    this.routes = new Map(Object.entries(handlers.routes));
   }
 
   /** True when a post fits the quota now (and takes its token). */
@@ -147,9 +197,9 @@ export class LocalGateway {
     return `ws://${this.opts.urlHost}:${this.boundPort}`;
   }
 
-  /** The Management API endpoint (the stage's callback URL): http://host:port */
+  /** The Management API endpoint (the stage's callback URL): http://host:port/<per-start secret> */
   get managementUrl(): string {
-    return `http://${this.opts.urlHost}:${this.boundPort}`;
+    return `http://${this.opts.urlHost}:${this.boundPort}/${this.managementSecret}`;
   }
 
   get port(): number {
@@ -237,6 +287,14 @@ export class LocalGateway {
 
   private async onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {});
+    if (!hostAllowed(req.headers.host, this.opts.allowedHosts) || !originAllowed(req.headers.origin, this.opts.allowedHosts)) {
+      return rejectUpgrade(socket, 403, 'Forbidden');
+    }
+    // A client that leaves while the authorizer or $connect runs must still get its $disconnect:
+    // `ws` destroys a half-closed socket without calling back, so the close is watched here.
+    let opened = false;
+    let left = false;
+    socket.once('close', () => (left = true));
     const url = new URL(req.url ?? '/', 'http://localhost');
     const query = Object.fromEntries(url.searchParams.entries());
     const headers = flatHeaders(req);
@@ -274,12 +332,19 @@ export class LocalGateway {
       // An authorizer or $connect that throws: API Gateway answers 500 to the upgrade for both.
       return rejectUpgrade(socket, 500, 'Internal server error');
     }
-    if (!this.server || socket.destroyed) {
+    const undo = () => void this.track(this.invokeDisconnect(connectionId, connectedAt, authorizer, 1006, 'Client left during $connect'));
+    if (!this.server || left || socket.destroyed || !socket.readable || !socket.writable) {
       // The gateway stopped, or the client left, while $connect ran: undo it.
-      void this.track(this.invokeDisconnect(connectionId, connectedAt, authorizer, 1006, 'Client left during $connect'));
-      return;
+      socket.destroy();
+      return undo();
     }
-    wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, connectionId, connectedAt, req, authorizer));
+    socket.once('close', () => {
+      if (!opened) undo();
+    });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      opened = true;
+      this.onOpen(ws, connectionId, connectedAt, req, authorizer);
+    });
   }
 
   private onOpen(ws: WebSocket, id: string, connectedAt: number, req: IncomingMessage, authorizer?: Record<string, unknown>): void {
@@ -340,12 +405,12 @@ export class LocalGateway {
     if (!isBinary) {
       try {
         const action = (JSON.parse(body) as { action?: unknown })?.action;
-        if (typeof action === 'string' && action !== '$default' && action in this.handlers.routes) routeKey = action;
+        if (typeof action === 'string' && action !== '$default' && this.routes.has(action)) routeKey = action;
       } catch {
         // Not JSON: API Gateway's route selection falls back to $default.
       }
     }
-    const handler = this.handlers.routes[routeKey];
+    const handler = this.routes.get(routeKey) ?? this.handlers.routes.$default;
     const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
     // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
     // order the client sent its messages, which is what clients assume.
@@ -369,7 +434,11 @@ export class LocalGateway {
 
   private onHttp(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const match = /^(?:\/[^/]+)?\/@connections\/([^/]+)$/.exec(url.pathname);
+    const prefix = `/${this.managementSecret}/@connections/`;
+    const match =
+      isLoopback(req.socket.remoteAddress) && url.pathname.startsWith(prefix)
+        ? /^([^/]+)$/.exec(url.pathname.slice(prefix.length))
+        : null;
     const latency = this.opts.postLatencyMs;
     // `effect` happens when the call is answered: with latency, a post reaches its client then.
     const send = (status: number, body?: unknown, errorType?: string, effect?: () => void) => {
@@ -413,6 +482,12 @@ export class LocalGateway {
       }
       if (req.method === 'POST') {
         if (tooLarge) return send(413, { message: 'Message too long' }, 'PayloadTooLargeException');
+        if (connection.ws.bufferedAmount > this.opts.maxBufferedBytes) {
+          // A client that stopped reading: cut off, as API Gateway would, instead of buffering on.
+          this.opts.log(`connection ${id} cut off: ${connection.ws.bufferedAmount} bytes unread`);
+          connection.ws.terminate();
+          return send(410, { message: `Connection ${id} is gone` }, 'GoneException');
+        }
         const data = Buffer.concat(chunks);
         return send(200, undefined, undefined, () => {
           if (connection.ws.readyState === connection.ws.OPEN) connection.ws.send(data, { binary: false });

@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { MSKEvent } from 'aws-lambda';
 import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
+import { DynamoAlertStore } from '../lambdas/adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../lambdas/adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../lambdas/adapters/dynamo-subscriptions';
 import { dynamoCheck, managementApiCheck } from '../lambdas/adapters/health-checks';
@@ -19,8 +21,12 @@ import { SignedPoster } from '../lambdas/adapters/signed-poster';
 import { Pacer, PostBudget } from '../lambdas/core/pacing';
 import { createTokenVerifier, mintToken, type TokenVerifierOptions } from '../lambdas/core/auth';
 import type { HealthCheck } from '../lambdas/core/health';
-import type { Log } from '../lambdas/core/ports';
+import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
+import type { Log, Poster } from '../lambdas/core/ports';
+import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } from '../lambdas/core/stream-state';
 import { TOPICS } from '../lambdas/core/protocol';
+import { intEnv } from '../lambdas/config/config';
+import { ENV } from '../lambdas/config/env-names';
 import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
 import { broadcastStatus } from '../lambdas/core/status';
 import { createAuthorizerHandler, issuerKeys } from '../lambdas/handlers/authorizer';
@@ -40,6 +46,9 @@ import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
 import { fnv1a } from '../lambdas/core/hash';
 
+/** Posts to the in-process gateway time out after this long (see where the posters are built). */
+const LOCAL_POST_TIMEOUT_MS = 60_000;
+
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
   /** Dashboard, /metrics and /health. Default 8080. */
@@ -57,6 +66,11 @@ export interface LocalRuntimeOptions {
   dynalite?: DynaliteMode;
   /** Host name in the URLs handed out. Default localhost. */
   urlHost?: string;
+  /**
+   * Host names the dashboard server and the WebSocket upgrade accept in `Host` and `Origin`.
+   * Default the loopback names (see ./gateway.ts `LOOPBACK_HOSTS`).
+   */
+  allowedHosts?: readonly string[];
   /**
    * `dev`: connections need a token, HS256 with {@link jwtSecret} (`npm run token`; one is minted
    * at start, {@link LocalRuntime.token}) or, with {@link oidc}, an ID token of that issuer.
@@ -102,6 +116,12 @@ export interface LocalRuntimeOptions {
   sweepIntervalMs?: number;
   /** Interval of `system_status` frames. Default 5 s; 0 turns them off. */
   statusIntervalMs?: number;
+  /** An alert nobody resolved is resolved by expiry after this long. Default ALERT_RETENTION_SECONDS or 24 hours. */
+  alertRetentionMs?: number;
+  /** How often the stream step looks for expired alerts. Default 60 s. */
+  alertExpirySweepMs?: number;
+  /** Least time between two writes of one location's latest readings. Default LATEST_INTERVAL_MS or 5 s. */
+  latestIntervalMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -184,7 +204,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const streamIndex = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
     const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
-    const sessions = { connections, index };
+    const alerts = new DynamoAlertStore(doc, LOCAL_TABLES.alerts);
+    const latest = new DynamoLatestReadings(doc, LOCAL_TABLES.latest);
+    // Locally as on AWS, the environment may set both (ALERT_RETENTION_SECONDS, LATEST_INTERVAL_MS).
+    const retentionMs = options.alertRetentionMs ?? intEnv(ENV.alertRetentionSeconds, ALERT_STATE_DEFAULTS.retentionMs / 1000) * 1000;
+    // The Management API listens once the gateway has started; the route handlers are built before.
+    let routePoster: Poster | undefined;
+    const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
+    const alertState: AlertStateDeps = { alerts, index, connections, poster: lazyPoster, retentionMs, log };
+    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs } };
 
     const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
@@ -213,7 +241,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           };
     const verifier = createTokenVerifier(verifierOptions);
 
-    const messageHandler = createMessageHandler({ sessions, metrics: metricsStore, log });
+    const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log });
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
@@ -223,6 +251,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           subscribe: messageHandler,
           unsubscribe: messageHandler,
           ping: messageHandler,
+          ack: messageHandler,
           $default: messageHandler,
         },
       },
@@ -232,6 +261,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         urlHost,
         idleTimeoutMs: options.idleTimeoutMs,
         maxConnectionMs: options.maxConnectionMs,
+        allowedHosts: options.allowedHosts,
         postLatencyMs: options.postLatencyMs,
         postQuota: options.postQuota,
         log: options.log,
@@ -244,11 +274,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
+    // The gateway answers posts on this same event loop, so a long batch can hold an answer back
+    // past the poster's 5 s AWS timeout; a retry would then deliver twice. Locally only a stalled
+    // loop can be slow, so wait for it.
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency, timeoutMs: LOCAL_POST_TIMEOUT_MS });
     if (lean) stops.push(() => lean.destroy());
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
+    routePoster = new ManagementApiPoster(management);
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
@@ -258,6 +292,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       log,
       concurrency,
       pacer: baseline ? undefined : pacer,
+      batchStep: createStreamStateStep({
+        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
+        lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
+        log,
+      }),
       onReport: (report) => {
         totals.batches++;
         totals.records += report.records;
@@ -280,7 +319,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
 
     const sweepTimer = setInterval(() => {
-      Promise.all([sweepExpired(doc, [{ name: LOCAL_TABLES.connections, keys: ['connectionId'] }]), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
+      const tables = [
+        { name: LOCAL_TABLES.connections, keys: ['connectionId'] },
+        { name: LOCAL_TABLES.subscriptions, keys: ['pk', 'sk'] },
+        { name: LOCAL_TABLES.alerts, keys: ['alertId'] },
+      ];
+      Promise.all([sweepExpired(doc, tables), index.sweepExpired()]).catch((error) => log.warn('TTL sweep failed', { error: errorMessage(error) }));
     }, options.sweepIntervalMs ?? 60_000);
     sweepTimer.unref();
     stops.push(() => clearInterval(sweepTimer));
@@ -288,7 +332,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
+      const statusPoster = new SignedPoster(management, { maxSockets: 32, timeoutMs: LOCAL_POST_TIMEOUT_MS });
       stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {
@@ -350,6 +394,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           : { wsUrl: gateway.url, ...(token ? { token } : {}) },
       metrics: async () => metricsStore.read(),
       health: healthChecks,
+      allowedHosts: options.allowedHosts,
     });
     stops.push(() => dashboard.close());
 

@@ -65,6 +65,8 @@ interface SimMetric {
   drift: number;
   spikeLeft: number;
   level: AlertLevel | 'normal';
+  /** The alert of the current level, until a later record resolves it. */
+  openAlertId?: string;
 }
 
 /** One simulated device. */
@@ -162,31 +164,71 @@ export class DeviceSimulator {
       if (level === 'critical') worst = 'error';
       else if (level === 'warning' && worst === 'online') worst = 'warning';
       if (level !== metric.level) {
-        alerts.push(this.alert(device, metric, level, value, now));
+        // The alert of the old level ends first ("back to normal", or below it on the way down or
+        // up), so each metric has at most one open alert and the whole lifecycle can be watched.
+        if (metric.openAlertId !== undefined) {
+          alerts.push(this.resolution(device, metric, level, value, now, metric.openAlertId));
+          metric.openAlertId = undefined;
+        }
+        if (level !== 'normal') {
+          const alert = this.alert(device, metric, level, value, now);
+          alerts.push(alert);
+          metric.openAlertId = alert.alertId;
+        }
         metric.level = level;
       }
     }
     return { ...base, status: worst, metrics };
   }
 
-  private alert(device: SimDevice, metric: SimMetric, level: AlertLevel | 'normal', value: number, now: number): AlertRecord {
+  private alert(device: SimDevice, metric: SimMetric, level: AlertLevel, value: number, now: number): AlertRecord {
     const { model } = metric;
-    this.alertSeq++;
     const threshold = level === 'critical' ? model.critical : model.warning;
     return {
-      alertId: `a-${now.toString(36)}-${this.alertSeq.toString(36)}`,
+      alertId: this.nextAlertId(now),
       deviceId: device.deviceId,
       deviceType: device.deviceType,
       location: device.location,
-      level: level === 'normal' ? 'info' : level,
-      message:
-        level === 'normal'
-          ? `${metric.name} back to normal (${value} ${model.unit})`
-          : `${metric.name} above ${threshold} ${model.unit}`,
+      level,
+      message: `${metric.name} above ${threshold} ${model.unit}`,
       metric: metric.name,
       value,
       threshold,
       timestamp: now,
     };
+  }
+
+  /** The `info` record that ends the metric's open alert, as its level changes to `level`. */
+  private resolution(
+    device: SimDevice,
+    metric: SimMetric,
+    level: AlertLevel | 'normal',
+    value: number,
+    now: number,
+    resolves: string,
+  ): AlertRecord {
+    const { model } = metric;
+    const threshold = metric.level === 'critical' ? model.critical : model.warning;
+    return {
+      alertId: this.nextAlertId(now),
+      deviceId: device.deviceId,
+      deviceType: device.deviceType,
+      location: device.location,
+      level: 'info',
+      message:
+        level === 'normal'
+          ? `${metric.name} back to normal (${value} ${model.unit})`
+          : `${metric.name} no longer above ${threshold} ${model.unit} (now ${level})`,
+      metric: metric.name,
+      value,
+      threshold,
+      timestamp: now,
+      resolves,
+    };
+  }
+
+  private nextAlertId(now: number): string {
+    this.alertSeq++;
+    return `a-${now.toString(36)}-${this.alertSeq.toString(36)}`;
   }
 }

@@ -52,7 +52,9 @@ async function main(): Promise<void> {
   const aggregate = new AggregateChart(model);
   const status = new StatusChart(model);
   const devices = new DeviceList(model);
-  const alerts = new AlertPanel(model);
+  // The socket exists once config.json is read; an ack before that has nobody to go to.
+  let ackTo: ((alertId: string) => void) | undefined;
+  const alerts = new AlertPanel(model, (alertIds) => alertIds.forEach((alertId) => ackTo?.(alertId)));
   const charts = new Map<string, MetricChart>();
 
   byId('connection').append(indicator.root);
@@ -76,6 +78,7 @@ async function main(): Promise<void> {
   if (!session) return;
   const socket = new LiveSocket({ url: session.url, probe: session.probe });
   session.attach(socket);
+  ackTo = (alertId) => socket.ack(alertId);
 
   const editor = new SubscriptionEditor({
     subscribe: (filter) => socket.subscribe(filter),
@@ -165,7 +168,11 @@ async function main(): Promise<void> {
     schedule();
   });
   socket.on('alert', (frame) => {
-    model.applyAlert(frame.data, frame.cursor ?? frame.data.alertId);
+    model.applyAlert(frame.data, frame.state);
+    schedule();
+  });
+  socket.on('alert_state', (frame) => {
+    model.applyAlertState(frame.data);
     schedule();
   });
   socket.on('system_status', (frame) => indicator.showConnections(frame.data.connections));

@@ -4,7 +4,15 @@
  * list. Frames are applied as they arrive; views read it once per animation frame and ask what
  * changed since they last looked.
  */
-import type { AlertLevel, AlertRecord, DeviceRecord, DeviceStatus } from '../../lambdas/core/protocol';
+import type {
+  AlertLevel,
+  AlertRecord,
+  AlertStateData,
+  AlertStateInfo,
+  AlertStateName,
+  DeviceRecord,
+  DeviceStatus,
+} from '../../lambdas/core/protocol';
 
 /** One plotted point: epoch ms and value, Chart.js's internal format, so no parsing is needed. */
 export interface Point {
@@ -31,11 +39,15 @@ export interface Threshold {
 
 export interface AlertEntry {
   readonly alert: AlertRecord;
-  /** Unique key: the cursor when the record had one, else the alert id. */
+  /** Unique key: the alert id (the same alert arrives live and in snapshots). */
   readonly key: string;
   readonly receivedAt: number;
-  acknowledged: boolean;
+  /** The state the server keeps for every operator: open, acknowledged (by whom, when), resolved. */
+  state: AlertStateInfo;
 }
+
+/** States only move forward: a late or repeated frame never reopens an alert. */
+const STATE_RANK: Record<AlertStateName, number> = { open: 0, acknowledged: 1, resolved: 2 };
 
 /** Colour per status; also the exhaustive list of statuses, checked by the compiler. */
 export const STATUS_COLOURS: Record<DeviceStatus, string> = {
@@ -80,6 +92,8 @@ export class DashboardModel {
   private cleared = false;
   /** Records applied since the model was made, for the rate shown in the header. */
   recordsApplied = 0;
+  /** Timestamps of each device's recent readings: the same reading twice (live, then in a snapshot) is one record. */
+  private readonly recentReadings = new Map<string, number[]>();
 
   constructor(options: ModelOptions = {}) {
     this.windowPoints = options.windowPoints ?? 120;
@@ -89,6 +103,7 @@ export class DashboardModel {
 
   /** Applies one device-data record. */
   applyDeviceData(record: DeviceRecord): void {
+    if (this.isRepeat(record)) return;
     this.recordsApplied++;
     let device = this.devices.get(record.deviceId);
     if (!device) {
@@ -129,12 +144,33 @@ export class DashboardModel {
     }
   }
 
-  /** Applies one alert record; `key` is its cursor or id. Returns false for an alert already held. */
-  applyAlert(alert: AlertRecord, key: string = alert.alertId, receivedAt = Date.now()): boolean {
+  private isRepeat(record: DeviceRecord): boolean {
+    let recent = this.recentReadings.get(record.deviceId);
+    if (!recent) this.recentReadings.set(record.deviceId, (recent = []));
+    if (recent.includes(record.timestamp)) return true;
+    recent.push(record.timestamp);
+    if (recent.length > this.windowPoints) recent.shift();
+    return false;
+  }
+
+  /**
+   * Applies one alert record, with the state a snapshot gives it (else `open`). A "back to normal"
+   * record (`resolves`) is shown resolved, and resolves the alert it names. Returns false for an
+   * alert already held (its state is still brought forward).
+   */
+  applyAlert(alert: AlertRecord, state?: AlertStateInfo, receivedAt = Date.now()): boolean {
     this.recordsApplied++;
-    if (this.alertKeys.has(key)) return false;
+    const key = alert.alertId;
+    if (alert.resolves !== undefined) {
+      state ??= { state: 'resolved', by: alert.alertId, at: alert.timestamp };
+      this.applyAlertState({ alertId: alert.resolves, state: 'resolved', by: alert.alertId, at: alert.timestamp });
+    }
+    if (this.alertKeys.has(key)) {
+      if (state) this.applyAlertState({ alertId: key, ...state });
+      return false;
+    }
     this.alertKeys.add(key);
-    const entry: AlertEntry = { alert, key, receivedAt, acknowledged: false };
+    const entry: AlertEntry = { alert, key, receivedAt, state: state ?? { state: 'open', at: alert.timestamp } };
     // Newest first by the alert's own timestamp; arrivals are nearly in order, so scan from the front.
     let index = 0;
     while (index < this.alerts.length && this.alerts[index].alert.timestamp > alert.timestamp) index++;
@@ -153,27 +189,28 @@ export class DashboardModel {
         this.changedMetrics.add(alert.metric);
       }
     }
-    if (alert.level === 'critical') this.newCritical++;
+    if (alert.level === 'critical' && entry.state.state === 'open') this.newCritical++;
     this.alertsChanged = true;
     return true;
   }
 
-  acknowledge(key: string): void {
-    const entry = this.alerts.find((candidate) => candidate.key === key);
-    if (entry && !entry.acknowledged) {
-      entry.acknowledged = true;
-      this.alertsChanged = true;
-    }
-  }
-
-  acknowledgeAll(): void {
-    for (const entry of this.alerts) entry.acknowledged = true;
+  /** Applies an alert's state change, from another operator or the server; older states are ignored. */
+  applyAlertState(change: Pick<AlertStateData, 'alertId'> & AlertStateInfo): void {
+    const entry = this.alerts.find((candidate) => candidate.key === change.alertId);
+    if (!entry || STATE_RANK[change.state] <= STATE_RANK[entry.state.state]) return;
+    entry.state = { state: change.state, at: change.at, ...(change.by !== undefined ? { by: change.by } : {}) };
     this.alertsChanged = true;
   }
 
+  /** Ids of the alerts still open, e.g. for "acknowledge all". */
+  openAlertIds(): string[] {
+    return this.alerts.filter((entry) => entry.state.state === 'open').map((entry) => entry.key);
+  }
+
+  /** Critical alerts still open: what the banner counts and the alarm sounds for. */
   unacknowledgedCritical(): number {
     let count = 0;
-    for (const entry of this.alerts) if (entry.alert.level === 'critical' && !entry.acknowledged) count++;
+    for (const entry of this.alerts) if (entry.alert.level === 'critical' && entry.state.state === 'open') count++;
     return count;
   }
 
@@ -249,15 +286,19 @@ export class DashboardModel {
 
 /**
  * Inserts a point keeping x ascending (Chart.js is told the data is sorted) and the window at
- * most `limit` long. Mutates in place: Chart.js holds these very arrays as its datasets.
+ * most `limit` long. A point at an x already held is the same reading again (a snapshot after a
+ * reconnect repeats the latest one) and is skipped. Mutates in place: Chart.js holds these very
+ * arrays as its datasets.
  */
 export function insertPoint(points: Point[], point: Point, limit: number): void {
   const last = points[points.length - 1];
-  if (!last || point.x >= last.x) {
+  if (last && point.x === last.x) return;
+  if (!last || point.x > last.x) {
     points.push(point);
   } else {
     let index = points.length - 1;
     while (index > 0 && points[index - 1].x > point.x) index--;
+    if (index > 0 && points[index - 1].x === point.x) return;
     // Older than the whole full window: it would be evicted at once.
     if (index === 0 && points.length >= limit) return;
     points.splice(index, 0, point);

@@ -1,7 +1,7 @@
 /** The dashboard's DOM panels: device list, alert panel, subscription editor, connection indicator. */
-import type { AlertLevel, Filter, RecordType } from '../../lambdas/core/protocol';
+import type { AlertLevel, AlertStateName, Filter, RecordType } from '../../lambdas/core/protocol';
 import { clock, el, splitList } from './dom';
-import { ALERT_LEVELS, matchesSearch, type DashboardModel, type DeviceState } from './model';
+import { ALERT_LEVELS, matchesSearch, type AlertEntry, type DashboardModel, type DeviceState } from './model';
 import type { SubscriptionEntry } from './subscription-book';
 import type { ConnectionState } from './ws-client';
 
@@ -107,7 +107,18 @@ export class DeviceList {
   }
 }
 
-/** Alerts newest first, coloured by level, with acknowledge and a critical cue (visible; audible when enabled). */
+/** Which alerts the panel lists. */
+type AlertStateFilter = 'all' | AlertStateName;
+const ALERT_STATE_FILTERS: readonly AlertStateFilter[] = ['all', 'open', 'acknowledged', 'resolved'];
+
+/** Interval of the alarm tone while a critical alert is open and sound is on. */
+const ALARM_INTERVAL_MS = 2000;
+
+/**
+ * Alerts newest first, coloured by level, with their shared state (open, acknowledged by whom and
+ * when, resolved), a filter by state, acknowledge buttons that act for every operator, and an
+ * alarm that sounds (when enabled) only while a critical alert is still open.
+ */
 export class AlertPanel {
   readonly root: HTMLElement;
   private readonly list: HTMLOListElement;
@@ -115,46 +126,62 @@ export class AlertPanel {
   private readonly sound: HTMLInputElement;
   private readonly items = new Map<string, HTMLLIElement>();
   private audio: AudioContext | undefined;
-  private lastBeep = 0;
   private readonly maxShown = 100;
   private readonly empty = el('li', { class: 'empty' }, 'No alerts');
+  private stateFilter: AlertStateFilter = 'all';
 
-  constructor(private readonly model: DashboardModel) {
+  /** `ack` sends the acknowledgement to the server; the state comes back as an `alert_state` frame. */
+  constructor(
+    private readonly model: DashboardModel,
+    private readonly ack: (alertIds: string[]) => void,
+  ) {
     this.list = el('ol', { class: 'alert-list', 'data-testid': 'alert-list', 'aria-live': 'polite' });
     this.banner = el('div', { class: 'critical-banner', 'data-testid': 'critical-banner', role: 'alert', hidden: '' });
     this.sound = el('input', { type: 'checkbox', 'data-testid': 'sound-toggle' });
     this.sound.addEventListener('change', () => {
       // Browsers only let audio start from a user gesture: create the context now, while we have one.
       if (this.sound.checked) this.audio ??= new AudioContext();
+      this.updateAlarm();
     });
     const ackAll = el('button', { type: 'button', class: 'small', 'data-testid': 'alert-ack-all' }, 'Acknowledge all');
-    ackAll.addEventListener('click', () => {
-      this.model.acknowledgeAll();
+    ackAll.addEventListener('click', () => this.ack(this.model.openAlertIds()));
+    const filter = el(
+      'select',
+      { 'data-testid': 'alert-state-filter', 'aria-label': 'Show alerts' },
+      ...ALERT_STATE_FILTERS.map((value) => el('option', { value }, value === 'all' ? 'All alerts' : value[0].toUpperCase() + value.slice(1))),
+    );
+    filter.addEventListener('change', () => {
+      this.stateFilter = filter.value as AlertStateFilter;
       this.refresh(0);
     });
     this.list.addEventListener('click', (event) => {
       const button = (event.target as HTMLElement).closest<HTMLButtonElement>('button[data-key]');
       if (!button?.dataset.key) return;
-      this.model.acknowledge(button.dataset.key);
-      this.refresh(0);
+      button.disabled = true;
+      this.ack([button.dataset.key]);
     });
     this.root = el(
       'section',
-      { class: 'card alert-panel', 'data-testid': 'alert-panel' },
+      { class: 'card alert-panel', 'data-testid': 'alert-panel', 'data-alarm': 'off' },
       el(
         'header',
         { class: 'card-header' },
         el('h2', {}, 'Alerts'),
-        el('div', { class: 'card-tools' }, el('label', { class: 'toggle' }, this.sound, 'Sound'), ackAll),
+        el('div', { class: 'card-tools' }, filter, el('label', { class: 'toggle' }, this.sound, 'Sound'), ackAll),
       ),
       this.banner,
       this.list,
     );
+    setInterval(() => {
+      if (this.root.dataset.alarm === 'on') this.beep();
+    }, ALARM_INTERVAL_MS);
   }
 
-  /** Re-renders the list; `newCritical` critical alerts arrived since the last call. */
+  /** Re-renders the list; `newCritical` open critical alerts arrived since the last call. */
   refresh(newCritical: number): void {
-    const shown = this.model.alerts.slice(0, this.maxShown);
+    const shown = this.model.alerts
+      .filter((entry) => this.stateFilter === 'all' || entry.state.state === this.stateFilter)
+      .slice(0, this.maxShown);
     const keep = new Set(shown.map((entry) => entry.key));
     for (const [key, item] of this.items) {
       if (!keep.has(key)) {
@@ -169,22 +196,20 @@ export class AlertPanel {
         const detail = alert.metric !== undefined ? `${alert.metric} ${alert.value ?? ''}${alert.threshold !== undefined ? ` (threshold ${alert.threshold})` : ''}` : '';
         item = el(
           'li',
-          { class: `alert level-${alert.level}`, 'data-testid': 'alert-item', 'data-level': alert.level, 'data-device-id': alert.deviceId },
+          { class: `alert level-${alert.level}`, 'data-testid': 'alert-item', 'data-level': alert.level, 'data-device-id': alert.deviceId, 'data-alert-id': alert.alertId },
           el('span', { class: 'alert-level' }, alert.level),
           el(
             'div',
             { class: 'alert-body' },
             el('strong', {}, alert.message),
             el('small', {}, `${alert.deviceId} · ${alert.location} · ${clock(alert.timestamp)}${detail ? ` · ${detail}` : ''}`),
+            el('small', { class: 'alert-state', 'data-testid': 'alert-state' }),
           ),
           el('button', { type: 'button', class: 'small', 'data-testid': 'alert-ack', 'data-key': entry.key }, 'Ack'),
         );
         this.items.set(entry.key, item);
       }
-      if (entry.acknowledged && !item.classList.contains('acknowledged')) {
-        item.classList.add('acknowledged');
-        item.querySelector('button')?.replaceWith(el('span', { class: 'acked' }, '✓ ack'));
-      }
+      this.renderState(item, entry);
       return item;
     });
     // Move only what is out of place (usually just the new alerts at the top): re-inserting the
@@ -202,19 +227,41 @@ export class AlertPanel {
     setText(this.banner, `${critical} unacknowledged critical alert${critical === 1 ? '' : 's'}`);
     const title = critical ? `(${critical}) IoT live dashboard` : 'IoT live dashboard';
     if (document.title !== title) document.title = title;
-    if (newCritical > 0) {
+    if (newCritical > 0 && critical > 0) {
       this.banner.classList.remove('flash');
       // Restart the flash animation: reading offsetWidth forces a style flush between the class changes.
       void this.banner.offsetWidth;
       this.banner.classList.add('flash');
       this.beep();
     }
+    this.updateAlarm();
+  }
+
+  /** Shows an alert's state: who acknowledged it and when, or when it was resolved. */
+  private renderState(item: HTMLLIElement, entry: AlertEntry): void {
+    const { state } = entry;
+    const text =
+      state.state === 'open'
+        ? 'open'
+        : state.state === 'acknowledged'
+          ? `acknowledged by ${state.by ?? 'someone'} at ${clock(state.at)}`
+          : `resolved at ${clock(state.at)}${state.by === 'expiry' ? ' (expired)' : ''}`;
+    if (item.dataset.state === state.state && item.querySelector('.alert-state')?.textContent === text) return;
+    item.dataset.state = state.state;
+    item.classList.toggle('acknowledged', state.state !== 'open');
+    setText(item.querySelector<HTMLElement>('.alert-state')!, text);
+    const button = item.querySelector('button');
+    if (state.state !== 'open') button?.replaceWith(el('span', { class: 'acked' }, state.state === 'resolved' ? '✓ resolved' : '✓ ack'));
+  }
+
+  /** The alarm sounds only while sound is on and a critical alert is still open. */
+  private updateAlarm(): void {
+    const on = this.sound.checked && this.model.unacknowledgedCritical() > 0;
+    this.root.dataset.alarm = on ? 'on' : 'off';
   }
 
   private beep(): void {
-    const now = Date.now();
-    if (!this.sound.checked || !this.audio || now - this.lastBeep < 2000) return;
-    this.lastBeep = now;
+    if (!this.sound.checked || !this.audio) return;
     const ctx = this.audio;
     const oscillator = ctx.createOscillator();
     const gain = ctx.createGain();

@@ -12,17 +12,21 @@
  * - with a URL function, every open, reopen and renewal asks for the URL (a fresh token) first,
  *   and a handshake the server refuses (told apart by `probe`) stops the retries.
  */
-import type {
-  AlertFrame,
-  ClientFrame,
-  DeviceDataFrame,
-  ErrorFrame,
-  Filter,
-  PongFrame,
-  ServerFrame,
-  SubscribedFrame,
-  SystemStatusFrame,
-  UnsubscribedFrame,
+import {
+  parseServerFrame,
+  type AckedFrame,
+  type AlertFrame,
+  type AlertStateFrame,
+  type ClientFrame,
+  type DeviceDataFrame,
+  type ErrorFrame,
+  type Filter,
+  type PongFrame,
+  type ServerFrame,
+  type SnapshotFrame,
+  type SubscribedFrame,
+  type SystemStatusFrame,
+  type UnsubscribedFrame,
 } from '../../lambdas/core/protocol';
 import { backoffDelay, type BackoffOptions } from '../../lambdas/core/backoff';
 import { CursorWindow } from './cursor-window';
@@ -55,8 +59,15 @@ export interface LiveSocketEvents {
   error: { readonly message: string; readonly frame?: ErrorFrame };
   /** Every frame after `batch` unpacking and duplicate removal. */
   message: ServerFrame;
+  /** A reading, live or from a snapshot. */
   device_data: DeviceDataFrame;
+  /** An alert, live or from a snapshot (then with its `state`). */
   alert: AlertFrame;
+  /** An alert's state changed (another operator acknowledged it, or it was resolved). */
+  alert_state: AlertStateFrame;
+  /** A subscription's snapshot frame; its records are also emitted one by one as `device_data` and `alert`. */
+  snapshot: SnapshotFrame;
+  acked: AckedFrame;
   system_status: SystemStatusFrame;
   subscribed: SubscribedFrame;
   unsubscribed: UnsubscribedFrame;
@@ -251,6 +262,11 @@ export class LiveSocket {
   }
 
   /** Sends a `ping` now; the heartbeat does this on its own. */
+  /** Acknowledges an alert for every operator; the change comes back as `alert_state`. */
+  ack(alertId: string): void {
+    this.sendTo(this.socket, { action: 'ack', alertId });
+  }
+
   ping(): void {
     this.sendTo(this.socket, { action: 'ping' });
     this.armPongDeadline();
@@ -385,18 +401,14 @@ export class LiveSocket {
     }
     let frame: ServerFrame;
     try {
-      frame = JSON.parse(data) as ServerFrame;
-    } catch {
-      this.emit('error', { message: 'frame is not JSON' });
-      return;
-    }
-    if (typeof frame !== 'object' || frame === null || typeof frame.type !== 'string') {
-      this.emit('error', { message: 'frame has no "type"' });
+      frame = parseServerFrame(data);
+    } catch (error) {
+      this.emit('error', { message: error instanceof SyntaxError ? 'frame is not JSON' : (error as Error).message });
       return;
     }
     this.stats.framesReceived++;
     if (frame.type === 'batch') {
-      if (Array.isArray(frame.messages)) for (const inner of frame.messages) this.dispatch(socket, inner);
+      for (const inner of frame.messages) this.dispatch(socket, inner);
     } else {
       this.dispatch(socket, frame);
     }
@@ -418,6 +430,19 @@ export class LiveSocket {
       case 'system_status':
         this.emit('message', frame);
         this.emit('system_status', frame);
+        return;
+      case 'alert_state':
+        this.emit('message', frame);
+        this.emit('alert_state', frame);
+        return;
+      case 'acked':
+        this.emit('message', frame);
+        this.emit('acked', frame);
+        return;
+      case 'snapshot':
+        this.emit('message', frame);
+        this.emit('snapshot', frame);
+        for (const inner of frame.messages) this.dispatch(socket, inner);
         return;
       case 'subscribed':
         this.book.confirm(frame.id, frame.filter);
@@ -443,11 +468,8 @@ export class LiveSocket {
         this.emit('error', { message: `${frame.code}: ${frame.message}`, frame });
         return;
       case 'batch':
-        // A batch inside a batch is not in the protocol; unpack it anyway rather than lose records.
-        for (const inner of frame.messages ?? []) this.dispatch(socket, inner);
+        // Not reached: the schema allows no batch inside a batch.
         return;
-      default:
-        this.emit('error', { message: `unknown frame type "${String((frame as { type: unknown }).type)}"` });
     }
   }
 

@@ -1,7 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { CONNECTIONS_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../../lambdas/config/tables';
+import { ALERTS_TABLE, CONNECTIONS_TABLE, LATEST_TABLE, METRICS_TABLE, SUBSCRIPTIONS_TABLE } from '../../lambdas/config/tables';
 
 /** Properties of {@link DataTables}. */
 export interface DataTablesProps {
@@ -14,17 +14,21 @@ export interface DataTablesProps {
 }
 
 /**
- * The three DynamoDB tables, on demand, with point-in-time recovery and server-side encryption.
+ * The DynamoDB tables, on demand, with point-in-time recovery and server-side encryption.
  * Key schemas and TTL attributes come from lambdas/config/tables.ts, which the Lambdas and the
  * local runtime use as well.
  */
 export class DataTables extends Construct {
   /** Connections: keys and TTL in {@link CONNECTIONS_TABLE}. */
   public readonly connections: dynamodb.TableV2;
-  /** Subscription index buckets: keys in {@link SUBSCRIPTIONS_TABLE}; no table TTL. */
+  /** Subscription index buckets: keys and TTL (of a whole bucket) in {@link SUBSCRIPTIONS_TABLE}. */
   public readonly subscriptions: dynamodb.TableV2;
   /** Aggregated metrics and the status gate: keys in {@link METRICS_TABLE}. */
   public readonly metrics: dynamodb.TableV2;
+  /** Alerts and their state: see {@link ALERTS_TABLE}. */
+  public readonly alerts: dynamodb.TableV2;
+  /** Latest reading of each device, one item per location: see {@link LATEST_TABLE}. */
+  public readonly latest: dynamodb.TableV2;
 
   constructor(scope: Construct, id: string, props: DataTablesProps = {}) {
     super(scope, id);
@@ -44,11 +48,28 @@ export class DataTables extends Construct {
       ...common,
       partitionKey: str(SUBSCRIPTIONS_TABLE.partitionKey),
       sortKey: str(SUBSCRIPTIONS_TABLE.sortKey),
+      timeToLiveAttribute: SUBSCRIPTIONS_TABLE.ttlAttribute,
     });
     this.metrics = new dynamodb.TableV2(this, 'Metrics', {
       ...common,
       partitionKey: str(METRICS_TABLE.partitionKey),
       sortKey: str(METRICS_TABLE.sortKey),
+    });
+    this.alerts = new dynamodb.TableV2(this, 'Alerts', {
+      ...common,
+      partitionKey: str(ALERTS_TABLE.partitionKey),
+      timeToLiveAttribute: ALERTS_TABLE.ttlAttribute,
+      globalSecondaryIndexes: [
+        {
+          indexName: ALERTS_TABLE.unresolvedIndex.name,
+          partitionKey: str(ALERTS_TABLE.unresolvedIndex.partitionKey),
+          sortKey: { name: ALERTS_TABLE.unresolvedIndex.sortKey, type: dynamodb.AttributeType.NUMBER },
+        },
+      ],
+    });
+    this.latest = new dynamodb.TableV2(this, 'Latest', {
+      ...common,
+      partitionKey: str(LATEST_TABLE.partitionKey),
     });
   }
 }

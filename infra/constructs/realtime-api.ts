@@ -109,12 +109,26 @@ export class RealtimeApi extends Construct {
         .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['UpdateItem'])
         .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     }
-    const ping = fn('ping', 'WebSocket ping route: answers pong').linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
-    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame').linkTable(
-      ENV.metricsTable,
-      tables.metrics,
-      ['UpdateItem'],
-    );
+    // The snapshot after `subscribed` reads the latest readings (the directory of locations, then
+    // BatchGetItem) and queries the index of unresolved alerts.
+    subscribe
+      .linkTable(ENV.latestTable, tables.latest, ['GetItem', 'BatchGetItem'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['Query']);
+    // ack reads the connection and the alert, updates the alert's state, and looks up who to tell;
+    // like every route it takes from the connection's rate-limit bucket (a conditional UpdateItem).
+    const ack = fn('ack', 'WebSocket ack route: acknowledges an alert and tells every operator who sees it')
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['BatchGetItem'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
+    // ping and $default use the connections table only for the per-connection rate limit: a
+    // conditional UpdateItem per message, and a GetItem when it refuses.
+    const ping = fn('ping', 'WebSocket ping route: answers pong')
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
+    const fallback = fn('default', 'WebSocket $default route: answers unknown actions with an error frame')
+      .linkTable(ENV.connectionsTable, tables.connections, ['GetItem', 'UpdateItem'])
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
     this.routeFunctions = {
       $connect: connect,
       $disconnect: disconnect,
@@ -122,6 +136,7 @@ export class RealtimeApi extends Construct {
       subscribe,
       unsubscribe,
       ping,
+      ack,
     };
 
     const integration = (name: string, f: ServiceFunction) => new WebSocketLambdaIntegration(`${name}Integration`, f.function);
@@ -141,6 +156,7 @@ export class RealtimeApi extends Construct {
     this.api.addRoute('subscribe', { integration: integration('Subscribe', subscribe), returnResponse: true });
     this.api.addRoute('unsubscribe', { integration: integration('Unsubscribe', unsubscribe), returnResponse: true });
     this.api.addRoute('ping', { integration: integration('Ping', ping), returnResponse: true });
+    this.api.addRoute('ack', { integration: integration('Ack', ack), returnResponse: true });
 
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: defaults.logRetention,
@@ -170,6 +186,12 @@ export class RealtimeApi extends Construct {
         ),
       },
     });
+
+    // subscribe posts `subscribed` and the snapshot after it; ack posts `alert_state` frames.
+    for (const f of [subscribe, ack]) {
+      f.setEnv(ENV.callbackUrl, this.stage.callbackUrl);
+      this.grantManageConnections(f, ['POST']);
+    }
 
     if (props.createAccountLogsRole ?? false) {
       // WebSocket (unlike HTTP) APIs write access logs through this account-wide role.

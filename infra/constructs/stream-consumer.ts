@@ -103,9 +103,14 @@ export class StreamConsumer extends Construct {
     })
       // Deletes a connection found gone; reads index buckets and removes entries from them; adds
       // its metrics, claims the status slot (conditional update) and reads the totals for it.
-      .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem'])
+      // Alert state: reads a recipient connection's sites, stores alerts (conditional put),
+      // changes their state and queries the unresolved ones for expiry; latest readings are
+      // created once per location, then updated.
+      .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem', 'GetItem'])
       .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['BatchGetItem', 'UpdateItem'])
-      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem', 'Query']);
+      .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem', 'Query'])
+      .linkTable(ENV.alertsTable, tables.alerts, ['PutItem', 'UpdateItem', 'Query'])
+      .linkTable(ENV.latestTable, tables.latest, ['PutItem', 'UpdateItem']);
     // POST pushes frames; nothing here closes connections.
     props.realtimeApi.grantManageConnections(this.handler, ['POST']);
 

@@ -3,14 +3,20 @@
  *
  * Every index key (`d#pump-017`, `l#plant-a/line-2`, `*`, ...) owns one bucket item, or a few
  * shards of it for keys that many connections share, and each subscription stored under the key
- * is one attribute of its bucket: `c:<connectionId>#<subscriptionId>` holding the normalised filter
- * and its expiry. A batch's lookup is then one BatchGetItem per 100 buckets instead of one Query
+ * is one attribute of its bucket: `c:<connectionId>#<subscriptionId>` holding the filter in the
+ * bounded form of {@link compactFilter} (at most about 2 KB plus the connection's sites, however
+ * large the filter) and its expiry. A batch's lookup is then one BatchGetItem per 100 buckets instead of one Query
  * per key: for a batch from 1,000 devices, 10 requests instead of 1,000. Cost still grows with the
  * distinct keys of a batch and the subscriptions stored under them, never with the connections.
  *
- * Capacity: an item holds 400 KB, about 1,500 subscriptions of typical size. Device keys have one
- * bucket (1,500 subscribers of one device); broad keys (location, type, level, kind, `*`) have
- * {@link BROAD_SHARDS} shards, spread by connection id; the status key has {@link STATUS_SHARDS}.
+ * Capacity: an item holds 400 KB, about 2,000 subscriptions of typical size. Device keys have one
+ * bucket; broad keys (location, type, level, kind, `*`) have {@link BROAD_SHARDS} shards, spread by
+ * connection id; the status key has {@link STATUS_SHARDS}. A full bucket spills into overflow items
+ * (`<shard>.1`, `<shard>.2`, ...) whose count the bucket keeps in `o`, so that no subscriber can
+ * fill a key for the others; lookups read overflow items only for buckets that have them.
+ *
+ * Every write sets the bucket's `expiresAt` (the table's TTL attribute) to the latest expiry any
+ * entry written now can have, so a bucket whose connections are all gone is deleted by TTL.
  */
 import {
   BatchGetCommand,
@@ -21,11 +27,11 @@ import {
 import { backoffDelay } from '../core/backoff';
 import { mapWithConcurrency, sleep } from '../core/concurrency';
 import type { SubscriptionEntry } from '../core/fanout';
-import { INDEX_PREFIX } from '../core/filter';
+import { INDEX_PREFIX, compactFilter, type IndexedFilter } from '../core/filter';
 import { fnv1a } from '../core/hash';
 import type { SubscriptionIndex } from '../core/ports';
-import type { NormalisedFilter } from '../core/protocol';
 import { STATUS_INDEX_KEY } from '../core/status';
+import { MAX_CONNECTION_SECONDS } from '../config/tables';
 
 /** Shards of a key many connections may share. */
 export const BROAD_SHARDS = 16;
@@ -36,11 +42,43 @@ const BATCH_GET_MAX = 100;
 /** Prefix of entry attributes, apart from the key attributes `pk` and `sk`. */
 const ENTRY_PREFIX = 'c:';
 
+/** Overflow items one bucket may spill into (`o` is two digits, so its size never changes). */
+const MAX_OVERFLOW = 99;
+/** A bucket written now outlives every entry written now: API Gateway's limit plus a margin. */
+const BUCKET_TTL_SECONDS = MAX_CONNECTION_SECONDS + 30 * 60;
+
 interface StoredEntry {
-  /** The normalised filter. */
-  f: NormalisedFilter;
+  /** The filter's non-empty fields, as {@link compactFilter} bounds it. */
+  f: Partial<IndexedFilter>;
   /** Expiry, epoch seconds: past it the entry is ignored and removed. */
   x: number;
+}
+
+function storedFilter(filter: IndexedFilter): Partial<IndexedFilter> {
+  return Object.fromEntries(Object.entries(filter).filter(([, value]) => !Array.isArray(value) || value.length > 0));
+}
+
+function filterOf(stored: Partial<IndexedFilter>): IndexedFilter {
+  const filter: IndexedFilter = {
+    types: stored.types ?? [],
+    deviceIds: stored.deviceIds ?? [],
+    deviceTypes: stored.deviceTypes ?? [],
+    locations: stored.locations ?? [],
+    alertLevels: stored.alertLevels ?? [],
+    // An entry without sites (written before sites existed) matches nothing.
+    sites: stored.sites ?? [],
+  };
+  if (stored.hashed) filter.hashed = true;
+  return filter;
+}
+
+/** Whether DynamoDB refused an update because the item would pass 400 KB. */
+function isItemTooLarge(error: unknown): boolean {
+  return error instanceof Error && /item size/i.test(error.message);
+}
+
+function overflowDigits(k: number): string {
+  return String(k).padStart(2, '0');
 }
 
 /** Number of shards of an index key. */
@@ -94,7 +132,7 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
   }
 
   async put(entries: readonly SubscriptionEntry[], expiresAt: number): Promise<void> {
-    await this.update(entries, (entry) => ({ f: entry.filter, x: expiresAt }) satisfies StoredEntry);
+    await this.update(entries, (entry) => ({ f: storedFilter(compactFilter(entry.filter, entry.indexKey)), x: expiresAt }));
   }
 
   async remove(entries: readonly Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[]): Promise<void> {
@@ -106,11 +144,41 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
     for (const pk of new Set(keys)) {
       for (let shard = 0; shard < shardsOf(pk); shard++) buckets.push({ pk, sk: String(shard) });
     }
-    const chunks: Bucket[][] = [];
-    for (let i = 0; i < buckets.length; i += BATCH_GET_MAX) chunks.push(buckets.slice(i, i + BATCH_GET_MAX));
     const nowSeconds = this.now() / 1000;
     const result = new Map<string, SubscriptionEntry[]>();
     const expired: Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[] = [];
+    const overflow: Bucket[] = [];
+    const read = (item: Record<string, unknown>) => {
+      const indexKey = item.pk as string;
+      for (const [name, value] of Object.entries(item)) {
+        const id = parseAttribute(name);
+        if (!id) continue;
+        const stored = value as StoredEntry;
+        // An entry past its expiry belongs to a connection API Gateway has dropped.
+        if (stored.x < nowSeconds) {
+          expired.push({ indexKey, ...id });
+          continue;
+        }
+        let list = result.get(indexKey);
+        if (!list) result.set(indexKey, (list = []));
+        list.push({ indexKey, ...id, filter: filterOf(stored.f) });
+      }
+    };
+    for (const item of await this.getItems(buckets)) {
+      read(item);
+      const spilled = Number(item.o ?? 0);
+      for (let k = 1; k <= spilled; k++) overflow.push({ pk: item.pk as string, sk: `${item.sk as string}.${k}` });
+    }
+    if (overflow.length) for (const item of await this.getItems(overflow)) read(item);
+    if (expired.length) await this.remove(expired);
+    return result;
+  }
+
+  /** Reads items with BatchGetItem, 100 keys a request, retrying unprocessed keys. */
+  private async getItems(buckets: readonly Bucket[]): Promise<Record<string, unknown>[]> {
+    const chunks: Bucket[][] = [];
+    for (let i = 0; i < buckets.length; i += BATCH_GET_MAX) chunks.push(buckets.slice(i, i + BATCH_GET_MAX));
+    const items: Record<string, unknown>[] = [];
     await mapWithConcurrency(chunks, this.concurrency, async (chunk) => {
       let pending: Record<string, unknown>[] = chunk;
       for (let attempt = 0; pending.length; attempt++) {
@@ -118,27 +186,11 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
         if (attempt > 8) throw new Error(`BatchGetItem left ${pending.length} keys unprocessed after retries`);
         this.calls++;
         const out = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }));
-        for (const item of out.Responses?.[this.tableName] ?? []) {
-          const indexKey = item.pk as string;
-          for (const [name, value] of Object.entries(item)) {
-            const id = parseAttribute(name);
-            if (!id) continue;
-            const stored = value as StoredEntry;
-            // An entry past its expiry belongs to a connection API Gateway has dropped.
-            if (stored.x < nowSeconds) {
-              expired.push({ indexKey, ...id });
-              continue;
-            }
-            let list = result.get(indexKey);
-            if (!list) result.set(indexKey, (list = []));
-            list.push({ indexKey, ...id, filter: stored.f });
-          }
-        }
+        items.push(...(out.Responses?.[this.tableName] ?? []));
         pending = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, unknown>[];
       }
     });
-    if (expired.length) await this.remove(expired);
-    return result;
+    return items;
   }
 
   /**
@@ -164,7 +216,10 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
     return expired.length;
   }
 
-  /** Sets (or, with no value, removes) entries, one UpdateItem per bucket touched. */
+  /**
+   * Sets (or, with no value, removes) entries, one UpdateItem per bucket touched; a bucket that is
+   * full spills into its overflow items, and a removal also clears the overflow items the bucket has.
+   */
   private async update(
     entries: readonly Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[],
     valueOf: ((entry: SubscriptionEntry) => StoredEntry) | undefined,
@@ -177,9 +232,10 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
       if (!group) byBucket.set(id, (group = { bucket, entries: [] }));
       group.entries.push(entry);
     }
+    const bucketExpiry = Math.ceil(this.now() / 1000) + BUCKET_TTL_SECONDS;
     await mapWithConcurrency([...byBucket.values()], this.concurrency, async ({ bucket, entries: group }) => {
       const names: Record<string, string> = {};
-      const values: Record<string, StoredEntry> = {};
+      const values: Record<string, unknown> = {};
       const parts: string[] = [];
       group.forEach((entry, i) => {
         names[`#e${i}`] = attributeOf(entry);
@@ -190,16 +246,65 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
           parts.push(`#e${i}`);
         }
       });
-      this.calls++;
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: bucket,
-          UpdateExpression: `${valueOf ? 'SET' : 'REMOVE'} ${parts.join(', ')}`,
-          ExpressionAttributeNames: names,
-          ...(valueOf ? { ExpressionAttributeValues: values } : {}),
-        }),
-      );
+      const entriesExpression = `${valueOf ? 'SET' : 'REMOVE'} ${parts.join(', ')}`;
+      const send = (key: Bucket, expression: string, extra: Record<string, unknown> = {}, returnOverflow = false, withEntries = true) => {
+        this.calls++;
+        const allValues = { ...(withEntries ? values : {}), ...extra };
+        return this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression: expression,
+            ExpressionAttributeNames: { ...(withEntries ? names : {}), ...(returnOverflow ? { '#o': 'o' } : {}) },
+            ...(Object.keys(allValues).length ? { ExpressionAttributeValues: allValues } : {}),
+            ...(returnOverflow ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
+          }),
+        );
+      };
+      // Every write to a bucket keeps `o` present at a fixed size and pushes its TTL out.
+      const base = 'expiresAt = :bx, #o = if_not_exists(#o, :none)';
+      const baseValues = { ':bx': bucketExpiry, ':none': overflowDigits(0) };
+      const overflowOf = (out: { Attributes?: Record<string, unknown> }) => Number(out.Attributes?.o ?? 0);
+      if (!valueOf) {
+        const out = await send(bucket, `${entriesExpression} SET ${base}`, baseValues, true);
+        for (let k = 1; k <= overflowOf(out); k++) await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, entriesExpression);
+        return;
+      }
+      try {
+        await send(bucket, `${entriesExpression}, ${base}`, baseValues, true);
+        return;
+      } catch (error) {
+        if (!isItemTooLarge(error)) throw error;
+      }
+      const touched = await send(bucket, `SET ${base}`, baseValues, true, false);
+      const spilled = overflowOf(touched);
+      for (let k = Math.max(1, spilled); k <= MAX_OVERFLOW; k++) {
+        if (k > spilled) {
+          // Announced before it is written, so a lookup never misses an entry in it.
+          this.calls++;
+          await this.doc
+            .send(
+              new UpdateCommand({
+                TableName: this.tableName,
+                Key: bucket,
+                UpdateExpression: 'SET #o = :k',
+                ConditionExpression: '#o < :k',
+                ExpressionAttributeNames: { '#o': 'o' },
+                ExpressionAttributeValues: { ':k': overflowDigits(k) },
+              }),
+            )
+            .catch((error: unknown) => {
+              if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+            });
+        }
+        try {
+          await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, `${entriesExpression}, expiresAt = :bx`, { ':bx': bucketExpiry });
+          return;
+        } catch (error) {
+          if (!isItemTooLarge(error)) throw error;
+        }
+      }
+      throw new Error(`index key ${bucket.pk} is full: ${MAX_OVERFLOW} overflow items`);
     });
   }
 }

@@ -6,6 +6,8 @@ const HINTS: Partial<Record<EnvName, string>> = {
   [ENV.connectionsTable]: 'the name of the connections table (the CDK stack sets it; `npm start` sets it locally)',
   [ENV.subscriptionsTable]: 'the name of the subscription index table',
   [ENV.metricsTable]: 'the name of the metrics table',
+  [ENV.alertsTable]: 'the name of the alerts table',
+  [ENV.latestTable]: 'the name of the latest readings table',
   [ENV.jwtIssuer]: 'the OpenID Connect issuer URL, e.g. https://cognito-idp.{region}.amazonaws.com/{userPoolId}',
   [ENV.jwtAudience]: "the dashboard's OpenID Connect client id",
   [ENV.callbackUrl]: "the WebSocket stage's callback URL, https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",

@@ -9,6 +9,14 @@ export const ENV = {
   subscriptionsTable: 'SUBSCRIPTIONS_TABLE',
   /** DynamoDB table of aggregated metrics. */
   metricsTable: 'METRICS_TABLE',
+  /** DynamoDB table of alerts and their state. */
+  alertsTable: 'ALERTS_TABLE',
+  /** DynamoDB table of the latest reading of each device, one item per location. */
+  latestTable: 'LATEST_TABLE',
+  /** Seconds after which an alert nobody resolved is resolved by expiry. Default 86400 (24 h). */
+  alertRetentionSeconds: 'ALERT_RETENTION_SECONDS',
+  /** Milliseconds between two writes of one location's latest readings by one stream container. Default 5000. */
+  latestIntervalMs: 'LATEST_INTERVAL_MS',
   /** The Management API endpoint: the stage's callback URL, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. */
   callbackUrl: 'WS_CALLBACK_URL',
   /** How $connect tokens are checked: `hs256` (shared secret), `jwks` (ID tokens of an OpenID Connect issuer) or `none`. */

@@ -5,7 +5,7 @@
 import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
 import type { MetricsBatch } from './metrics';
-import type { NormalisedFilter } from './protocol';
+import type { AlertRecord, AlertStateInfo, AlertStateName, DeviceRecord, NormalisedFilter } from './protocol';
 
 /** A connection as stored. */
 export interface ConnectionItem {
@@ -18,17 +18,45 @@ export interface ConnectionItem {
   sub: string;
   /** Sites the connection may see, from its token; `['*']` = every site. See {@link Principal}. */
   sites: string[];
-  /** Subscriptions by id. */
-  subscriptions: Record<string, NormalisedFilter>;
+  /**
+   * Subscriptions by id. A `Map`, because ids are client input: `__proto__` or `constructor` must
+   * be an id like any other, not a property of every object.
+   */
+  subscriptions: ReadonlyMap<string, NormalisedFilter>;
+}
+
+/** Result of {@link ConnectionStore.setSubscription}. */
+export type SetSubscriptionResult =
+  | { outcome: 'ok'; /** The filter this one replaced. */ previous?: NormalisedFilter }
+  | { outcome: 'full' }
+  | { outcome: 'gone' };
+
+/**
+ * A token bucket kept as the time it is next full (GCRA): a request of `costMs` is allowed when
+ * `max(tat, now) + costMs - now <= burstMs`, and moves `tat` there. Rates are per connection.
+ */
+export interface RateRule {
+  /** Name of the bucket, one per kind of cost. */
+  bucket: 'messages' | 'indexWrites';
+  /** Milliseconds of refill one request uses. */
+  costMs: number;
+  /** Milliseconds of refill the bucket holds: the burst. */
+  burstMs: number;
 }
 
 /** Storage of connections and the subscriptions they hold. */
 export interface ConnectionStore {
   put(item: ConnectionItem): Promise<void>;
   get(connectionId: string): Promise<ConnectionItem | undefined>;
-  /** Sets one subscription; false when the connection does not exist. */
-  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter): Promise<boolean>;
-  removeSubscription(connectionId: string, subscriptionId: string): Promise<void>;
+  /**
+   * Sets one subscription atomically: `full` when the connection already holds `max` others,
+   * `gone` when it does not exist. Concurrent calls never leave more than `max` stored.
+   */
+  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter, max: number): Promise<SetSubscriptionResult>;
+  /** Removes one subscription and returns its filter, or undefined when there was none. */
+  removeSubscription(connectionId: string, subscriptionId: string): Promise<NormalisedFilter | undefined>;
+  /** Takes from a connection's token bucket, atomically under concurrent calls. */
+  take(connectionId: string, rule: RateRule, now: number): Promise<'ok' | 'limited' | 'gone'>;
   /** Deletes the connection and returns what was stored, or undefined when it was already gone. */
   delete(connectionId: string): Promise<ConnectionItem | undefined>;
 }
@@ -63,4 +91,35 @@ export interface Log {
   info(message: string, ...extra: Record<string, unknown>[]): void;
   warn(message: string, ...extra: Record<string, unknown>[]): void;
   error(message: string, ...extra: Record<string, unknown>[]): void;
+}
+
+/** An alert as stored, with its current state. */
+export interface StoredAlert {
+  alert: AlertRecord;
+  state: AlertStateInfo;
+}
+
+/** Alert state storage: one item per alert, low volume. */
+export interface AlertStore {
+  /**
+   * Stores each alert as `open` unless it is already stored, so a record delivered twice never
+   * reopens an alert an operator acknowledged. `expiresAt` (epoch seconds) is when it may vanish.
+   */
+  open(alerts: readonly AlertRecord[], expiresAt: (alert: AlertRecord) => number): Promise<void>;
+  get(alertId: string): Promise<StoredAlert | undefined>;
+  /**
+   * Moves an alert to `next` if its state is one of `from`; resolves with the stored alert after
+   * the change, or undefined when the alert is missing or in another state (nothing changed).
+   */
+  transition(alertId: string, from: readonly AlertStateName[], next: AlertStateInfo): Promise<StoredAlert | undefined>;
+  /** Alerts not resolved, newest first, at most `limit`; `before` (epoch ms) keeps only older ones. */
+  unresolved(options: { limit: number; before?: number }): Promise<StoredAlert[]>;
+}
+
+/** The latest reading of each device, conflated per location. */
+export interface LatestReadingsStore {
+  /** Stores these readings (at most one per device) as the latest of their location. */
+  write(location: string, readings: readonly DeviceRecord[]): Promise<void>;
+  /** The latest reading of every device at these locations, or at every location when omitted. */
+  read(locations?: readonly string[]): Promise<DeviceRecord[]>;
 }

@@ -5,7 +5,7 @@
  *
  * See ../../../shared/DESIGN.md ("Kafka records", "Wire protocol").
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Kafka topics the product reads. */
 export const TOPICS = { deviceData: 'device-data', alerts: 'alerts' } as const;
@@ -19,6 +19,10 @@ export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 
 export const ALERT_LEVELS = ['info', 'warning', 'critical'] as const;
 export type AlertLevel = (typeof ALERT_LEVELS)[number];
+
+/** An alert's life on the server: `open`, then `acknowledged` (the `ack` action), then `resolved`. */
+export const ALERT_STATES = ['open', 'acknowledged', 'resolved'] as const;
+export type AlertStateName = (typeof ALERT_STATES)[number];
 
 /** Stable error codes of the `error` frame. */
 export const ERROR_CODES = ['bad_request', 'unknown_action', 'forbidden', 'too_large', 'rate_limited'] as const;
@@ -40,6 +44,19 @@ export const LIMITS = {
   maxSubscriptionIdLength: 64,
   /** Length of an id, type or location string in a filter or record. */
   maxNameLength: 128,
+  /**
+   * Messages a connection may send: a token bucket refilled at this rate per second, holding
+   * {@link LIMITS.messageBurst}. A message over it gets `rate_limited`; the connection stays open.
+   */
+  messagesPerSecond: 10,
+  /** Messages a connection may send at once before {@link LIMITS.messagesPerSecond} applies. */
+  messageBurst: 40,
+  /**
+   * Subscription index writes a connection may cause per minute (one per index key of each
+   * subscribe; a subscribe with 100 device ids costs 101), a token bucket holding one minute's worth.
+   * A subscribe over it gets `rate_limited`.
+   */
+  indexWritesPerMinute: 600,
 } as const;
 
 /** Epoch milliseconds, or an ISO-8601 string with an offset, normalised to epoch milliseconds. */
@@ -72,6 +89,8 @@ export const alertRecordSchema = z.object({
   value: z.number().finite().optional(),
   threshold: z.number().finite().optional(),
   timestamp: timestampSchema,
+  /** The id of an earlier alert this one ends ("back to normal"). */
+  resolves: nameSchema.optional(),
 });
 export type AlertRecord = z.output<typeof alertRecordSchema>;
 
@@ -91,6 +110,8 @@ export const filterSchema = z
     deviceTypes: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
     locations: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
     alertLevels: z.array(z.enum(ALERT_LEVELS)).max(ALERT_LEVELS.length * 2).optional(),
+    /** Sites to keep (`*`: all the connection may see); narrowed to the connection's own. */
+    sites: z.array(nameSchema).max(LIMITS.maxFilterValues).optional(),
   })
   .strict();
 export type Filter = z.input<typeof filterSchema>;
@@ -102,6 +123,11 @@ export interface NormalisedFilter {
   deviceTypes: string[];
   locations: string[];
   alertLevels: AlertLevel[];
+  /**
+   * Sites the subscription sees: what it asked for, narrowed to the connection's sites (see
+   * ./sites.ts); `['*']` only for a connection that may see every site.
+   */
+  sites: string[];
 }
 
 const subscriptionIdSchema = z
@@ -120,75 +146,127 @@ export const unsubscribeFrameSchema = z.object({
   id: subscriptionIdSchema,
 });
 export const pingFrameSchema = z.object({ action: z.literal('ping') });
+/** Acknowledges an alert for every operator who can see it; who = the connection's token subject. */
+const ackFrameSchema = z.object({ action: z.literal('ack'), alertId: nameSchema });
 
 /** Every frame a client may send, discriminated by `action`. */
 export const clientFrameSchema = z.discriminatedUnion('action', [
   subscribeFrameSchema,
   unsubscribeFrameSchema,
   pingFrameSchema,
+  ackFrameSchema,
 ]);
 export type ClientFrame = z.output<typeof clientFrameSchema>;
 export type SubscribeFrame = z.output<typeof subscribeFrameSchema>;
 export type UnsubscribeFrame = z.output<typeof unsubscribeFrameSchema>;
+export type AckFrame = z.output<typeof ackFrameSchema>;
 export type ClientAction = ClientFrame['action'];
-export const CLIENT_ACTIONS: readonly ClientAction[] = ['subscribe', 'unsubscribe', 'ping'];
+export const CLIENT_ACTIONS: readonly ClientAction[] = ['subscribe', 'unsubscribe', 'ping', 'ack'];
+
+/**
+ * An alert's state as the server keeps it: `by` is the acknowledging token subject, the resolving
+ * alert's id, or `expiry`; `at` is when the state was entered (epoch ms).
+ */
+const alertStateInfoSchema = z.object({
+  state: z.enum(ALERT_STATES),
+  by: z.string().max(256).optional(),
+  at: z.number(),
+});
+export type AlertStateInfo = z.output<typeof alertStateInfoSchema>;
 
 /** Pushed record frames. `cursor` is `topic:partition:offset`, unique per Kafka record. */
-export interface DeviceDataFrame {
-  type: 'device_data';
-  data: DeviceRecord;
-  timestamp: number;
-  cursor?: string;
-}
-export interface AlertFrame {
-  type: 'alert';
-  data: AlertRecord;
-  timestamp: number;
-  cursor?: string;
-}
-export interface SystemStatus {
-  connections: number;
-  [key: string]: unknown;
-}
-export interface SystemStatusFrame {
-  type: 'system_status';
-  data: SystemStatus;
-  timestamp: number;
-}
-/** A frame that may travel inside a `batch`. */
-export type PushFrame = DeviceDataFrame | AlertFrame | SystemStatusFrame;
-export interface BatchFrame {
-  type: 'batch';
-  messages: PushFrame[];
-}
-export interface SubscribedFrame {
-  type: 'subscribed';
-  id: string;
-  filter: NormalisedFilter;
-}
-export interface UnsubscribedFrame {
-  type: 'unsubscribed';
-  id: string;
-}
-export interface PongFrame {
-  type: 'pong';
-  timestamp: number;
-}
-export interface ErrorFrame {
-  type: 'error';
-  code: ErrorCode;
-  message: string;
+const deviceDataFrameSchema = z.object({
+  type: z.literal('device_data'),
+  data: deviceRecordSchema,
+  timestamp: z.number(),
+  cursor: z.string().optional(),
+});
+export type DeviceDataFrame = z.output<typeof deviceDataFrameSchema>;
+/** An alert record; inside a `snapshot` it carries the alert's current `state`. */
+const alertFrameSchema = z.object({
+  type: z.literal('alert'),
+  data: alertRecordSchema,
+  timestamp: z.number(),
+  cursor: z.string().optional(),
+  state: alertStateInfoSchema.optional(),
+});
+export type AlertFrame = z.output<typeof alertFrameSchema>;
+const systemStatusFrameSchema = z.object({
+  type: z.literal('system_status'),
+  data: z.looseObject({ connections: z.number() }),
+  timestamp: z.number(),
+});
+export type SystemStatusFrame = z.output<typeof systemStatusFrameSchema>;
+/** A change of an alert's state, pushed to every connection whose subscriptions match the alert. */
+const alertStateFrameSchema = z.object({
+  type: z.literal('alert_state'),
+  data: z.object({
+    alertId: nameSchema,
+    deviceId: nameSchema,
+    location: nameSchema,
+    level: z.enum(ALERT_LEVELS),
+    ...alertStateInfoSchema.shape,
+  }),
+  timestamp: z.number(),
+});
+export type AlertStateFrame = z.output<typeof alertStateFrameSchema>;
+export type AlertStateData = AlertStateFrame['data'];
+const pushFrameSchema = z.discriminatedUnion('type', [
+  deviceDataFrameSchema,
+  alertFrameSchema,
+  systemStatusFrameSchema,
+  alertStateFrameSchema,
+]);
+/** A `batch` carries the frames of {@link pushFrameSchema}: records, status and alert states. */
+const batchFrameSchema = z.object({ type: z.literal('batch'), messages: z.array(pushFrameSchema) });
+/**
+ * What a subscription matched when it was made: the latest reading of each matching device, then
+ * the matching alerts that are not resolved, newest first. Several frames when one would pass
+ * {@link LIMITS.maxFrameBytes}; the last has `final: true`.
+ */
+const snapshotFrameSchema = z.object({
+  type: z.literal('snapshot'),
+  id: z.string(),
+  messages: z.array(z.discriminatedUnion('type', [deviceDataFrameSchema, alertFrameSchema])),
+  final: z.boolean(),
+});
+export type SnapshotFrame = z.output<typeof snapshotFrameSchema>;
+const normalisedFilterSchema = z.object({
+  types: z.array(z.enum(RECORD_TYPES)),
+  deviceIds: z.array(z.string()),
+  deviceTypes: z.array(z.string()),
+  locations: z.array(z.string()),
+  alertLevels: z.array(z.enum(ALERT_LEVELS)),
+  sites: z.array(z.string()),
+}) satisfies z.ZodType<NormalisedFilter>;
+const subscribedFrameSchema = z.object({ type: z.literal('subscribed'), id: z.string(), filter: normalisedFilterSchema });
+export type SubscribedFrame = z.output<typeof subscribedFrameSchema>;
+const unsubscribedFrameSchema = z.object({ type: z.literal('unsubscribed'), id: z.string() });
+export type UnsubscribedFrame = z.output<typeof unsubscribedFrameSchema>;
+const ackedFrameSchema = z.object({ type: z.literal('acked'), alertId: z.string() });
+export type AckedFrame = z.output<typeof ackedFrameSchema>;
+const pongFrameSchema = z.object({ type: z.literal('pong'), timestamp: z.number() });
+export type PongFrame = z.output<typeof pongFrameSchema>;
+const errorFrameSchema = z.object({
+  type: z.literal('error'),
+  code: z.enum(ERROR_CODES),
+  message: z.string(),
   /** The subscription id or action the error is about, when the request named one. */
-  id?: string;
-}
+  id: z.string().optional(),
+});
+export type ErrorFrame = z.output<typeof errorFrameSchema>;
 /** Every frame the server sends, discriminated by `type`. */
-export type ServerFrame =
-  | PushFrame
-  | BatchFrame
-  | SubscribedFrame
-  | UnsubscribedFrame
-  | PongFrame
-  | ErrorFrame;
+const serverFrameSchema = z.discriminatedUnion('type', [
+  ...pushFrameSchema.options,
+  batchFrameSchema,
+  snapshotFrameSchema,
+  subscribedFrameSchema,
+  unsubscribedFrameSchema,
+  ackedFrameSchema,
+  pongFrameSchema,
+  errorFrameSchema,
+]);
+export type ServerFrame = z.output<typeof serverFrameSchema>;
 
 /** Builds an error frame. */
 export function errorFrame(code: ErrorCode, message: string, id?: string): ErrorFrame {
@@ -297,11 +375,12 @@ export function unpackFrame(frame: ServerFrame): ServerFrame[] {
   return frame.type === 'batch' ? frame.messages : [frame];
 }
 
-/** Parses a server text frame. Throws on text that is not a JSON object with a string `type`. */
+/**
+ * Parses and validates a server text frame against {@link serverFrameSchema}. Throws on text that
+ * is not JSON or not a frame of this protocol, naming what is wrong.
+ */
 export function parseServerFrame(text: string): ServerFrame {
-  const json = JSON.parse(text) as unknown;
-  if (typeof json !== 'object' || json === null || typeof (json as { type?: unknown }).type !== 'string') {
-    throw new Error('server frame has no "type"');
-  }
-  return json as ServerFrame;
+  const parsed = serverFrameSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new Error(`not a server frame: ${describeIssues(parsed.error)}`);
+  return parsed.data;
 }

@@ -3,18 +3,22 @@
  * Every route handler is a thin wrapper over these functions.
  */
 import { randomBytes } from 'node:crypto';
+import { acknowledgeAlert, type AlertStateDeps } from './alert-state';
 import type { Principal } from './auth';
 import type { SubscriptionEntry } from './fanout';
-import { indexKeysForFilter, normaliseFilter } from './filter';
+import { indexKeysForFilter, narrowToSites, normaliseFilter } from './filter';
 import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
 import { statusEntry } from './status';
-import type { ConnectionItem, ConnectionStore, SubscriptionIndex } from './ports';
+import type { ConnectionItem, ConnectionStore, RateRule, SubscriptionIndex } from './ports';
+import { snapshotTexts, type SnapshotDeps } from './snapshot';
 import {
   LIMITS,
   errorFrame,
+  type AckedFrame,
   parseClientFrame,
   type ErrorFrame,
+  type NormalisedFilter,
   type PongFrame,
   type SubscribeFrame,
   type SubscribedFrame,
@@ -27,6 +31,10 @@ export interface SessionDeps {
   connections: ConnectionStore;
   index: SubscriptionIndex;
   now?: () => number;
+  /** Alert state, for the `ack` action; without it `ack` is refused on this route. */
+  alertState?: AlertStateDeps;
+  /** What a new subscription's snapshot reads; without it no snapshot follows `subscribed`. */
+  snapshot?: SnapshotDeps;
 }
 
 /** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
@@ -46,13 +54,13 @@ export async function openConnection(
     // Without a principal (no authorizer) a connection sees no site.
     sub: principal?.sub ?? 'anonymous',
     sites: principal?.sites ?? [],
-    subscriptions: {},
+    subscriptions: new Map(),
   };
   await deps.connections.put(item);
   return item;
 }
 
-function entriesOf(connectionId: string, subscriptionId: string, filter: ConnectionItem['subscriptions'][string]) {
+function entriesOf(connectionId: string, subscriptionId: string, filter: NormalisedFilter) {
   return indexKeysForFilter(filter).map(
     (indexKey): SubscriptionEntry => ({ indexKey, connectionId, subscriptionId, filter }),
   );
@@ -76,7 +84,7 @@ export async function closeConnection(
     entries.set(`${status.indexKey}\n${status.subscriptionId}`, status);
   }
   for (const entry of knownEntries) entries.set(`${entry.indexKey}\n${entry.subscriptionId}`, entry);
-  for (const [subscriptionId, filter] of Object.entries(removed?.subscriptions ?? {})) {
+  for (const [subscriptionId, filter] of removed?.subscriptions ?? []) {
     for (const entry of entriesOf(connectionId, subscriptionId, filter)) {
       entries.set(`${entry.indexKey}\n${subscriptionId}`, entry);
     }
@@ -91,37 +99,69 @@ function newSubscriptionId(): string {
   return `s-${randomBytes(4).toString('hex')}${idCounter.toString(16)}`;
 }
 
+/** The token buckets of {@link LIMITS}, as rules for {@link ConnectionStore.take}. */
+const RATE_RULES = {
+  messages: {
+    bucket: 'messages',
+    costMs: 1000 / LIMITS.messagesPerSecond,
+    burstMs: (1000 / LIMITS.messagesPerSecond) * LIMITS.messageBurst,
+  },
+  indexWrites: { bucket: 'indexWrites', costMs: 60_000 / LIMITS.indexWritesPerMinute, burstMs: 60_000 },
+} as const satisfies Record<string, RateRule>;
+
+const NOT_REGISTERED = 'this connection is not registered; reconnect';
+
 async function subscribe(
   deps: SessionDeps,
-  connectionId: string,
+  connection: ConnectionItem,
   frame: SubscribeFrame,
 ): Promise<SubscribedFrame | ErrorFrame> {
+  const { connectionId } = connection;
   const id = frame.id ?? newSubscriptionId();
-  const filter = normaliseFilter(frame.filter);
-  const connection = await deps.connections.get(connectionId);
-  if (!connection) return errorFrame('forbidden', 'this connection is not registered; reconnect', id);
-  const previous = connection.subscriptions[id];
-  if (!previous && Object.keys(connection.subscriptions).length >= LIMITS.maxSubscriptionsPerConnection) {
+  const filter = narrowToSites(normaliseFilter(frame.filter), connection.sites);
+  if (!filter) {
+    return errorFrame(
+      'forbidden',
+      connection.sites.length
+        ? `the filter names only sites outside this connection's: ${connection.sites.join(', ')}`
+        : "this connection's token grants no sites",
+      id,
+    );
+  }
+  const next = entriesOf(connectionId, id, filter);
+  // The first subscription also makes the connection a recipient of system_status frames.
+  if (connection.subscriptions.size === 0) next.push(statusEntry(connectionId));
+  const known = connection.subscriptions.get(id);
+  const cost = next.length + (known ? indexKeysForFilter(known).length : 0);
+  const rule = { ...RATE_RULES.indexWrites, costMs: RATE_RULES.indexWrites.costMs * cost };
+  const taken = await deps.connections.take(connectionId, rule, (deps.now ?? Date.now)());
+  if (taken === 'gone') return errorFrame('forbidden', NOT_REGISTERED, id);
+  if (taken === 'limited') {
+    return errorFrame('rate_limited', `at most ${LIMITS.indexWritesPerMinute} subscription keys a minute; retry later`, id);
+  }
+  // The connection item first: its conditional write is what holds the subscription limit when
+  // API Gateway runs one connection's subscribes concurrently.
+  const set = await deps.connections.setSubscription(connectionId, id, filter, LIMITS.maxSubscriptionsPerConnection);
+  if (set.outcome === 'gone') return errorFrame('forbidden', NOT_REGISTERED, id);
+  if (set.outcome === 'full') {
     return errorFrame(
       'too_large',
       `a connection may hold at most ${LIMITS.maxSubscriptionsPerConnection} subscriptions; unsubscribe one first`,
       id,
     );
   }
-  const next = entriesOf(connectionId, id, filter);
-  // The first subscription also makes the connection a recipient of system_status frames.
-  if (Object.keys(connection.subscriptions).length === 0) next.push(statusEntry(connectionId));
-  // Write the index before the connection item: a crash between the two leaves index items that
-  // the stream handler removes on its first 410, never a subscription that silently gets nothing.
-  await deps.index.put(next, connection.expiresAt);
-  if (previous) {
-    const kept = new Set(next.map((entry) => entry.indexKey));
-    const stale = entriesOf(connectionId, id, previous).filter((entry) => !kept.has(entry.indexKey));
-    if (stale.length) await deps.index.remove(stale);
+  try {
+    await deps.index.put(next, connection.expiresAt);
+  } catch (error) {
+    // Undo, so that the connection item never names a subscription the index does not hold.
+    if (set.previous) await deps.connections.setSubscription(connectionId, id, set.previous, Number.MAX_SAFE_INTEGER);
+    else await deps.connections.removeSubscription(connectionId, id);
+    throw error;
   }
-  if (!(await deps.connections.setSubscription(connectionId, id, filter))) {
-    await deps.index.remove(next);
-    return errorFrame('forbidden', 'this connection is not registered; reconnect', id);
+  if (set.previous) {
+    const kept = new Set(next.map((entry) => entry.indexKey));
+    const stale = entriesOf(connectionId, id, set.previous).filter((entry) => !kept.has(entry.indexKey));
+    if (stale.length) await deps.index.remove(stale);
   }
   return { type: 'subscribed', id, filter };
 }
@@ -131,18 +171,17 @@ async function unsubscribe(
   connectionId: string,
   frame: UnsubscribeFrame,
 ): Promise<UnsubscribedFrame | ErrorFrame> {
-  const connection = await deps.connections.get(connectionId);
-  if (!connection) return errorFrame('forbidden', 'this connection is not registered; reconnect', frame.id);
-  const filter = connection.subscriptions[frame.id];
+  const filter = await deps.connections.removeSubscription(connectionId, frame.id);
   if (!filter) return errorFrame('bad_request', `no subscription with id "${frame.id}"`, frame.id);
-  await deps.connections.removeSubscription(connectionId, frame.id);
   await deps.index.remove(entriesOf(connectionId, frame.id, filter));
   return { type: 'unsubscribed', id: frame.id };
 }
 
 /** The reply to one client message, and the metrics it produced. */
 export interface MessageOutcome {
-  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | ErrorFrame;
+  reply: SubscribedFrame | UnsubscribedFrame | PongFrame | AckedFrame | ErrorFrame;
+  /** Messages that must reach the client after the reply (a subscription's snapshot). */
+  followUps: string[];
   metrics: MetricsBatch;
 }
 
@@ -158,12 +197,32 @@ export async function handleClientMessage(
   const started = performance.now();
   const metrics = new MetricsBatch().add(METRIC.messagesReceived);
   const parsed = parseClientFrame(body);
+  const now = (deps.now ?? Date.now)();
+  // Every message takes from the bucket, bad ones too: each costs an invocation.
+  const taken = await deps.connections.take(connectionId, RATE_RULES.messages, now);
   let reply: MessageOutcome['reply'];
-  if (!parsed.ok) reply = parsed.error;
-  else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: (deps.now ?? Date.now)() };
-  else if (parsed.frame.action === 'subscribe') reply = await subscribe(deps, connectionId, parsed.frame);
-  else reply = await unsubscribe(deps, connectionId, parsed.frame);
-  // The reply goes back as the route response: one message sent.
-  metrics.add(METRIC.messagesSent).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
-  return { reply, metrics };
+  let followUps: string[] = [];
+  if (taken === 'limited') {
+    const id = parsed.ok ? ('id' in parsed.frame ? parsed.frame.id : undefined) : parsed.error.id;
+    reply = errorFrame('rate_limited', `at most ${LIMITS.messagesPerSecond} messages a second (bursts of ${LIMITS.messageBurst}); slow down`, id);
+  } else if (!parsed.ok) reply = parsed.error;
+  else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: now };
+  else if (parsed.frame.action === 'unsubscribe') reply = await unsubscribe(deps, connectionId, parsed.frame);
+  else if (parsed.frame.action === 'ack') {
+    reply = deps.alertState
+      ? await acknowledgeAlert(deps.alertState, connectionId, parsed.frame)
+      : errorFrame('unknown_action', 'ack is not served on this route', parsed.frame.alertId);
+  } else {
+    const connection = taken === 'gone' ? undefined : await deps.connections.get(connectionId);
+    reply = connection
+      ? await subscribe(deps, connection, parsed.frame)
+      : errorFrame('forbidden', NOT_REGISTERED, parsed.frame.id);
+    // The snapshot is read for the sites of the connection just read.
+    if (connection && reply.type === 'subscribed' && deps.snapshot) {
+      followUps = await snapshotTexts(deps.snapshot, connection, reply);
+    }
+  }
+  // The reply goes back as the route response (or a post before the follow-ups): one message sent each.
+  metrics.add(METRIC.messagesSent, 1 + followUps.length).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
+  return { reply, followUps, metrics };
 }

@@ -15,7 +15,8 @@ export const STATUS_INDEX_KEY = 's#status';
 /** The subscription id of the status entry (not a valid client id, so it never collides). */
 export const STATUS_SUBSCRIPTION_ID = '~status';
 
-const NO_FILTER: NormalisedFilter = { types: [], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [] };
+// Matches no record: the status key is never looked up for records, and no site is named.
+const NO_FILTER: NormalisedFilter = { types: [], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: [] };
 
 /** The index entry that makes a connection a status recipient. */
 export function statusEntry(connectionId: string): SubscriptionEntry {

@@ -8,11 +8,13 @@ import type { MSKEvent } from 'aws-lambda';
 import { mapWithConcurrency, sleep } from './concurrency';
 import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
+import { mayRead } from './sites';
 import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
 import type { Pacer } from './pacing';
 import type { Log, Poster, SubscriptionIndex } from './ports';
 import type { StreamRecord } from './protocol';
+import type { BatchStep } from './stream-state';
 
 /** What the stream processor needs. */
 export interface StreamDeps {
@@ -28,6 +30,8 @@ export interface StreamDeps {
    * its wall time stays near one round trip as its audience grows. Default {@link DEFAULT_MAX_CONCURRENCY}.
    */
   concurrency?: number;
+  /** Alert state and latest readings: runs before the fan-out, and its returned step after it. */
+  batchStep?: BatchStep;
   /** Paces posts under the account quota, conflating telemetry when a batch would pass it. */
   pacer?: Pacer;
   /**
@@ -89,6 +93,32 @@ export interface StreamOutcome {
   metrics: MetricsBatch;
 }
 
+/**
+ * The delivery-side site check: a connection keeps only records of sites its index entries name
+ * (each entry's sites are within the connection's own, see ./filter.ts `narrowToSites`), whatever
+ * else an entry's filter says, so that no stale or malformed entry can leak another site.
+ */
+function dropOutsideSites(
+  routed: Map<string, StreamRecord[]>,
+  index: ReadonlyMap<string, readonly SubscriptionEntry[]>,
+): void {
+  const sites = new Map<string, string[]>();
+  for (const entries of index.values()) {
+    for (const entry of entries) {
+      if (!routed.has(entry.connectionId)) continue;
+      const list = sites.get(entry.connectionId);
+      if (list) list.push(...(entry.filter.sites ?? []));
+      else sites.set(entry.connectionId, [...(entry.filter.sites ?? [])]);
+    }
+  }
+  for (const [connectionId, records] of routed) {
+    const allowed = sites.get(connectionId) ?? [];
+    const kept = records.filter((record) => mayRead(allowed, record.data.location));
+    if (kept.length === 0) routed.delete(connectionId);
+    else if (kept.length < records.length) routed.set(connectionId, kept);
+  }
+}
+
 /** Fans one MSK event out. Throws only when the whole batch must be retried (index unreachable). */
 export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps: StreamDeps): Promise<StreamOutcome> {
   const started = performance.now();
@@ -103,6 +133,8 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     metrics.add(METRIC.streamRecords, counts.invalid, { topic, outcome: 'invalid' });
   }
 
+  const afterFanout = await deps.batchStep?.(decoded.records);
+
   const keysByRecord = new Map<StreamRecord, string[]>();
   const keys = new Set<string>();
   for (const record of decoded.records) {
@@ -112,6 +144,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
   }
   const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
+  dropOutsideSites(routed, index);
   const postTime = now();
   let deliveries = 0;
   let attempts = 0;
@@ -215,6 +248,7 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     for (const item of ended) metrics.observe(METRIC.connectionDuration, Math.max(0, postTime - item.connectedAt) / 1000);
     metrics.add(METRIC.staleConnections, stale);
   }
+  await afterFanout?.();
   metrics.add(METRIC.messagesSent, posts);
   const durationMs = performance.now() - started;
   metrics.observe(METRIC.processingDuration, durationMs / 1000);

@@ -7,7 +7,9 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import type { MetricsSink } from '../core/ports';
+import { DynamoAlertStore } from '../adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { SignedPoster } from '../adapters/signed-poster';
@@ -17,7 +19,9 @@ import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
 import { intEnv, requireEnv } from '../config/config';
 import { ConfigError } from '../core/errors';
+import type { AlertStateDeps } from '../core/alert-state';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
+import type { SnapshotDeps } from '../core/snapshot';
 
 let logger: Logger | undefined;
 /** The shared Powertools logger (service name from POWERTOOLS_SERVICE_NAME). */
@@ -49,6 +53,38 @@ const METRICS_FLUSH_INTERVAL_MS = 5000;
 /** Metrics store on the table named by METRICS_TABLE, writing at most every five seconds. */
 export function defaultMetricsStore(): DynamoMetricsStore {
   return new DynamoMetricsStore(documentClient(), requireEnv(ENV.metricsTable), { flushIntervalMs: METRICS_FLUSH_INTERVAL_MS });
+}
+
+/** Alert store on the table named by ALERTS_TABLE. */
+export function defaultAlerts(): DynamoAlertStore {
+  return new DynamoAlertStore(documentClient(), requireEnv(ENV.alertsTable));
+}
+
+/** Latest readings on the table named by LATEST_TABLE. */
+export function defaultLatest(): DynamoLatestReadings {
+  return new DynamoLatestReadings(documentClient(), requireEnv(ENV.latestTable));
+}
+
+/** Alert retention from ALERT_RETENTION_SECONDS, in ms. Default 24 hours. */
+export function alertRetentionMs(): number {
+  return intEnv(ENV.alertRetentionSeconds, 24 * 60 * 60) * 1000;
+}
+
+/** Alert state delivery: the alerts, the index and connections (for recipients), the poster. */
+export function defaultAlertState(): AlertStateDeps {
+  return {
+    alerts: defaultAlerts(),
+    index: defaultIndex(),
+    connections: defaultConnections(),
+    poster: defaultPoster(),
+    retentionMs: alertRetentionMs(),
+    log: defaultLogger(),
+  };
+}
+
+/** What a subscription's snapshot reads. */
+export function defaultSnapshot(): SnapshotDeps {
+  return { latest: defaultLatest(), alerts: defaultAlerts(), retentionMs: alertRetentionMs() };
 }
 
 let emf: Metrics | undefined;
@@ -95,16 +131,13 @@ export function lazy<E, R, C = unknown>(build: () => (event: E, context?: C) => 
 export type LazyHandler<E, R, C = unknown> = ((event: E, context?: C) => Promise<R>) & { warm(): void };
 
 /**
- * Stores for routes that never touch the tables (ping, $default): API Gateway routes subscribe
- * and unsubscribe elsewhere, so these Lambdas get no table access, and a call here is a wiring
- * error worth a clear message.
+ * The index for routes that never touch it (ping, $default): API Gateway routes subscribe and
+ * unsubscribe elsewhere, so these Lambdas get no index access (only the connections table, for
+ * the per-connection rate limit), and a call here is a wiring error worth a clear message.
  */
-export function noStores(route: string): Pick<SessionDepsLike, 'connections' | 'index'> {
+export function noIndex(route: string): SessionDepsLike['index'] {
   const fail = () => {
-    throw new ConfigError(`the ${route} route has no table access; subscribe and unsubscribe have routes of their own`);
+    throw new ConfigError(`the ${route} route has no index access; subscribe and unsubscribe have routes of their own`);
   };
-  return {
-    connections: { put: fail, get: fail, setSubscription: fail, removeSubscription: fail, delete: fail },
-    index: { put: fail, remove: fail, lookup: fail },
-  };
+  return { put: fail, remove: fail, lookup: fail };
 }

@@ -3,17 +3,34 @@
  * exports it. Routing happens in API Gateway on `$request.body.action`; the core checks the
  * message again, so a message that reached the wrong route still gets the right answer.
  */
+import type { Poster } from '../core/ports';
 import { handleClientMessage } from '../core/sessions';
-import { defaultConnections, defaultIndex, defaultLogger, defaultMetricsSink, lazy, noStores } from './defaults';
+import {
+  defaultAlertState,
+  defaultConnections,
+  defaultIndex,
+  defaultLogger,
+  defaultMetricsSink,
+  defaultPoster,
+  defaultSnapshot,
+  lazy,
+  noIndex,
+} from './defaults';
 import type { ConnectDeps } from './connect';
 import { flushMetrics } from './flush-metrics';
 import type { WebSocketEvent, WebSocketResult } from './types';
 
-/** Builds the message handler; its reply is the route response sent back to the client. */
-export function createMessageHandler(deps: ConnectDeps) {
+/**
+ * Builds the message handler. Its reply is the route response sent back to the client, except
+ * when follow-ups (a snapshot) must come after it: a route response only leaves API Gateway once
+ * the Lambda has returned, so then the reply and the follow-ups are all posted, in order, through
+ * the Management API, and the route response is empty.
+ */
+export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const body = event.isBase64Encoded && event.body ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-    const { reply, metrics } = await handleClientMessage(deps.sessions, event.requestContext.connectionId, body);
+    const { connectionId } = event.requestContext;
+    const { reply, followUps, metrics } = await handleClientMessage(deps.sessions, connectionId, body);
     if (reply.type === 'error') {
       deps.log.info('client message rejected', {
         connectionId: event.requestContext.connectionId,
@@ -21,8 +38,24 @@ export function createMessageHandler(deps: ConnectDeps) {
         reason: reply.message,
       });
     }
+    const text = JSON.stringify(reply);
+    if (followUps.length && deps.poster) {
+      const first = await deps.poster.post(connectionId, text);
+      if (first.outcome === 'ok') {
+        for (const followUp of followUps) {
+          const result = await deps.poster.post(connectionId, followUp);
+          if (result.outcome !== 'ok') {
+            deps.log.warn('snapshot not delivered', { connectionId, outcome: result.outcome, error: result.error });
+            break;
+          }
+        }
+        await flushMetrics(deps.metrics, metrics, deps.log);
+        return { statusCode: 200 };
+      }
+      deps.log.warn('reply not posted; answering on the route', { connectionId, outcome: first.outcome, error: first.error });
+    }
     await flushMetrics(deps.metrics, metrics, deps.log);
-    return { statusCode: 200, body: JSON.stringify(reply) };
+    return { statusCode: 200, body: text };
   };
 }
 
@@ -37,7 +70,40 @@ export function subscriptionRouteHandler() {
   );
 }
 
-/** The default instance of a route that needs no table but metrics (ping, $default). */
+/** The default instance of the subscribe route: stores the subscription, then posts its snapshot. */
+export function subscribeRouteHandler() {
+  return lazy(() =>
+    createMessageHandler({
+      sessions: { connections: defaultConnections(), index: defaultIndex(), snapshot: defaultSnapshot() },
+      poster: defaultPoster(),
+      metrics: defaultMetricsSink(),
+      log: defaultLogger(),
+    }),
+  );
+}
+
+/** The default instance of the ack route: changes an alert's state and tells every operator who sees it. */
+export function ackRouteHandler() {
+  return lazy(() => {
+    const connections = defaultConnections();
+    return createMessageHandler({
+      sessions: { connections, index: noIndex('ack'), alertState: defaultAlertState() },
+      metrics: defaultMetricsSink(),
+      log: defaultLogger(),
+    });
+  });
+}
+
+/**
+ * The default instance of a route that needs no index (ping, $default): only the connections
+ * table, whose token bucket limits every message of a connection.
+ */
 export function tablelessRouteHandler(route: string) {
-  return lazy(() => createMessageHandler({ sessions: noStores(route), metrics: defaultMetricsSink(), log: defaultLogger() }));
+  return lazy(() =>
+    createMessageHandler({
+      sessions: { connections: defaultConnections(), index: noIndex(route) },
+      metrics: defaultMetricsSink(),
+      log: defaultLogger(),
+    }),
+  );
 }

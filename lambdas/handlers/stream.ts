@@ -6,12 +6,17 @@ import { Pacer, PostBudget } from '../core/pacing';
 import { closeConnection, type SessionDeps } from '../core/sessions';
 import { DEFAULT_MAX_CONCURRENCY, processStreamEvent, type StreamReport } from '../core/stream-processor';
 import { broadcastStatus } from '../core/status';
+import { AlertLifecycle } from '../core/alert-state';
+import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep, type BatchStep } from '../core/stream-state';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
 import { ENV } from '../config/env-names';
 import { intEnv } from '../config/config';
 import { flushMetrics } from './flush-metrics';
 import {
+  alertRetentionMs,
+  defaultAlerts,
   defaultConnections,
+  defaultLatest,
   defaultEmf,
   defaultIndex,
   defaultLogger,
@@ -36,6 +41,8 @@ export interface StreamHandlerDeps {
    * slot. Status frames ride on stream invocations, so none are sent while no records flow.
    */
   status?: { claim: (now: number) => Promise<boolean>; broadcast: () => Promise<unknown> };
+  /** Alert state and latest readings, once per batch (see ../core/stream-state.ts). */
+  batchStep?: BatchStep;
   /** Called with each batch's report, e.g. for EMF or the local runtime's counters. */
   onReport?: (report: StreamReport) => void;
 }
@@ -50,6 +57,7 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
       index: deps.sessions.index,
       poster: deps.poster,
       concurrency: deps.concurrency,
+      batchStep: deps.batchStep,
       pacer: deps.pacer,
       remainingMs: context ? () => context.getRemainingTimeInMillis() : undefined,
       now: deps.sessions.now,
@@ -78,17 +86,25 @@ export const handler = lazy(() => {
   const index = defaultIndex();
   const poster = defaultPoster();
   const store = defaultMetricsStore();
+  const connections = defaultConnections();
+  const log = defaultLogger();
   const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
   const pacer = new Pacer(PostBudget.share(intEnv(ENV.postQuota, 10_000), intEnv(ENV.postQuotaShares, 1)));
+  const batchStep = createStreamStateStep({
+    latest: new LatestReadingsConflator(defaultLatest(), intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
+    lifecycle: new AlertLifecycle({ alerts: defaultAlerts(), index, poster, connections, retentionMs: alertRetentionMs(), log }),
+    log,
+  });
   // A container tries for the slot at most once per interval: the conditional write costs a
   // write unit even when it loses, and a busy stream invokes many times a second.
   let lastTry = 0;
   return createStreamHandler({
-    sessions: { connections: defaultConnections(), index },
+    sessions: { connections, index },
     poster,
     metrics: combineSinks(store, new EmfMetricsSink(defaultEmf())),
-    log: defaultLogger(),
+    log,
     concurrency,
+    batchStep,
     pacer,
     status: {
       claim: async (now) => {

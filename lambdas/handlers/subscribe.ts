@@ -1,4 +1,4 @@
 /** The `subscribe` route: see ./message.ts. */
-import { subscriptionRouteHandler } from './message';
+import { subscribeRouteHandler } from './message';
 
-export const handler = subscriptionRouteHandler();
+export const handler = subscribeRouteHandler();

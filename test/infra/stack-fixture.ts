@@ -57,6 +57,7 @@ export const FUNCTIONS = {
   subscribe: 'RealtimeSubscribeFunction',
   unsubscribe: 'RealtimeUnsubscribeFunction',
   ping: 'RealtimePingFunction',
+  ack: 'RealtimeAckFunction',
   default: 'RealtimeDefaultRouteFunction',
   stream: 'StreamFunction',
   metrics: 'OpsMetricsFunction',

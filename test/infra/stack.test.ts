@@ -128,11 +128,13 @@ describe('Lambdas', () => {
   it.each([
     [FUNCTIONS.connect, [ENV.connectionsTable, ENV.metricsTable]],
     [FUNCTIONS.disconnect, tableEnv],
-    [FUNCTIONS.subscribe, tableEnv],
+    [FUNCTIONS.subscribe, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl]],
+    [FUNCTIONS.ack, [ENV.connectionsTable, ENV.subscriptionsTable, ENV.alertsTable, ENV.metricsTable, ENV.callbackUrl]],
     [FUNCTIONS.unsubscribe, tableEnv],
-    [FUNCTIONS.ping, [ENV.metricsTable]],
-    [FUNCTIONS.default, [ENV.metricsTable]],
-    [FUNCTIONS.stream, [...tableEnv, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
+    // The connections table for the per-connection rate limit.
+    [FUNCTIONS.ping, [ENV.connectionsTable, ENV.metricsTable]],
+    [FUNCTIONS.default, [ENV.connectionsTable, ENV.metricsTable]],
+    [FUNCTIONS.stream, [...tableEnv, ENV.alertsTable, ENV.latestTable, ENV.callbackUrl, ENV.postConcurrency, ENV.postQuota, ENV.postQuotaShares]],
     [FUNCTIONS.metrics, [ENV.metricsTable, ENV.metricsTokenSecretArn]],
     [FUNCTIONS.health, [ENV.connectionsTable, ENV.callbackUrl]],
     [FUNCTIONS.authorizer, [ENV.authMode, ENV.jwksUrl, ENV.jwtIssuer, ENV.jwtAudience, ENV.sitesClaim]],
@@ -162,7 +164,7 @@ describe('least privilege', () => {
       const actions = [s.Action].flat().filter((a) => a.startsWith('dynamodb:'));
       if (!actions.length) continue;
       const text = JSON.stringify(s.Resource);
-      for (const table of ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics'].filter((t) => text.includes(t))) {
+      for (const table of ['TablesConnections', 'TablesSubscriptions', 'TablesMetrics', 'TablesAlerts', 'TablesLatest'].filter((t) => text.includes(t))) {
         out[table] = [...new Set([...(out[table] ?? []), ...actions.map((a) => a.slice('dynamodb:'.length))])].sort();
       }
     }
@@ -177,13 +179,24 @@ describe('least privilege', () => {
   it.each([
     [FUNCTIONS.connect, { TablesConnections: ['PutItem'], TablesMetrics: ['UpdateItem'] }],
     [FUNCTIONS.disconnect, { TablesConnections: ['DeleteItem'], TablesSubscriptions: ['UpdateItem'], TablesMetrics: ['UpdateItem'] }],
-    [FUNCTIONS.subscribe, messageRoute],
+    [FUNCTIONS.subscribe, { ...messageRoute, TablesLatest: ['BatchGetItem', 'GetItem'], TablesAlerts: ['Query'] }],
     [FUNCTIONS.unsubscribe, messageRoute],
-    [FUNCTIONS.ping, { TablesMetrics: ['UpdateItem'] }],
-    [FUNCTIONS.default, { TablesMetrics: ['UpdateItem'] }],
+    // The rate limit: a conditional UpdateItem per message, a GetItem when it refuses.
+    [FUNCTIONS.ping, { TablesConnections: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] }],
+    [
+      FUNCTIONS.ack,
+      { TablesConnections: ['GetItem', 'UpdateItem'], TablesSubscriptions: ['BatchGetItem'], TablesAlerts: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] },
+    ],
+    [FUNCTIONS.default, { TablesConnections: ['GetItem', 'UpdateItem'], TablesMetrics: ['UpdateItem'] }],
     [
       FUNCTIONS.stream,
-      { TablesConnections: ['DeleteItem'], TablesSubscriptions: ['BatchGetItem', 'UpdateItem'], TablesMetrics: ['Query', 'UpdateItem'] },
+      {
+        TablesConnections: ['DeleteItem', 'GetItem'],
+        TablesSubscriptions: ['BatchGetItem', 'UpdateItem'],
+        TablesMetrics: ['Query', 'UpdateItem'],
+        TablesAlerts: ['PutItem', 'Query', 'UpdateItem'],
+        TablesLatest: ['PutItem', 'UpdateItem'],
+      },
     ],
     [FUNCTIONS.metrics, { TablesMetrics: ['Query'] }],
     [FUNCTIONS.health, { TablesConnections: ['GetItem'] }],
@@ -201,7 +214,7 @@ describe('least privilege', () => {
     }
   });
 
-  it('allows execute-api:ManageConnections only on this API stage, per method, for stream and health', () => {
+  it('allows execute-api:ManageConnections only on this API stage, per method, for stream, subscribe, ack and health', () => {
     const apiId = idOf('AWS::ApiGatewayV2::Api', 'RealtimeApi');
     const managers: Record<string, string[]> = {};
     for (const [name, prefix] of Object.entries(FUNCTIONS)) {
@@ -218,7 +231,7 @@ describe('least privilege', () => {
         }
       }
     }
-    expect(managers).toEqual({ stream: ['POST'], health: ['GET'] });
+    expect(managers).toEqual({ stream: ['POST'], subscribe: ['POST'], ack: ['POST'], health: ['GET'] });
   });
 
   it('never grants an action wildcard or a bare "*" resource to an app Lambda', () => {
@@ -290,8 +303,8 @@ describe('Kafka event source', () => {
 describe('DynamoDB tables', () => {
   it.each([
     ['TablesConnections', [{ AttributeName: 'connectionId', KeyType: 'HASH' }], 'expiresAt'],
-    // Subscription buckets are shared by many connections: entries expire one by one, not by TTL.
-    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
+    // Entries expire one by one; a whole bucket by TTL once no live connection writes to it.
+    ['TablesSubscriptions', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], 'expiresAt'],
     ['TablesMetrics', [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }], undefined],
   ])('%s: keys, on demand, PITR, TTL, no secondary indexes', (prefix, keySchema, ttl) => {
     const props = resources[idOf('AWS::DynamoDB::GlobalTable', prefix)]!.Properties;
@@ -495,7 +508,10 @@ describe('alarms', () => {
   });
 
   it('alarms on throttles of every function and on stale connections', () => {
-    const throttled = mathMetrics(alarm('Throttles'));
+    // CloudWatch metric math takes ten metrics per alarm: one alarm per ten functions.
+    const throttleAlarms = alarms.filter((a) => /^AlarmsThrottles\d*[0-9A-F]{8}$/.test(a.id));
+    expect(throttleAlarms).toHaveLength(Math.ceil(Object.keys(FUNCTIONS).length / 10));
+    const throttled = throttleAlarms.flatMap(mathMetrics);
     expect(throttled.every((m: any) => m.name === 'Throttles')).toBe(true);
     expect(throttled.map((m: any) => m.ref).sort()).toEqual(Object.values(FUNCTIONS).map(fnId).sort());
     expect(alarm('StaleConnections')).toMatchObject({

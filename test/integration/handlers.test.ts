@@ -19,7 +19,7 @@ import { createAuthorizerHandler, issuerKeys } from '../../lambdas/handlers/auth
 import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createDisconnectHandler } from '../../lambdas/handlers/disconnect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
-import { noStores } from '../../lambdas/handlers/defaults';
+import { noIndex } from '../../lambdas/handlers/defaults';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
 import { connectEvent, disconnectEvent, messageEvent } from '../../local/apigw-events';
 import connectFixture from '../fixtures/apigw/connect.json';
@@ -62,7 +62,7 @@ describe('route handlers on dynalite', () => {
   it('$connect stores the connection with the subject and sites from the authorizer context', async () => {
     expect(await createConnectHandler(deps)(connectEvent(awsSource('c-connect')))).toEqual({ statusCode: 200 });
     const item = await deps.sessions.connections.get('c-connect');
-    expect(item).toMatchObject({ connectionId: 'c-connect', sub: 'operator-7', sites: ['plant-a'], subscriptions: {} });
+    expect(item).toMatchObject({ connectionId: 'c-connect', sub: 'operator-7', sites: ['plant-a'], subscriptions: new Map() });
   });
 
   it('subscribe answers with the normalised filter as the route response', async () => {
@@ -71,7 +71,7 @@ describe('route handlers on dynalite', () => {
     expect(JSON.parse(result.body!)).toEqual({
       type: 'subscribed',
       id: 's1',
-      filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'] },
+      filter: { types: ['alert', 'device_data'], deviceIds: [], deviceTypes: ['pump'], locations: ['plant-a/line-2'], alertLevels: ['critical'], sites: ['plant-a'] },
     });
     expect(await entriesOf('c-subscribe', ['l#plant-a/line-2'])).toHaveLength(1);
   });
@@ -82,8 +82,8 @@ describe('route handlers on dynalite', () => {
     expect(JSON.parse(result.body!)).toMatchObject({ type: 'pong' });
   });
 
-  it('ping and $default answer without table access, as their functions have none', async () => {
-    const tableless = createMessageHandler({ ...deps, sessions: noStores('$default') });
+  it('ping and $default answer without index access, as their functions have none', async () => {
+    const tableless = createMessageHandler({ ...deps, sessions: { connections: deps.sessions.connections, index: noIndex('$default') } });
     const source = awsSource('c-tableless');
     const ping = await tableless(messageEvent(source, 'ping', '{"action":"ping"}'));
     expect(JSON.parse(ping.body!)).toMatchObject({ type: 'pong' });
@@ -112,7 +112,7 @@ describe('subscription index buckets on dynalite', () => {
   let doc: ReturnType<typeof createDocumentClient>;
   let clock = Date.now();
   let index: DynamoSubscriptionIndex;
-  const filter = { types: ['device_data' as const], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [] };
+  const filter = { types: ['device_data' as const], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] };
 
   beforeAll(async () => {
     dynamo = await startDynalite();

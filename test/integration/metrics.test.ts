@@ -89,7 +89,8 @@ it('counts what a real workload sent and received', async () => {
   expect(value(families, METRIC.connections)).toBe(4);
   expect(families.get(METRIC.connections)!.type).toBe('GAUGE');
   expect(value(families, METRIC.messagesReceived)).toBe(16 + 1);
-  expect(value(families, METRIC.messagesSent)).toBe(16 + 1 + posts);
+  // Each of the 4 subscribes is followed by its snapshot: one (empty) frame, nothing published yet.
+  expect(value(families, METRIC.messagesSent)).toBe(16 + 4 + 1 + posts);
   expect(value(families, METRIC.streamRecords, { topic: 'device-data', outcome: 'valid' })).toBe(30);
   expect(value(families, METRIC.streamRecords, { topic: 'device-data', outcome: 'invalid' })).toBe(2);
   expect(value(families, METRIC.streamRecords, { topic: 'alerts', outcome: 'valid' })).toBe(5);

@@ -1,10 +1,13 @@
 import fc from 'fast-check';
 import {
+  compactFilter,
   indexKeysForFilter,
   indexKeysForRecord,
   matchesFilter,
+  narrowToSites,
   normaliseFilter,
 } from '../../lambdas/core/filter';
+import { mayRead } from '../../lambdas/core/sites';
 import { routeRecords, type SubscriptionEntry } from '../../lambdas/core/fanout';
 import { ALERT_LEVELS, RECORD_TYPES, type Filter, type StreamRecord } from '../../lambdas/core/protocol';
 import { alertRecord, deviceRecord, streamRecord } from '../support/records';
@@ -140,6 +143,60 @@ describe('filter properties', () => {
           const expected = records.filter((r) => filters.some((f) => specMatches(f, r)));
           const got = routed.get(`c${c}`) ?? [];
           return got.length === expected.length && got.every((r, i) => r === expected[i]);
+        });
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('sites', () => {
+  // Records of these tests are at locations `a`, `b`, `c`: each its own site.
+  const sitesArb: fc.Arbitrary<string[]> = fc.oneof(fc.constant<string[]>(['*']), fc.subarray(['a', 'b', 'x']));
+
+  it('a narrowed filter matches exactly what the filter matches within the allowed sites', () => {
+    fc.assert(
+      fc.property(filterArb, fc.subarray(['a', 'c', 'x', '*']), sitesArb, recordArb, (f, requested, allowed, r) => {
+        const filter = normaliseFilter({ ...f, sites: requested });
+        const narrowed = narrowToSites(filter, allowed);
+        const within = mayRead(allowed, r.data.location) && mayRead(filter.sites, r.data.location);
+        if (!narrowed) return !(matchesFilter(filter, r) && within);
+        return matchesFilter(narrowed, r) === (matchesFilter(filter, r) && within);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses a filter that names only other sites, and one for a connection with no sites', () => {
+    expect(narrowToSites(normaliseFilter({ locations: ['plant-b/line-1'] }), ['plant-a'])).toBeUndefined();
+    expect(narrowToSites(normaliseFilter({ sites: ['plant-b'] }), ['plant-a'])).toBeUndefined();
+    expect(narrowToSites(normaliseFilter({}), [])).toBeUndefined();
+    expect(narrowToSites(normaliseFilter({}), ['plant-b', 'plant-a'])?.sites).toEqual(['plant-a', 'plant-b']);
+    expect(narrowToSites(normaliseFilter({}), ['*'])?.sites).toEqual(['*']);
+  });
+
+  it('a filter without sites, as an old index entry holds, matches nothing', () => {
+    const { sites: _sites, ...old } = normaliseFilter({});
+    expect(matchesFilter(old as never, reading())).toBe(false);
+  });
+});
+
+describe('stored (compact) filters', () => {
+  const long = (prefix: string) => fc.array(fc.string({ minLength: 1, maxLength: 128 }).map((s) => `${prefix}${s}`.slice(0, 128)), { maxLength: 100 });
+  const bigFilterArb = fc.record(
+    { types: fc.subarray([...RECORD_TYPES]), deviceIds: fc.array(name, { maxLength: 3 }), deviceTypes: fc.oneof(fc.array(name, { maxLength: 2 }), long('t')), locations: fc.oneof(fc.array(name, { maxLength: 2 }), long('plant-a/')), alertLevels: fc.subarray([...ALERT_LEVELS]) },
+    { requiredKeys: [] },
+  );
+
+  it('match as the full filter for every record that reaches their index key, in bounded size', () => {
+    fc.assert(
+      fc.property(bigFilterArb, recordArb, (f, r) => {
+        const filter = normaliseFilter(f);
+        const recordKeys = new Set(indexKeysForRecord(r));
+        return indexKeysForFilter(filter).every((key) => {
+          const stored = compactFilter(filter, key);
+          if (JSON.stringify(stored).length > 2200) return false;
+          return !recordKeys.has(key) || matchesFilter(stored, r) === matchesFilter(filter, r);
         });
       }),
       { numRuns: 500 },

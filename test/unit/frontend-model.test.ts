@@ -1,4 +1,5 @@
 import type { AlertRecord, DeviceRecord } from '../../lambdas/core/protocol';
+import { deviceRecord } from '../support/records';
 import { csvField, exportFileName, seriesToCsv, toCsv } from '../../frontend/src/csv';
 import { DashboardModel, insertPoint, matchesSearch, type Point } from '../../frontend/src/model';
 import { describeFilter, filterFromFields } from '../../frontend/src/panels';
@@ -35,6 +36,12 @@ describe('insertPoint (the window of the last N points)', () => {
     expect(points.map((p) => p.x)).toEqual([3, 4, 5, 6]);
   });
 
+  test('the same reading twice (live, then in a snapshot) is one point', () => {
+    const points: Point[] = [];
+    for (const x of [1, 3, 3, 2, 1, 3]) insertPoint(points, { x, y: x }, 10);
+    expect(points.map((p) => p.x)).toEqual([1, 2, 3]);
+  });
+
   test('a point older than a full window is dropped', () => {
     const points: Point[] = [{ x: 5, y: 0 }, { x: 6, y: 0 }];
     insertPoint(points, { x: 1, y: 0 }, 2);
@@ -43,6 +50,21 @@ describe('insertPoint (the window of the last N points)', () => {
 });
 
 describe('DashboardModel', () => {
+  test('a reading that comes again in a snapshot after a reconnect counts as one record', () => {
+    const model = new DashboardModel();
+    const first = deviceRecord('pump-001', { timestamp: 1000, metrics: { temperature: 70 } });
+    const second = deviceRecord('pump-001', { timestamp: 2000, metrics: { temperature: 71 } });
+    model.applyDeviceData(first);
+    model.applyDeviceData(second);
+    // The snapshot brings the latest reading already held, and a conflated older one.
+    model.applyDeviceData({ ...second });
+    model.applyDeviceData({ ...first });
+    expect(model.recordsApplied).toBe(2);
+    // Another device's reading at the same time is its own record.
+    model.applyDeviceData(deviceRecord('pump-002', { timestamp: 2000, metrics: { temperature: 60 } }));
+    expect(model.recordsApplied).toBe(3);
+  });
+
   test('series per metric and device, latest state per device, changes reported once', () => {
     const model = new DashboardModel({ windowPoints: 3 });
     for (let t = 1; t <= 5; t++) model.applyDeviceData(reading('pump-001', t, { temperature: 60 + t, pressure: 3 }));
@@ -91,9 +113,30 @@ describe('DashboardModel', () => {
       { deviceType: 'motor', value: 88, level: 'critical' },
     ]);
     expect(model.unacknowledgedCritical()).toBe(3);
-    model.acknowledge('a4');
+    model.applyAlertState({ alertId: 'a4', state: 'acknowledged', by: 'alice', at: 50 });
     expect(model.unacknowledgedCritical()).toBe(2);
+    expect(model.alerts[0].state).toEqual({ state: 'acknowledged', by: 'alice', at: 50 });
     expect(model.takeChanges().newCritical).toBe(3);
+  });
+
+  test('alert states only move forward, and a "back to normal" record resolves the alert it names', () => {
+    const model = new DashboardModel();
+    model.applyAlert(alertOf('a1', 10));
+    model.applyAlert(alertOf('a2', 20), { state: 'acknowledged', by: 'bob', at: 25 });
+    expect(model.openAlertIds()).toEqual(['a1']);
+    model.applyAlertState({ alertId: 'a2', state: 'open', at: 30 });
+    expect(model.alerts.find((e) => e.key === 'a2')?.state.state).toBe('acknowledged');
+    model.applyAlert(alertOf('a3', 40, { level: 'info', resolves: 'a1' }));
+    expect(model.alerts.map((e) => [e.key, e.state.state])).toEqual([
+      ['a3', 'resolved'],
+      ['a2', 'acknowledged'],
+      ['a1', 'resolved'],
+    ]);
+    expect(model.unacknowledgedCritical()).toBe(0);
+    // The same alert again (a snapshot after a reconnect) is not a second entry.
+    expect(model.applyAlert(alertOf('a2', 20), { state: 'resolved', by: 'expiry', at: 60 })).toBe(false);
+    expect(model.alerts).toHaveLength(3);
+    expect(model.alerts.find((e) => e.key === 'a2')?.state).toEqual({ state: 'resolved', by: 'expiry', at: 60 });
   });
 
   test('at most maxSeriesPerMetric devices are plotted per metric; all are listed', () => {

@@ -94,7 +94,7 @@ class ScriptedSocket implements SocketLike {
   }
   confirmAll(): void {
     for (const frame of this.sent) {
-      if (frame.action === 'subscribe') this.receive({ type: 'subscribed', id: frame.id!, filter: { types: ['device_data'], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [] } });
+      if (frame.action === 'subscribe') this.receive({ type: 'subscribed', id: frame.id!, filter: { types: ['device_data'], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] } });
     }
   }
 }

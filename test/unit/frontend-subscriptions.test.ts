@@ -8,6 +8,7 @@ const normalised = (deviceIds: string[] = []): NormalisedFilter => ({
   deviceTypes: [],
   locations: [],
   alertLevels: [],
+  sites: ['*'],
 });
 
 describe('SubscriptionBook (restore bookkeeping)', () => {

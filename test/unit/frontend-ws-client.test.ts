@@ -40,7 +40,7 @@ class ScriptedSocket implements SocketLike {
   }
 }
 
-const normalised: NormalisedFilter = { types: ['alert', 'device_data'], deviceIds: ['pump-001'], deviceTypes: [], locations: [], alertLevels: [] };
+const normalised: NormalisedFilter = { types: ['alert', 'device_data'], deviceIds: ['pump-001'], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] };
 const reading = (cursor: string): ServerFrame => ({
   type: 'device_data',
   cursor,

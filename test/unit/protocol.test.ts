@@ -1,4 +1,4 @@
-import { LIMITS, parseClientFrame, parseRecord } from '../../lambdas/core/protocol';
+import { LIMITS, parseClientFrame, parseRecord, parseServerFrame } from '../../lambdas/core/protocol';
 
 describe('client frames', () => {
   it('accepts a subscribe with a filter and an id', () => {
@@ -99,5 +99,51 @@ describe('Kafka records', () => {
 
   it('rejects a record of an unknown topic', () => {
     expect(parseRecord('other', reading)).toEqual({ ok: false, reason: 'unknown topic "other"' });
+  });
+});
+
+describe('ack', () => {
+  it('accepts an ack naming an alert', () => {
+    expect(parseClientFrame('{"action":"ack","alertId":"a-8f3"}')).toEqual({ ok: true, frame: { action: 'ack', alertId: 'a-8f3' } });
+  });
+
+  it.each([
+    ['no alert id', '{"action":"ack"}'],
+    ['an empty alert id', '{"action":"ack","alertId":""}'],
+    ['an alert id that is not a string', '{"action":"ack","alertId":{"$ne":null}}'],
+    ['an overlong alert id', JSON.stringify({ action: 'ack', alertId: 'a'.repeat(LIMITS.maxNameLength + 1) })],
+  ])('rejects %s with bad_request', (_name, body) => {
+    const result = parseClientFrame(body);
+    expect(!result.ok && result.error.code).toBe('bad_request');
+  });
+});
+
+describe('server frames', () => {
+  const alert = { alertId: 'a-1', deviceId: 'pump-1', deviceType: 'pump', location: 'plant-a/l', level: 'critical', message: 'hot', timestamp: 5 };
+
+  it('reads alert_state, acked and snapshot frames, and alerts that resolve another', () => {
+    const state = { type: 'alert_state', data: { alertId: 'a-1', deviceId: 'pump-1', location: 'plant-a/l', level: 'critical', state: 'acknowledged', by: 'alice', at: 9 }, timestamp: 10 };
+    expect(parseServerFrame(JSON.stringify(state))).toEqual(state);
+    expect(parseServerFrame('{"type":"acked","alertId":"a-1"}')).toEqual({ type: 'acked', alertId: 'a-1' });
+    const snapshot = {
+      type: 'snapshot',
+      id: 's1',
+      messages: [{ type: 'alert', data: alert, timestamp: 10, state: { state: 'open', at: 5 } }],
+      final: true,
+    };
+    expect(parseServerFrame(JSON.stringify(snapshot))).toEqual(snapshot);
+    const normal = { type: 'alert', data: { ...alert, alertId: 'a-2', level: 'info', resolves: 'a-1' }, timestamp: 11 };
+    expect(parseServerFrame(JSON.stringify(normal))).toEqual(normal);
+  });
+
+  it.each([
+    ['not JSON', '{"type":'],
+    ['no type', '{"data":1}'],
+    ['an unknown type', '{"type":"surprise"}'],
+    ['an unknown alert state', JSON.stringify({ type: 'alert_state', data: { alertId: 'a', deviceId: 'd', location: 'l', level: 'info', state: 'closed', at: 1 }, timestamp: 1 })],
+    ['a snapshot holding a status frame', JSON.stringify({ type: 'snapshot', id: 's', messages: [{ type: 'system_status', data: { connections: 1 }, timestamp: 1 }], final: true })],
+    ['a record without its fields', '{"type":"device_data","data":{},"timestamp":1}'],
+  ])('refuses %s', (_name, text) => {
+    expect(() => parseServerFrame(text)).toThrow();
   });
 });

@@ -1,0 +1,4 @@
+/** The `ack` route: see ./message.ts. */
+import { ackRouteHandler } from './message';
+
+export const handler = ackRouteHandler();
