@@ -4,10 +4,11 @@
  * hooks (a fresh URL per handshake, renewal on demand, refusals that stop the retries). The
  * OAuth exchange itself runs in Chromium against the real provider (test/e2e/sign-in.test.ts).
  */
-import type { ClientFrame, ServerFrame } from '../../lambdas/core/protocol';
+import type { NormalisedFilter, ServerFrame } from '../../lambdas/core/protocol';
 import { resolveConfig, withoutToken } from '../../frontend/src/config';
 import { refreshDelayMs, refusalReason } from '../../frontend/src/token-status';
-import { LiveSocket, type SocketLike } from '../../frontend/src/ws-client';
+import { LiveSocket } from '../../frontend/src/ws-client';
+import { ScriptedSocket } from '../support/scripted-socket';
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 const jwt = (claims: object, header: object = { alg: 'RS256', kid: 'k' }) => `${b64(header)}.${b64(claims)}.c2ln`;
@@ -65,40 +66,7 @@ describe('token timing and refusals', () => {
   });
 });
 
-class ScriptedSocket implements SocketLike {
-  readyState = 0;
-  sent: ClientFrame[] = [];
-  closed?: { code?: number; reason?: string };
-  onopen: SocketLike['onopen'] = null;
-  onmessage: SocketLike['onmessage'] = null;
-  onclose: SocketLike['onclose'] = null;
-  onerror: SocketLike['onerror'] = null;
-  constructor(readonly url: string) {}
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as ClientFrame);
-  }
-  close(code?: number, reason?: string): void {
-    this.closed = { code, reason };
-    this.readyState = 3;
-  }
-  open(): void {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  receive(frame: ServerFrame): void {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  refuse(): void {
-    this.readyState = 3;
-    this.onclose?.({ code: 1006, reason: '' });
-  }
-  confirmAll(): void {
-    for (const frame of this.sent) {
-      if (frame.action === 'subscribe') this.receive({ type: 'subscribed', id: frame.id!, filter: { types: ['device_data'], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] } });
-    }
-  }
-}
-
+const CONFIRMED: NormalisedFilter = { types: ['device_data'], deviceIds: [], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] };
 const reading = (cursor: string): ServerFrame => ({
   type: 'device_data',
   cursor,
@@ -123,7 +91,7 @@ describe('live socket hooks', () => {
       probe,
       random: () => 0.5,
       createSocket: (url) => {
-        const socket = new ScriptedSocket(url);
+        const socket = new ScriptedSocket(url, CONFIRMED);
         sockets.push(socket);
         return socket;
       },
@@ -155,7 +123,7 @@ describe('live socket hooks', () => {
     sockets[1].receive(reading('d:0:3'));
     expect(records).toEqual(['d:0:1', 'd:0:2', 'd:0:3']);
 
-    sockets[1].refuse();
+    sockets[1].drop();
     jest.advanceTimersByTime(1000);
     await settle();
     expect(sockets[2].url).toBe('ws://gw/?token=t3');
@@ -167,7 +135,7 @@ describe('live socket hooks', () => {
     client.on('refused', refused);
     client.connect();
     await settle();
-    sockets[0].refuse();
+    sockets[0].drop();
     await settle();
     expect(client.state.status).toBe('refused');
     expect(refused).toHaveBeenCalledTimes(1);
@@ -184,7 +152,7 @@ describe('live socket hooks', () => {
     const { client, sockets } = setup(async () => 'network');
     client.connect();
     await settle();
-    sockets[0].refuse();
+    sockets[0].drop();
     await settle();
     expect(client.state.status).toBe('reconnecting');
     jest.advanceTimersByTime(1000);
@@ -198,7 +166,7 @@ describe('live socket hooks', () => {
     client.connect();
     await settle();
     sockets[0].open();
-    sockets[0].refuse();
+    sockets[0].drop();
     await settle();
     expect(probe).not.toHaveBeenCalled();
     expect(client.state.status).toBe('reconnecting');

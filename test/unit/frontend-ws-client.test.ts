@@ -3,42 +3,9 @@
  * hours (heartbeats, the 2 hour renewal) pass in milliseconds. The browser tests cover the same
  * client against the real local runtime.
  */
-import type { ClientFrame, NormalisedFilter, ServerFrame } from '../../lambdas/core/protocol';
-import { LiveSocket, type ConnectionState, type SocketLike } from '../../frontend/src/ws-client';
-
-class ScriptedSocket implements SocketLike {
-  readyState = 0;
-  sent: ClientFrame[] = [];
-  closed?: { code?: number; reason?: string };
-  onopen: SocketLike['onopen'] = null;
-  onmessage: SocketLike['onmessage'] = null;
-  onclose: SocketLike['onclose'] = null;
-  onerror: SocketLike['onerror'] = null;
-  constructor(readonly url: string) {}
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as ClientFrame);
-  }
-  close(code?: number, reason?: string): void {
-    this.closed = { code, reason };
-    this.readyState = 3;
-  }
-  // Server side of the script.
-  open(): void {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  receive(frame: ServerFrame): void {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  drop(code = 1006): void {
-    this.readyState = 3;
-    this.onclose?.({ code, reason: '' });
-  }
-  /** Answers every subscribe sent so far, as the server would. */
-  confirmAll(): void {
-    for (const frame of this.sent) if (frame.action === 'subscribe') this.receive({ type: 'subscribed', id: frame.id!, filter: normalised });
-  }
-}
+import type { NormalisedFilter, ServerFrame } from '../../lambdas/core/protocol';
+import { LiveSocket, type ConnectionState } from '../../frontend/src/ws-client';
+import { ScriptedSocket } from '../support/scripted-socket';
 
 const normalised: NormalisedFilter = { types: ['alert', 'device_data'], deviceIds: ['pump-001'], deviceTypes: [], locations: [], alertLevels: [], sites: ['*'] };
 const reading = (cursor: string): ServerFrame => ({
@@ -53,7 +20,7 @@ function setup(options: Partial<ConstructorParameters<typeof LiveSocket>[0]> = {
   const client = new LiveSocket({
     url: 'ws://gw/?token=t',
     createSocket: (url) => {
-      const socket = new ScriptedSocket(url);
+      const socket = new ScriptedSocket(url, normalised);
       sockets.push(socket);
       return socket;
     },
