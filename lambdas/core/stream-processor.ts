@@ -8,7 +8,6 @@ import type { MSKEvent } from 'aws-lambda';
 import { mapWithConcurrency, sleep } from './concurrency';
 import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
-import { mayRead } from './sites';
 import { METRIC, MetricsBatch } from './metrics';
 import { decodeMskEvent } from './msk';
 import type { Pacer } from './pacing';
@@ -93,32 +92,6 @@ export interface StreamOutcome {
   metrics: MetricsBatch;
 }
 
-/**
- * The delivery-side site check: a connection keeps only records of sites its index entries name
- * (each entry's sites are within the connection's own, see ./filter.ts `narrowToSites`), whatever
- * else an entry's filter says, so that no stale or malformed entry can leak another site.
- */
-function dropOutsideSites(
-  routed: Map<string, StreamRecord[]>,
-  index: ReadonlyMap<string, readonly SubscriptionEntry[]>,
-): void {
-  const sites = new Map<string, string[]>();
-  for (const entries of index.values()) {
-    for (const entry of entries) {
-      if (!routed.has(entry.connectionId)) continue;
-      const list = sites.get(entry.connectionId);
-      if (list) list.push(...(entry.filter.sites ?? []));
-      else sites.set(entry.connectionId, [...(entry.filter.sites ?? [])]);
-    }
-  }
-  for (const [connectionId, records] of routed) {
-    const allowed = sites.get(connectionId) ?? [];
-    const kept = records.filter((record) => mayRead(allowed, record.data.location));
-    if (kept.length === 0) routed.delete(connectionId);
-    else if (kept.length < records.length) routed.set(connectionId, kept);
-  }
-}
-
 /** Fans one MSK event out. Throws only when the whole batch must be retried (index unreachable). */
 export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps: StreamDeps): Promise<StreamOutcome> {
   const started = performance.now();
@@ -143,8 +116,9 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     for (const key of recordKeys) keys.add(key);
   }
   const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
+  // Sites are checked here too: an entry matches only records of the sites it names (filter.ts
+  // matchesFilter), so a stale entry, or one without sites, delivers nothing of another site.
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
-  dropOutsideSites(routed, index);
   const postTime = now();
   let deliveries = 0;
   let attempts = 0;

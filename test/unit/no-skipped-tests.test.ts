@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 
 const TEST_ROOT = join(__dirname, '..');
 
-/** `it.skip(`, `describe.only(`, `test.todo(`, `xit(`, `fdescribe(`, and the like. */
+/** A test, it or describe with .skip, .only or .todo, or the x- and f-prefixed forms of it, test and describe. */
 const NOT_RUN = /\b(?:(?:it|test|describe)\.(?:skip|only|todo)|x(?:it|test|describe)|f(?:it|describe))\s*\(/;
 
 function testFiles(dir: string): string[] {
@@ -28,7 +28,11 @@ test('no test file skips, focuses or postpones a test', () => {
   expect(offenders).toEqual([]);
 });
 
-test.each(['it.skip(', 'describe.only (', 'test.todo(', 'xit(', 'fdescribe(', 'describe.skip(`x`'])('the check catches %s', (snippet) => {
+// Written in two halves, so that this file holds none of the calls it looks for (and other checks
+// of the repository, which read it as text, do not take it for a skipped test).
+const FORBIDDEN = [['it', '.skip('], ['describe', '.only ('], ['test', '.todo('], ['x', 'it('], ['f', 'describe('], ['describe', '.skip(`x`']];
+
+test.each(FORBIDDEN.map(([head, tail]) => head + tail))('the check catches %s', (snippet) => {
   expect(NOT_RUN.test(snippet)).toBe(true);
 });
 
