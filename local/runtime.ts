@@ -122,6 +122,11 @@ export interface LocalRuntimeOptions {
   alertExpirySweepMs?: number;
   /** Least time between two writes of one location's latest readings. Default LATEST_INTERVAL_MS or 5 s. */
   latestIntervalMs?: number;
+  /**
+   * A snapshot reuses a read of the latest readings made this many ms before (see
+   * lambdas/core/snapshot.ts `latestMaxAgeMs`). Default {@link latestIntervalMs}; 0 reads every time.
+   */
+  latestReuseMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -212,7 +217,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     let routePoster: Poster | undefined;
     const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
     const alertState: AlertStateDeps = { alerts, index, connections, poster: lazyPoster, retentionMs, log };
-    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs } };
+    const latestIntervalMs = options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS);
+    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs, latestMaxAgeMs: options.latestReuseMs ?? latestIntervalMs } };
 
     const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
@@ -282,7 +288,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
-    routePoster = new ManagementApiPoster(management);
+    // Replies and snapshots take the lean path too: under a burst of subscribes they are most of the posts.
+    const routeLean = new SignedPoster(management, { maxSockets: 64, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+    stops.push(() => routeLean.destroy());
+    routePoster = routeLean;
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const streamHandler = createStreamHandler({
@@ -293,7 +302,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       concurrency,
       pacer: baseline ? undefined : pacer,
       batchStep: createStreamStateStep({
-        latest: new LatestReadingsConflator(latest, options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS)),
+        latest: new LatestReadingsConflator(latest, latestIntervalMs),
         lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
         log,
       }),

@@ -1,7 +1,7 @@
 /** The connections table over DynamoDB. */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { ConnectionItem, ConnectionStore, RateRule, SetSubscriptionResult } from '../core/ports';
+import type { ChangeResult, ConnectionChange, ConnectionItem, ConnectionStore, RateRule } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 
 /**
@@ -63,103 +63,112 @@ export class DynamoConnectionStore implements ConnectionStore {
     return decode(out.Item as StoredConnection | undefined);
   }
 
-  async setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter, max: number): Promise<SetSubscriptionResult> {
-    this.calls++;
-    try {
-      const out = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { connectionId },
-          UpdateExpression: 'SET subscriptions.#id = :filter',
-          // Replacing one of its own is always allowed; a new one only below the limit.
-          ConditionExpression: 'attribute_exists(connectionId) AND (attribute_exists(subscriptions.#id) OR size(subscriptions) < :max)',
-          ExpressionAttributeNames: { '#id': KEY_PREFIX + subscriptionId },
-          ExpressionAttributeValues: { ':filter': filter, ':max': max },
-          ReturnValues: 'UPDATED_OLD',
-        }),
-      );
-      const previous = (out.Attributes?.subscriptions as Record<string, NormalisedFilter> | undefined)?.[KEY_PREFIX + subscriptionId];
-      return previous ? { outcome: 'ok', previous } : { outcome: 'ok' };
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      return (await this.exists(connectionId)) ? { outcome: 'full' } : { outcome: 'gone' };
-    }
-  }
-
-  async removeSubscription(connectionId: string, subscriptionId: string): Promise<NormalisedFilter | undefined> {
-    this.calls++;
-    try {
-      const out = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { connectionId },
-          UpdateExpression: 'REMOVE subscriptions.#id',
-          ConditionExpression: 'attribute_exists(subscriptions.#id)',
-          ExpressionAttributeNames: { '#id': KEY_PREFIX + subscriptionId },
-          ReturnValues: 'UPDATED_OLD',
-        }),
-      );
-      return (out.Attributes?.subscriptions as Record<string, NormalisedFilter> | undefined)?.[KEY_PREFIX + subscriptionId];
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return undefined;
-      throw error;
-    }
-  }
-
   /**
-   * A GCRA token bucket in one attribute: a busy bucket moves forward by the cost while it stays
-   * within the burst; an idle one (its time past) restarts from now. Each is one conditional
-   * write, so concurrent messages of a connection cannot take more than the bucket holds.
+   * One UpdateItem: each bucket is a GCRA token bucket in one attribute (the time it is next
+   * full); a busy bucket moves forward by the cost while it stays within the burst, an idle one
+   * (its time past) restarts from now. Which of the two a bucket is, is guessed from the last time
+   * this instance saw; a wrong guess fails the condition, and the item read that explains the
+   * failure gives the right branches for the next try.
+   *
+   * A request that the remembered time already refuses is refused without any request: a flood
+   * costs this instance about one write per refill, not one per message.
    */
-  async take(connectionId: string, rule: RateRule, now: number): Promise<'ok' | 'limited' | 'gone'> {
-    const key = `${rule.bucket}\n${connectionId}`;
-    const known = this.bucketTimes.get(key);
-    if (known !== undefined && known - now > rule.burstMs - rule.costMs) return 'limited';
-    const remember = (time: unknown) => {
-      if (typeof time !== 'number') return;
-      this.bucketTimes.delete(key);
-      this.bucketTimes.set(key, time);
-      if (this.bucketTimes.size > REMEMBERED_BUCKETS) this.bucketTimes.delete(this.bucketTimes.keys().next().value!);
-    };
-    const names = { '#b': BUCKET_ATTRIBUTE[rule.bucket] };
-    const busy = () =>
-      this.conditionalUpdate({
-        TableName: this.tableName,
-        Key: { connectionId },
-        UpdateExpression: 'SET #b = #b + :cost',
-        ConditionExpression: 'attribute_exists(connectionId) AND #b BETWEEN :now AND :latest',
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: { ':cost': rule.costMs, ':now': now, ':latest': now + rule.burstMs - rule.costMs },
-      });
-    const idle = () =>
-      rule.costMs <= rule.burstMs &&
-      this.conditionalUpdate({
-        TableName: this.tableName,
-        Key: { connectionId },
-        UpdateExpression: 'SET #b = :next',
-        ConditionExpression: 'attribute_exists(connectionId) AND (attribute_not_exists(#b) OR #b < :now)',
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: { ':next': now + rule.costMs, ':now': now },
-      });
-    // The second busy try covers a concurrent message that restarted an idle bucket meanwhile.
-    const taken = (await busy()) || (await idle()) || (await busy());
-    if (taken) {
-      remember(taken.Attributes?.[names['#b']]);
-      return 'ok';
+  async change(connectionId: string, change: ConnectionChange, now: number): Promise<ChangeResult> {
+    for (const rule of change.takes) {
+      if (rule.costMs > rule.burstMs) return { outcome: 'limited', bucket: rule.bucket };
+      const known = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
+      if (known !== undefined && known - now > rule.burstMs - rule.costMs) return { outcome: 'limited', bucket: rule.bucket };
     }
-    this.calls++;
-    const out = await this.doc.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: { connectionId },
-        ProjectionExpression: 'connectionId, #b',
-        ExpressionAttributeNames: names,
-        ConsistentRead: true,
-      }),
-    );
-    if (!out.Item) return 'gone';
-    remember(out.Item[names['#b']]);
-    return 'limited';
+    let seen: Record<string, unknown> | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const tried = await this.tryChange(connectionId, change, now, seen);
+      if (tried.outcome === 'ok') {
+        const old = tried.old;
+        for (const rule of change.takes) {
+          const time = old[BUCKET_ATTRIBUTE[rule.bucket]];
+          this.remember(rule.bucket, connectionId, typeof time === 'number' && time >= now ? time + rule.costMs : now + rule.costMs);
+        }
+        const held = decode({ connectionId, ...old } as StoredConnection)!.subscriptions;
+        const id = change.set?.subscriptionId ?? change.remove?.subscriptionId;
+        const previous = id === undefined ? undefined : held.get(id);
+        return { outcome: 'ok', hadSubscriptions: held.size > 0, ...(previous ? { previous } : {}) };
+      }
+      // The condition failed: read the item to say why, or to retry with the right branches.
+      this.calls++;
+      const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { connectionId }, ConsistentRead: true }));
+      seen = out.Item;
+      if (!seen) return { outcome: 'gone' };
+      for (const rule of change.takes) {
+        const time = seen[BUCKET_ATTRIBUTE[rule.bucket]];
+        if (typeof time === 'number') this.remember(rule.bucket, connectionId, time);
+        if (typeof time === 'number' && time - now > rule.burstMs - rule.costMs) return { outcome: 'limited', bucket: rule.bucket };
+      }
+      const held = decode(seen as StoredConnection)!.subscriptions;
+      if (change.remove && !held.has(change.remove.subscriptionId)) return { outcome: 'missing' };
+      if (change.set && !held.has(change.set.subscriptionId) && held.size >= change.set.max) return { outcome: 'full' };
+    }
+    // Three tries lost to concurrent messages of the same connection: as busy as a limit.
+    return { outcome: 'limited', bucket: change.takes[0]?.bucket ?? 'messages' };
+  }
+
+  /** One try of {@link change}; `seen` is the item as last read, which decides each bucket's branch. */
+  private async tryChange(
+    connectionId: string,
+    change: ConnectionChange,
+    now: number,
+    seen: Record<string, unknown> | undefined,
+  ): Promise<{ outcome: 'ok'; old: Record<string, unknown> } | { outcome: 'failed' }> {
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = { ':now': now };
+    const sets: string[] = [];
+    const conditions = ['attribute_exists(connectionId)'];
+    change.takes.forEach((rule, i) => {
+      const attribute = BUCKET_ATTRIBUTE[rule.bucket];
+      const time = seen ? seen[attribute] : this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
+      names[`#b${i}`] = attribute;
+      if (typeof time === 'number' && time >= now) {
+        sets.push(`#b${i} = #b${i} + :c${i}`);
+        conditions.push(`#b${i} BETWEEN :now AND :l${i}`);
+        values[`:c${i}`] = rule.costMs;
+        values[`:l${i}`] = now + rule.burstMs - rule.costMs;
+      } else {
+        sets.push(`#b${i} = :n${i}`);
+        conditions.push(`(attribute_not_exists(#b${i}) OR #b${i} < :now)`);
+        values[`:n${i}`] = now + rule.costMs;
+      }
+    });
+    let expression = '';
+    if (change.set) {
+      names['#id'] = KEY_PREFIX + change.set.subscriptionId;
+      sets.push('subscriptions.#id = :filter');
+      values[':filter'] = change.set.filter;
+      values[':max'] = change.set.max;
+      // Replacing one of its own is always allowed; a new one only below the limit.
+      conditions.push('(attribute_exists(subscriptions.#id) OR size(subscriptions) < :max)');
+    }
+    if (sets.length) expression = `SET ${sets.join(', ')}`;
+    if (change.remove) {
+      names['#id'] = KEY_PREFIX + change.remove.subscriptionId;
+      expression += ' REMOVE subscriptions.#id';
+      conditions.push('attribute_exists(subscriptions.#id)');
+    }
+    const update = await this.conditionalUpdate({
+      TableName: this.tableName,
+      Key: { connectionId },
+      UpdateExpression: expression.trim(),
+      ConditionExpression: conditions.join(' AND '),
+      ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
+      ExpressionAttributeValues: values,
+      ReturnValues: 'ALL_OLD',
+    });
+    return update ? { outcome: 'ok', old: update.Attributes ?? {} } : { outcome: 'failed' };
+  }
+
+  private remember(bucket: RateRule['bucket'], connectionId: string, time: number): void {
+    const key = `${bucket}\n${connectionId}`;
+    this.bucketTimes.delete(key);
+    this.bucketTimes.set(key, time);
+    if (this.bucketTimes.size > REMEMBERED_BUCKETS) this.bucketTimes.delete(this.bucketTimes.keys().next().value!);
   }
 
   async delete(connectionId: string): Promise<ConnectionItem | undefined> {
@@ -170,27 +179,14 @@ export class DynamoConnectionStore implements ConnectionStore {
     return decode(out.Attributes as StoredConnection | undefined);
   }
 
-  /** An update with `ReturnValues: UPDATED_NEW`: its output, or false when its condition failed. */
+  /** A conditional update: its output, or false when its condition failed. */
   private async conditionalUpdate(input: ConstructorParameters<typeof UpdateCommand>[0]) {
     this.calls++;
     try {
-      return await this.doc.send(new UpdateCommand({ ...input, ReturnValues: 'UPDATED_NEW' }));
+      return await this.doc.send(new UpdateCommand(input));
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
     }
-  }
-
-  private async exists(connectionId: string): Promise<boolean> {
-    this.calls++;
-    const out = await this.doc.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: { connectionId },
-        ProjectionExpression: 'connectionId',
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item !== undefined;
   }
 }

@@ -25,11 +25,34 @@ export interface ConnectionItem {
   subscriptions: ReadonlyMap<string, NormalisedFilter>;
 }
 
-/** Result of {@link ConnectionStore.setSubscription}. */
-export type SetSubscriptionResult =
-  | { outcome: 'ok'; /** The filter this one replaced. */ previous?: NormalisedFilter }
+/**
+ * What one {@link ConnectionStore.change} does to a connection item, all or nothing: takes from
+ * each token bucket, and sets or removes one subscription.
+ */
+export interface ConnectionChange {
+  /** Buckets to take from, each rule with the cost of this request. */
+  takes: readonly RateRule[];
+  /** Sets this subscription; a new id only while the connection holds fewer than `max`. */
+  set?: { subscriptionId: string; filter: NormalisedFilter; max: number };
+  /** Removes this subscription, which must be held. */
+  remove?: { subscriptionId: string };
+}
+
+/** Result of {@link ConnectionStore.change}; nothing changed unless `ok`. */
+export type ChangeResult =
+  | {
+      outcome: 'ok';
+      /** The filter the set or removed subscription had before. */
+      previous?: NormalisedFilter;
+      /** Whether the connection held any subscription before. */
+      hadSubscriptions: boolean;
+    }
+  | { outcome: 'gone' }
+  | { outcome: 'limited'; bucket: RateRule['bucket'] }
+  /** `set` of a new id with `max` already held. */
   | { outcome: 'full' }
-  | { outcome: 'gone' };
+  /** `remove` of an id not held. */
+  | { outcome: 'missing' };
 
 /**
  * A token bucket kept as the time it is next full (GCRA): a request of `costMs` is allowed when
@@ -49,14 +72,10 @@ export interface ConnectionStore {
   put(item: ConnectionItem): Promise<void>;
   get(connectionId: string): Promise<ConnectionItem | undefined>;
   /**
-   * Sets one subscription atomically: `full` when the connection already holds `max` others,
-   * `gone` when it does not exist. Concurrent calls never leave more than `max` stored.
+   * One conditional write: every take and the subscription change happen together or not at all,
+   * so concurrent messages of a connection can neither pass a bucket nor the subscription limit.
    */
-  setSubscription(connectionId: string, subscriptionId: string, filter: NormalisedFilter, max: number): Promise<SetSubscriptionResult>;
-  /** Removes one subscription and returns its filter, or undefined when there was none. */
-  removeSubscription(connectionId: string, subscriptionId: string): Promise<NormalisedFilter | undefined>;
-  /** Takes from a connection's token bucket, atomically under concurrent calls. */
-  take(connectionId: string, rule: RateRule, now: number): Promise<'ok' | 'limited' | 'gone'>;
+  change(connectionId: string, change: ConnectionChange, now: number): Promise<ChangeResult>;
   /** Deletes the connection and returns what was stored, or undefined when it was already gone. */
   delete(connectionId: string): Promise<ConnectionItem | undefined>;
 }

@@ -10,7 +10,7 @@ import { indexKeysForFilter, narrowToSites, normaliseFilter } from './filter';
 import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
 import { statusEntry } from './status';
-import type { ConnectionItem, ConnectionStore, RateRule, SubscriptionIndex } from './ports';
+import type { ChangeResult, ConnectionItem, ConnectionStore, RateRule, SubscriptionIndex } from './ports';
 import { snapshotTexts, type SnapshotDeps } from './snapshot';
 import {
   LIMITS,
@@ -40,6 +40,18 @@ export interface SessionDeps {
 /** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
 const TTL_MARGIN_SECONDS = 15 * 60;
 
+/** When a connection opened at `connectedAt` (epoch ms) expires, epoch seconds: its items' TTL. */
+export function connectionExpiry(connectedAt: number): number {
+  return Math.ceil(connectedAt / 1000) + MAX_CONNECTION_SECONDS + TTL_MARGIN_SECONDS;
+}
+
+/**
+ * What API Gateway tells every route about the connection a message came on: the sites its
+ * authorizer granted and when it connected. With it a message needs no read of the connection
+ * item, which holds the same sites, written from the same authorizer context at `$connect`.
+ */
+export type Caller = Pick<ConnectionItem, 'sites' | 'expiresAt'>;
+
 /** Registers a new connection. */
 export async function openConnection(
   deps: Pick<SessionDeps, 'connections' | 'now'>,
@@ -50,7 +62,7 @@ export async function openConnection(
   const item: ConnectionItem = {
     connectionId,
     connectedAt: now,
-    expiresAt: Math.ceil(now / 1000) + MAX_CONNECTION_SECONDS + TTL_MARGIN_SECONDS,
+    expiresAt: connectionExpiry(now),
     // Without a principal (no authorizer) a connection sees no site.
     sub: principal?.sub ?? 'anonymous',
     sites: principal?.sites ?? [],
@@ -111,69 +123,102 @@ const RATE_RULES = {
 
 const NOT_REGISTERED = 'this connection is not registered; reconnect';
 
-async function subscribe(
-  deps: SessionDeps,
-  connection: ConnectionItem,
-  frame: SubscribeFrame,
-): Promise<SubscribedFrame | ErrorFrame> {
-  const { connectionId } = connection;
-  const id = frame.id ?? newSubscriptionId();
-  const filter = narrowToSites(normaliseFilter(frame.filter), connection.sites);
-  if (!filter) {
-    return errorFrame(
-      'forbidden',
-      connection.sites.length
-        ? `the filter names only sites outside this connection's: ${connection.sites.join(', ')}`
-        : "this connection's token grants no sites",
-      id,
-    );
+const MESSAGES_LIMITED = `at most ${LIMITS.messagesPerSecond} messages a second (bursts of ${LIMITS.messageBurst}); slow down`;
+
+/** The error a refused {@link ConnectionStore.change} answers with. */
+function refusal(result: Exclude<ChangeResult, { outcome: 'ok' }>, id: string | undefined): ErrorFrame {
+  switch (result.outcome) {
+    case 'gone':
+      return errorFrame('forbidden', NOT_REGISTERED, id);
+    case 'limited':
+      return result.bucket === 'messages'
+        ? errorFrame('rate_limited', MESSAGES_LIMITED, id)
+        : errorFrame('rate_limited', `at most ${LIMITS.indexWritesPerMinute} subscription keys a minute; retry later`, id);
+    case 'full':
+      return errorFrame(
+        'too_large',
+        `a connection may hold at most ${LIMITS.maxSubscriptionsPerConnection} subscriptions; unsubscribe one first`,
+        id,
+      );
+    case 'missing':
+      return errorFrame('bad_request', `no subscription with id "${id}"`, id);
   }
-  const next = entriesOf(connectionId, id, filter);
-  // The first subscription also makes the connection a recipient of system_status frames.
-  if (connection.subscriptions.size === 0) next.push(statusEntry(connectionId));
-  const known = connection.subscriptions.get(id);
-  const cost = next.length + (known ? indexKeysForFilter(known).length : 0);
-  const rule = { ...RATE_RULES.indexWrites, costMs: RATE_RULES.indexWrites.costMs * cost };
-  const taken = await deps.connections.take(connectionId, rule, (deps.now ?? Date.now)());
-  if (taken === 'gone') return errorFrame('forbidden', NOT_REGISTERED, id);
-  if (taken === 'limited') {
-    return errorFrame('rate_limited', `at most ${LIMITS.indexWritesPerMinute} subscription keys a minute; retry later`, id);
-  }
-  // The connection item first: its conditional write is what holds the subscription limit when
-  // API Gateway runs one connection's subscribes concurrently.
-  const set = await deps.connections.setSubscription(connectionId, id, filter, LIMITS.maxSubscriptionsPerConnection);
-  if (set.outcome === 'gone') return errorFrame('forbidden', NOT_REGISTERED, id);
-  if (set.outcome === 'full') {
-    return errorFrame(
-      'too_large',
-      `a connection may hold at most ${LIMITS.maxSubscriptionsPerConnection} subscriptions; unsubscribe one first`,
-      id,
-    );
-  }
-  try {
-    await deps.index.put(next, connection.expiresAt);
-  } catch (error) {
-    // Undo, so that the connection item never names a subscription the index does not hold.
-    if (set.previous) await deps.connections.setSubscription(connectionId, id, set.previous, Number.MAX_SAFE_INTEGER);
-    else await deps.connections.removeSubscription(connectionId, id);
-    throw error;
-  }
-  if (set.previous) {
-    const kept = new Set(next.map((entry) => entry.indexKey));
-    const stale = entriesOf(connectionId, id, set.previous).filter((entry) => !kept.has(entry.indexKey));
-    if (stale.length) await deps.index.remove(stale);
-  }
-  return { type: 'subscribed', id, filter };
 }
 
+/**
+ * Subscribes in at most three round trips: one conditional write of the connection item (both
+ * token buckets, the subscription and its limit), then the index entries and the snapshot's reads
+ * together, then the stale entries of a replaced filter, if any.
+ */
+async function subscribe(
+  deps: SessionDeps,
+  caller: Caller,
+  connectionId: string,
+  frame: SubscribeFrame,
+  now: number,
+): Promise<{ reply: SubscribedFrame | ErrorFrame; followUps: string[] }> {
+  const id = frame.id ?? newSubscriptionId();
+  const filter = narrowToSites(normaliseFilter(frame.filter), caller.sites);
+  if (!filter) {
+    // Refused, but the message still costs its token, as every message does.
+    const taken = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+    if (taken.outcome !== 'ok') return { reply: refusal(taken, id), followUps: [] };
+    const message = caller.sites.length
+      ? `the filter names only sites outside this connection's: ${caller.sites.join(', ')}`
+      : "this connection's token grants no sites";
+    return { reply: errorFrame('forbidden', message, id), followUps: [] };
+  }
+  const next = entriesOf(connectionId, id, filter);
+  // Each index key written costs a token; removals were paid for when their entries were written.
+  const writes = { ...RATE_RULES.indexWrites, costMs: RATE_RULES.indexWrites.costMs * next.length };
+  const max = LIMITS.maxSubscriptionsPerConnection;
+  const set = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages, writes], set: { subscriptionId: id, filter, max } }, now);
+  if (set.outcome !== 'ok') {
+    // A subscribe refused for its keys is still a message: it takes its token.
+    if (set.outcome === 'limited' && set.bucket === 'indexWrites') await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+    return { reply: refusal(set, id), followUps: [] };
+  }
+  // The first subscription also makes the connection a recipient of system_status frames.
+  if (!set.hadSubscriptions) next.push(statusEntry(connectionId));
+  const reply: SubscribedFrame = { type: 'subscribed', id, filter };
+  // A replaced filter's entries under keys the new one does not use go in the same round trip:
+  // they are other items than the ones written.
+  const kept = new Set(next.map((entry) => entry.indexKey));
+  const stale = set.previous ? entriesOf(connectionId, id, set.previous).filter((entry) => !kept.has(entry.indexKey)) : [];
+  const [stored, followUps, cleared] = await Promise.allSettled([
+    deps.index.put(next, caller.expiresAt),
+    deps.snapshot ? snapshotTexts(deps.snapshot, caller, reply) : Promise.resolve([]),
+    stale.length ? deps.index.remove(stale) : Promise.resolve(),
+  ]);
+  if (stored.status === 'rejected') {
+    // Undo, so that the connection item never names a subscription the index does not hold.
+    const undo = set.previous
+      ? { takes: [], set: { subscriptionId: id, filter: set.previous, max: Number.MAX_SAFE_INTEGER } }
+      : { takes: [], remove: { subscriptionId: id } };
+    await deps.connections.change(connectionId, undo, now);
+    // The previous filter's entries removed meanwhile are written back.
+    if (stale.length && cleared.status === 'fulfilled') await deps.index.put(stale, caller.expiresAt);
+    throw stored.reason;
+  }
+  if (cleared.status === 'rejected') throw cleared.reason;
+  if (followUps.status === 'rejected') throw followUps.reason;
+  return { reply, followUps: followUps.value };
+}
+
+/** Unsubscribes in two round trips: the connection item (its token and the subscription), then the index. */
 async function unsubscribe(
   deps: SessionDeps,
   connectionId: string,
   frame: UnsubscribeFrame,
+  now: number,
 ): Promise<UnsubscribedFrame | ErrorFrame> {
-  const filter = await deps.connections.removeSubscription(connectionId, frame.id);
-  if (!filter) return errorFrame('bad_request', `no subscription with id "${frame.id}"`, frame.id);
-  await deps.index.remove(entriesOf(connectionId, frame.id, filter));
+  const removed = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages], remove: { subscriptionId: frame.id } }, now);
+  if (removed.outcome !== 'ok') {
+    // An unknown id is still a message: it takes its token.
+    if (removed.outcome === 'missing') await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+    return refusal(removed, frame.id);
+  }
+  if (removed.previous) await deps.index.remove(entriesOf(connectionId, frame.id, removed.previous));
   return { type: 'unsubscribed', id: frame.id };
 }
 
@@ -193,34 +238,33 @@ export async function handleClientMessage(
   deps: SessionDeps,
   connectionId: string,
   body: string | null | undefined,
+  caller?: Caller,
 ): Promise<MessageOutcome> {
   const started = performance.now();
   const metrics = new MetricsBatch().add(METRIC.messagesReceived);
   const parsed = parseClientFrame(body);
   const now = (deps.now ?? Date.now)();
-  // Every message takes from the bucket, bad ones too: each costs an invocation.
-  const taken = await deps.connections.take(connectionId, RATE_RULES.messages, now);
   let reply: MessageOutcome['reply'];
   let followUps: string[] = [];
-  if (taken === 'limited') {
-    const id = parsed.ok ? ('id' in parsed.frame ? parsed.frame.id : undefined) : parsed.error.id;
-    reply = errorFrame('rate_limited', `at most ${LIMITS.messagesPerSecond} messages a second (bursts of ${LIMITS.messageBurst}); slow down`, id);
-  } else if (!parsed.ok) reply = parsed.error;
-  else if (parsed.frame.action === 'ping') reply = { type: 'pong', timestamp: now };
-  else if (parsed.frame.action === 'unsubscribe') reply = await unsubscribe(deps, connectionId, parsed.frame);
-  else if (parsed.frame.action === 'ack') {
-    reply = deps.alertState
-      ? await acknowledgeAlert(deps.alertState, connectionId, parsed.frame)
-      : errorFrame('unknown_action', 'ack is not served on this route', parsed.frame.alertId);
+  const frame = parsed.ok ? parsed.frame : undefined;
+  if (frame?.action === 'subscribe') {
+    // Without what API Gateway passes on (a direct call), the connection item says the same.
+    const known = caller ?? (await deps.connections.get(connectionId));
+    if (known) ({ reply, followUps } = await subscribe(deps, known, connectionId, frame, now));
+    else reply = errorFrame('forbidden', NOT_REGISTERED, frame.id);
+  } else if (frame?.action === 'unsubscribe') {
+    reply = await unsubscribe(deps, connectionId, frame, now);
   } else {
-    const connection = taken === 'gone' ? undefined : await deps.connections.get(connectionId);
-    reply = connection
-      ? await subscribe(deps, connection, parsed.frame)
-      : errorFrame('forbidden', NOT_REGISTERED, parsed.frame.id);
-    // The snapshot is read for the sites of the connection just read.
-    if (connection && reply.type === 'subscribed' && deps.snapshot) {
-      followUps = await snapshotTexts(deps.snapshot, connection, reply);
-    }
+    // Every message takes from the bucket, bad ones too: each costs an invocation.
+    const taken = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+    if (!frame) {
+      const error = parsed.ok ? undefined : parsed.error;
+      reply = taken.outcome === 'limited' ? errorFrame('rate_limited', MESSAGES_LIMITED, error?.id) : error!;
+    } else if (taken.outcome === 'limited') reply = errorFrame('rate_limited', MESSAGES_LIMITED);
+    else if (frame.action === 'ping') reply = { type: 'pong', timestamp: now };
+    else if (!deps.alertState) reply = errorFrame('unknown_action', 'ack is not served on this route', frame.alertId);
+    else if (taken.outcome === 'gone') reply = errorFrame('forbidden', NOT_REGISTERED, frame.alertId);
+    else reply = await acknowledgeAlert(deps.alertState, connectionId, frame);
   }
   // The reply goes back as the route response (or a post before the follow-ups): one message sent each.
   metrics.add(METRIC.messagesSent, 1 + followUps.length).observe(METRIC.processingDuration, (performance.now() - started) / 1000);

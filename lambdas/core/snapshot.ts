@@ -15,6 +15,14 @@ export interface SnapshotDeps {
   alerts: AlertStore;
   /** Alerts older than this are treated as expired even before the sweep resolves them. */
   retentionMs?: number;
+  /**
+   * A read of the latest readings is reused by the snapshots that start within this many ms of
+   * it. The stream writes a location's latest readings at most every 5 s (LATEST_INTERVAL_MS),
+   * so reusing a read for as long adds at most that much age, and a burst of subscribes costs one
+   * read instead of one each. Alerts are always read afresh (only reads under way are shared): an
+   * alert opened a moment before a subscribe must be in its snapshot. Default 0: no reuse.
+   */
+  latestMaxAgeMs?: number;
   /** Unresolved alerts read per snapshot, newest first. Default 500. */
   maxAlerts?: number;
   now?: () => number;
@@ -39,8 +47,8 @@ export async function snapshotTexts(
   const locations = filter.locations.length ? filter.locations : undefined;
   const limit = deps.maxAlerts ?? 500;
   const [readings, alerts, reader] = await Promise.all([
-    wantsReadings ? shared(deps, `latest:${locations?.join('\n') ?? '*'}`, () => deps.latest.read(locations)) : [],
-    wantsAlerts ? shared(deps, `alerts:${limit}`, () => deps.alerts.unresolved({ limit })) : [],
+    wantsReadings ? shared(deps, `latest:${locations?.join('\n') ?? '*'}`, () => deps.latest.read(locations), deps.latestMaxAgeMs ?? 0) : [],
+    wantsAlerts ? shared(deps, `alerts:${limit}`, () => deps.alerts.unresolved({ limit }), 0) : [],
     connection,
   ]);
   const sites = reader?.sites ?? [];
@@ -62,23 +70,40 @@ export async function snapshotTexts(
   return packSnapshot(subscribed.id, frames.map((frame) => JSON.stringify(frame)), maxBytes);
 }
 
-const inFlight = new WeakMap<SnapshotDeps, Map<string, Promise<unknown>>>();
+const reads = new WeakMap<SnapshotDeps, Map<string, { at: number; value: Promise<unknown> }>>();
+/** Reads kept per deps at most: distinct location lists of a burst, oldest dropped first. */
+const MAX_KEPT_READS = 256;
 
 /**
- * One read for concurrent snapshots that need the same thing (a burst of subscribes, as when a
- * gateway restart reconnects every dashboard at once). Only reads under way are shared, never
- * kept, so what a snapshot shows is at most one read's duration older than its request.
+ * One read for snapshots that need the same thing: concurrent ones (a burst of subscribes, as when
+ * a gateway restart reconnects every dashboard at once) share the read under way, and those that
+ * start within `maxAgeMs` of a successful read reuse it. A failed read is never reused.
  */
-function shared<T>(deps: SnapshotDeps, key: string, read: () => Promise<T>): Promise<T> {
-  let reads = inFlight.get(deps);
-  if (!reads) inFlight.set(deps, (reads = new Map()));
-  let pending = reads.get(key) as Promise<T> | undefined;
-  if (!pending) {
-    const map = reads;
-    pending = read().finally(() => map.delete(key));
-    reads.set(key, pending);
-  }
-  return pending;
+function shared<T>(deps: SnapshotDeps, key: string, read: () => Promise<T>, maxAgeMs: number): Promise<T> {
+  let kept = reads.get(deps);
+  if (!kept) reads.set(deps, (kept = new Map()));
+  const now = performance.now();
+  const hit = kept.get(key);
+  // A read under way is shared whatever its age; a finished one only while it is young enough.
+  if (hit && (hit.at < 0 || now - hit.at <= maxAgeMs)) return hit.value as Promise<T>;
+  const map = kept;
+  const entry = { at: -1, value: Promise.resolve() as Promise<unknown> };
+  const value = read().then(
+    (result) => {
+      if (maxAgeMs > 0 && map.get(key) === entry) entry.at = performance.now();
+      else if (map.get(key) === entry) map.delete(key);
+      return result;
+    },
+    (error: unknown) => {
+      if (map.get(key) === entry) map.delete(key);
+      throw error;
+    },
+  );
+  entry.value = value;
+  map.delete(key);
+  map.set(key, entry);
+  if (map.size > MAX_KEPT_READS) map.delete(map.keys().next().value!);
+  return value;
 }
 
 /** Packs serialised frames into `snapshot` frames of at most `maxBytes`; one frame larger than that travels alone. */

@@ -18,8 +18,18 @@ export interface ConnectDeps {
 export function createConnectHandler(deps: Omit<ConnectDeps, 'sessions'> & { sessions: Pick<SessionDeps, 'connections' | 'now'> }) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const { connectionId } = event.requestContext;
-    await openConnection(deps.sessions, connectionId, principalFromContext(event.requestContext.authorizer));
-    await flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, 1), deps.log);
+    // One round trip: the connection item and the gauge's +1 are written together. A failed
+    // write of the item takes the +1 back, so the gauge never counts a connection that was refused.
+    const opened = openConnection(deps.sessions, connectionId, principalFromContext(event.requestContext.authorizer));
+    const counted = flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, 1), deps.log);
+    try {
+      await opened;
+    } catch (error) {
+      await counted;
+      await flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, -1), deps.log);
+      throw error;
+    }
+    await counted;
     return { statusCode: 200 };
   };
 }

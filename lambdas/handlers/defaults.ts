@@ -14,6 +14,7 @@ import { DynamoMetricsStore } from '../adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { SignedPoster } from '../adapters/signed-poster';
 import { DEFAULT_MAX_CONCURRENCY } from '../core/stream-processor';
+import { LATEST_INTERVAL_MS } from '../core/stream-state';
 import { createDocumentClient, createManagementClient } from '../adapters/clients';
 import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
@@ -84,7 +85,12 @@ export function defaultAlertState(): AlertStateDeps {
 
 /** What a subscription's snapshot reads. */
 export function defaultSnapshot(): SnapshotDeps {
-  return { latest: defaultLatest(), alerts: defaultAlerts(), retentionMs: alertRetentionMs() };
+  return {
+    latest: defaultLatest(),
+    alerts: defaultAlerts(),
+    retentionMs: alertRetentionMs(),
+    latestMaxAgeMs: intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS),
+  };
 }
 
 let emf: Metrics | undefined;

@@ -4,7 +4,8 @@
  * message again, so a message that reached the wrong route still gets the right answer.
  */
 import type { Poster } from '../core/ports';
-import { handleClientMessage } from '../core/sessions';
+import { principalFromContext } from '../core/auth';
+import { connectionExpiry, handleClientMessage } from '../core/sessions';
 import {
   defaultAlertState,
   defaultConnections,
@@ -29,8 +30,10 @@ import type { WebSocketEvent, WebSocketResult } from './types';
 export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const body = event.isBase64Encoded && event.body ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-    const { connectionId } = event.requestContext;
-    const { reply, followUps, metrics } = await handleClientMessage(deps.sessions, connectionId, body);
+    const { connectionId, connectedAt, authorizer } = event.requestContext;
+    const principal = principalFromContext(authorizer);
+    const caller = principal && connectedAt ? { sites: principal.sites, expiresAt: connectionExpiry(connectedAt) } : undefined;
+    const { reply, followUps, metrics } = await handleClientMessage(deps.sessions, connectionId, body, caller);
     if (reply.type === 'error') {
       deps.log.info('client message rejected', {
         connectionId: event.requestContext.connectionId,

@@ -51,6 +51,8 @@ beforeAll(async () => {
     statusIntervalMs: 0,
     jwtSecret: SECRET,
     latestIntervalMs: 60_000,
+    // Each test publishes readings and expects them in its next snapshot at once.
+    latestReuseMs: 0,
   });
 });
 

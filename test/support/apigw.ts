@@ -5,10 +5,13 @@
 import type { WsEventSource } from '../../local/apigw-events';
 import connectFixture from '../fixtures/apigw/connect.json';
 
-/** An AWS-like event source for `connectionId`, authorized as the fixture's operator-7 of plant-a. */
+/**
+ * An AWS-like event source for `connectionId`, authorized as the fixture's operator-7 of plant-a,
+ * connected now: routes derive the expiry of a connection's index entries from `connectedAt`.
+ */
 export function awsSource(connectionId: string, overrides: Partial<WsEventSource> = {}): WsEventSource {
-  const { apiId, stage, domainName, connectedAt, authorizer } = connectFixture.requestContext;
-  return { apiId, stage, domainName, connectionId, connectedAt, authorizer: { ...authorizer }, ...overrides };
+  const { apiId, stage, domainName, authorizer } = connectFixture.requestContext;
+  return { apiId, stage, domainName, connectionId, connectedAt: Date.now(), authorizer: { ...authorizer }, ...overrides };
 }
 
 /** The subscribe body of the fixture: device data and critical alerts of pumps on plant-a/line-2. */

@@ -246,7 +246,7 @@ describe('the deadline of the invocation', () => {
     const index = new MemoryIndex();
     index.add('c1', {});
     const poster = new RecordingPoster();
-    const connections = { put: async () => {}, get: async () => undefined, setSubscription: async () => ({ outcome: 'gone' as const }), removeSubscription: async () => undefined, take: async () => 'gone' as const, delete: async () => undefined };
+    const connections = { put: async () => {}, get: async () => undefined, change: async () => ({ outcome: 'gone' as const }), delete: async () => undefined };
     const handler = createStreamHandler({ sessions: { connections, index }, poster, metrics: { flush: async () => {} }, log: quiet });
     const report = await handler(event as MSKEvent, { getRemainingTimeInMillis: () => 500 });
     expect(report).toMatchObject({ connections: 1, posts: 0, unsent: 1 });

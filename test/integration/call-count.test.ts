@@ -1,0 +1,136 @@
+/**
+ * What a connect and a subscribe cost in DynamoDB, counted at the SDK as the handlers run on
+ * dynalite: calls by operation, and round trips (the times the handler went from no call in
+ * flight to one). Under a burst of connects these calls are the cost, so the counts may not creep
+ * back up: before issue 18 a connect and its first subscribe took about ten calls, in sequence.
+ */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createDocumentClient } from '../../lambdas/adapters/clients';
+import { DynamoAlertStore } from '../../lambdas/adapters/dynamo-alerts';
+import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
+import { DynamoLatestReadings } from '../../lambdas/adapters/dynamo-latest';
+import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
+import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
+import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
+import { createMessageHandler } from '../../lambdas/handlers/message';
+import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
+import { connectEvent, messageEvent } from '../../local/apigw-events';
+import { awsSource } from '../support/apigw';
+
+const log = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Counts the document client's calls by operation, and the round trips among them. */
+class CallCounter {
+  calls: string[] = [];
+  roundTrips = 0;
+  private inFlight = 0;
+
+  constructor(doc: DynamoDBDocumentClient) {
+    doc.middlewareStack.add(
+      (next, context) => async (args) => {
+        this.calls.push(String(context.commandName).replace(/Command$/, ''));
+        if (this.inFlight++ === 0) this.roundTrips++;
+        try {
+          return await next(args);
+        } finally {
+          this.inFlight--;
+        }
+      },
+      { step: 'initialize', name: 'callCounter' },
+    );
+  }
+
+  /** Counts what `run` costs. */
+  async measure<T>(run: () => Promise<T>): Promise<{ result: T; calls: string[]; roundTrips: number }> {
+    this.calls = [];
+    this.roundTrips = 0;
+    const result = await run();
+    return { result, calls: [...this.calls].sort(), roundTrips: this.roundTrips };
+  }
+}
+
+describe('DynamoDB calls per connect and per subscribe', () => {
+  let dynamo: Awaited<ReturnType<typeof startDynalite>>;
+  let doc: ReturnType<typeof createDocumentClient>;
+  let counter: CallCounter;
+  let deps: ConnectDeps;
+
+  beforeAll(async () => {
+    dynamo = await startDynalite();
+    await createTables(dynamo.endpoint);
+    doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+    counter = new CallCounter(doc);
+    deps = {
+      sessions: {
+        connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
+        index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+        snapshot: {
+          latest: new DynamoLatestReadings(doc, LOCAL_TABLES.latest),
+          alerts: new DynamoAlertStore(doc, LOCAL_TABLES.alerts),
+          latestMaxAgeMs: 5000,
+        },
+      },
+      // As on AWS: counters wait for the interval, the connections gauge is written at once.
+      metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics, { flushIntervalMs: 60_000 }),
+      log,
+    };
+  });
+  afterAll(async () => {
+    doc.destroy();
+    await new Promise((resolve) => dynamo.server.close(resolve));
+  });
+
+  const connect = (id: string) => counter.measure(() => createConnectHandler(deps)(connectEvent(awsSource(id))));
+  const send = (id: string, body: object) =>
+    counter.measure(async () => JSON.parse((await createMessageHandler(deps)(messageEvent(awsSource(id), 'x', JSON.stringify(body)))).body!));
+
+  it('a connect is one write of the connection and the gauge, in one round trip', async () => {
+    const { result, calls, roundTrips } = await connect('cc-connect');
+    expect(result).toEqual({ statusCode: 200 });
+    expect(calls).toEqual(['PutItem', 'UpdateItem']);
+    expect(roundTrips).toBe(1);
+  });
+
+  it('a first subscribe: one write of the connection, then the index and the snapshot together', async () => {
+    await connect('cc-first');
+    const { result, calls, roundTrips } = await send('cc-first', { action: 'subscribe', id: 'a', filter: { deviceIds: ['pump-017'] } });
+    expect(result).toMatchObject({ type: 'subscribed', id: 'a' });
+    // Connection item; the device key's bucket and the status recipients' bucket; the unresolved
+    // alerts; the latest readings' directory (empty here, so no read of the readings follows).
+    expect(calls).toEqual(['GetItem', 'Query', 'UpdateItem', 'UpdateItem', 'UpdateItem']);
+    expect(roundTrips).toBeLessThanOrEqual(3);
+  });
+
+  it('a subscribe of a burst reuses the latest readings just read, and a large one takes no more round trips', async () => {
+    await connect('cc-burst');
+    const ids = Array.from({ length: 100 }, (_, i) => `dev-${i}`);
+    const { result, calls, roundTrips } = await send('cc-burst', { action: 'subscribe', id: 'big', filter: { deviceIds: ids } });
+    expect(result).toMatchObject({ type: 'subscribed', id: 'big' });
+    // 100 device buckets and the status bucket, the connection item, the alerts: no latest read.
+    expect(calls.filter((c) => c === 'UpdateItem')).toHaveLength(1 + 100 + 1);
+    expect(calls.filter((c) => c !== 'UpdateItem')).toEqual(['Query']);
+    expect(roundTrips).toBeLessThanOrEqual(2);
+  });
+
+  it('replacing a subscription removes its stale keys in the same round trip as the new ones', async () => {
+    await connect('cc-replace');
+    await send('cc-replace', { action: 'subscribe', id: 'r', filter: { deviceIds: ['pump-001'] } });
+    const { result, calls, roundTrips } = await send('cc-replace', { action: 'subscribe', id: 'r', filter: { deviceIds: ['pump-002'] } });
+    expect(result).toMatchObject({ type: 'subscribed', id: 'r', filter: { deviceIds: ['pump-002'] } });
+    // The connection item, the new key's bucket, the old key's bucket, the alerts.
+    expect(calls).toEqual(['Query', 'UpdateItem', 'UpdateItem', 'UpdateItem']);
+    expect(roundTrips).toBeLessThanOrEqual(2);
+  });
+
+  it('a ping and an unsubscribe are one conditional write each, plus the index for the unsubscribe', async () => {
+    await connect('cc-ping');
+    await send('cc-ping', { action: 'subscribe', id: 'p', filter: { deviceIds: ['pump-003'] } });
+    const ping = await send('cc-ping', { action: 'ping' });
+    expect(ping.result).toMatchObject({ type: 'pong' });
+    expect(ping.calls).toEqual(['UpdateItem']);
+    const unsubscribe = await send('cc-ping', { action: 'unsubscribe', id: 'p' });
+    expect(unsubscribe.result).toEqual({ type: 'unsubscribed', id: 'p' });
+    expect(unsubscribe.calls).toEqual(['UpdateItem', 'UpdateItem']);
+    expect(unsubscribe.roundTrips).toBe(2);
+  });
+});
