@@ -46,6 +46,9 @@ import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
 import { fnv1a } from '../lambdas/core/hash';
 
+/** How often the simulated devices read, ms: the embedded feed's batches are no further apart. */
+const EMBEDDED_TICK_MS = 20;
+
 /** Posts to the in-process gateway time out after this long (see where the posters are built). */
 const LOCAL_POST_TIMEOUT_MS = 60_000;
 
@@ -88,8 +91,11 @@ export interface LocalRuntimeOptions {
   oidc?:
     | { embedded: true; port?: number; password: string; idTokenTtlSeconds?: number; keyFile?: string }
     | { issuer: string; clientId: string; scopes?: string[] };
-  /** Simulated devices; false for none. Default 50 devices, 2 readings a second each. */
-  simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; batchWindowMs?: number });
+  /**
+   * Simulated devices; false for none. Default 50 devices, 2 readings a second each, read every
+   * `tickMs` (default 20 ms).
+   */
+  simulator?: false | (SimulatorOptions & { readingsPerSecond?: number; tickMs?: number });
   /** Read records from Kafka through the local MSK event source instead of feeding them directly. */
   kafka?: { brokers: string[]; groupId?: string; batchSize?: number; batchWindowMs?: number };
   /** Directory of the built dashboard. Default frontend/dist. */
@@ -294,34 +300,47 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     routePoster = routeLean;
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
-    const streamHandler = createStreamHandler({
-      sessions: { connections, index: streamIndex },
-      poster,
-      metrics: metricsStore,
+    const batchStep = createStreamStateStep({
+      latest: new LatestReadingsConflator(latest, latestIntervalMs),
+      lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
       log,
-      concurrency,
-      pacer: baseline ? undefined : pacer,
-      batchStep: createStreamStateStep({
-        latest: new LatestReadingsConflator(latest, latestIntervalMs),
-        lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
-        log,
-      }),
-      onReport: (report) => {
-        totals.batches++;
-        totals.records += report.records;
-        totals.invalid += report.invalid;
-        totals.deliveries += report.deliveries;
-        totals.posts += report.posts;
-        totals.stale += report.stale;
-        totals.failed += report.failed;
-        totals.conflated += report.conflated;
-      },
     });
-    // One invocation at a time, as Lambda polls one partition: batches keep their order.
-    let streamQueue: Promise<unknown> = Promise.resolve();
+    const lane = (lanePoster: Poster, lanePacer: Pacer | undefined) =>
+      createStreamHandler({
+        sessions: { connections, index: streamIndex },
+        poster: lanePoster,
+        metrics: metricsStore,
+        log,
+        concurrency,
+        pacer: lanePacer,
+        batchStep,
+        onReport: (report) => {
+          totals.batches++;
+          totals.records += report.records;
+          totals.invalid += report.invalid;
+          totals.deliveries += report.deliveries;
+          totals.posts += report.posts;
+          totals.stale += report.stale;
+          totals.failed += report.failed;
+          totals.conflated += report.conflated;
+        },
+      });
+    const streamHandler = lane(poster, baseline ? undefined : pacer);
+    // The alerts topic's partitions are polled apart from device-data's, as on AWS, where each
+    // partition has an invocation of its own: an alert never waits for a long telemetry batch.
+    // Its posts have their own sockets (another container, on AWS) and take from the same quota,
+    // which they may overdraw: alerts always go, telemetry waits for the refill.
+    const alertPoster = baseline ? poster : new SignedPoster(management, { maxSockets: 64, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+    if (alertPoster !== poster) stops.push(() => (alertPoster as SignedPoster).destroy());
+    const alertHandler = lane(alertPoster, baseline ? undefined : new Pacer(pacer.budget));
+    // One invocation at a time per lane, as Lambda polls one partition: batches keep their order.
+    const queues = { telemetry: Promise.resolve() as Promise<unknown>, alerts: Promise.resolve() as Promise<unknown> };
     const invokeStream = (event: MSKEvent): Promise<StreamReport> => {
-      const run = streamQueue.then(() => streamHandler(event));
-      streamQueue = run.catch(() => {});
+      const topics = Object.values(event.records).flatMap((records) => records.map((record) => record.topic));
+      const alertsOnly = topics.length > 0 && topics.every((topic) => topic === TOPICS.alerts);
+      const name = alertsOnly ? 'alerts' : 'telemetry';
+      const run = queues[name].then(() => (alertsOnly ? alertHandler : streamHandler)(event));
+      queues[name] = run.catch(() => {});
       return run;
     };
     const offsets = new Map<string, number>();
@@ -388,7 +407,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         });
         stops.push(() => producer.stop());
       } else {
-        stops.push(startEmbeddedFeed(simulator, rate, sim.batchWindowMs ?? 250, publish, log));
+        stops.push(startEmbeddedFeed(simulator, rate, sim.tickMs ?? EMBEDDED_TICK_MS, publish, log));
       }
     }
 
@@ -432,40 +451,56 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
 }
 
 /**
- * Feeds simulated readings into the stream handler every `windowMs`, as an event source mapping
- * with that batching window would. Returns its stop function.
+ * Simulated devices read every `tickMs`, and their records go to the stream handler as an event
+ * source mapping with no batching window does: a batch as soon as the previous one is done, with
+ * every record that arrived meanwhile, so batches stay small while the fan-out keeps up and grow
+ * when it does not. Alerts go at once, on the alerts topic's own partition poller. Returns its
+ * stop function.
  */
 function startEmbeddedFeed(
   simulator: DeviceSimulator,
   readingsPerSecond: number,
-  windowMs: number,
+  tickMs: number,
   publish: (records: KafkaRecordInput[]) => Promise<StreamReport>,
   log: Log,
 ): () => Promise<void> {
   let carry = 0;
+  let pending: KafkaRecordInput[] = [];
   let running: Promise<unknown> = Promise.resolve();
+  let alertsRunning: Promise<unknown> = Promise.resolve();
   let busy = false;
   const partitions = 3;
   const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
-  const timer = setInterval(() => {
-    carry += (readingsPerSecond * windowMs) / 1000;
-    const count = Math.floor(carry);
-    // A slow batch is not stacked on: the readings of a skipped window come with the next one.
-    if (busy || count === 0) return;
-    carry -= count;
-    const { readings, alerts } = simulator.next(count);
-    const records: KafkaRecordInput[] = [
-      ...readings.map((r) => ({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) })),
-      ...alerts.map((a) => ({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) })),
-    ];
+  const failed = (error: unknown) => log.warn('simulated batch failed', { error: errorMessage(error) });
+  const flush = () => {
+    if (busy || pending.length === 0) return;
+    const records = pending;
+    pending = [];
     busy = true;
     running = publish(records)
-      .catch((error) => log.warn('simulated batch failed', { error: errorMessage(error) }))
-      .finally(() => (busy = false));
-  }, windowMs);
+      .catch(failed)
+      .finally(() => {
+        busy = false;
+        flush();
+      });
+  };
+  const timer = setInterval(() => {
+    carry += (readingsPerSecond * tickMs) / 1000;
+    const count = Math.floor(carry);
+    if (count === 0) return;
+    carry -= count;
+    const { readings, alerts } = simulator.next(count);
+    for (const r of readings) pending.push({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) });
+    if (alerts.length) {
+      const records = alerts.map((a) => ({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) }));
+      alertsRunning = publish(records).catch(failed);
+    }
+    flush();
+  }, tickMs);
   timer.unref();
   return async () => {
     clearInterval(timer);
-    await running;
+    pending = [];
+    await Promise.all([running, alertsRunning]);
   };
 }
