@@ -8,18 +8,22 @@ import { fork } from 'node:child_process';
 import { runBatchCostBench, type BatchCostOptions, type BatchCostReport } from './batch-cost';
 import { runFanoutScenario, type FanoutScenarioOptions, type FanoutScenarioResult } from './fanout';
 import { runPostCostBench, type PostCostOptions, type PostCostReport } from './post-cost';
+import { runDynamoCostBench, type DynamoCostOptions, type DynamoCostReport } from './dynamo-cost';
 
 /** A part to run. */
 export type IsolatedPart =
   | { kind: 'batch-cost'; options: Omit<BatchCostOptions, 'log'> }
   | { kind: 'fanout'; options: Omit<FanoutScenarioOptions, 'log'> }
-  | { kind: 'post-cost'; options: Omit<PostCostOptions, 'log'> };
+  | { kind: 'post-cost'; options: Omit<PostCostOptions, 'log'> }
+  | { kind: 'dynamo-cost'; options: Omit<DynamoCostOptions, 'log'> };
 
 type PartResult<P extends IsolatedPart> = P extends { kind: 'batch-cost' }
   ? BatchCostReport
   : P extends { kind: 'post-cost' }
     ? PostCostReport
-    : FanoutScenarioResult;
+    : P extends { kind: 'dynamo-cost' }
+      ? DynamoCostReport
+      : FanoutScenarioResult;
 
 type ChildMessage = { type: 'log'; line: string } | { type: 'result'; result: unknown } | { type: 'error'; message: string };
 
@@ -54,7 +58,9 @@ if (require.main === module) {
         ? runBatchCostBench({ ...part.options, log })
         : part.kind === 'post-cost'
           ? runPostCostBench({ ...part.options, log })
-          : runFanoutScenario({ ...part.options, log });
+          : part.kind === 'dynamo-cost'
+            ? runDynamoCostBench({ ...part.options, log })
+            : runFanoutScenario({ ...part.options, log });
     run.then(
       async (result) => {
         await send({ type: 'result', result });

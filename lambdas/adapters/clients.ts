@@ -9,6 +9,7 @@ import { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagem
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { LeanDocumentClient } from './lean-dynamo';
 
 /** Keep-alive agents: a fan-out makes hundreds of requests to one host per invocation. */
 function keepAliveHandler(maxSockets: number): NodeHttpHandler {
@@ -26,6 +27,14 @@ export function createDocumentClient(config: DynamoDBClientConfig = {}): DynamoD
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true, convertEmptyValues: false },
   });
+}
+
+/**
+ * The lean document client for the hot calls (lambdas/adapters/lean-dynamo.ts): the same endpoint,
+ * region and credentials as {@link createDocumentClient}'s, without the SDK's middleware per call.
+ */
+export function createLeanDocumentClient(config: DynamoDBClientConfig = {}): LeanDocumentClient {
+  return new LeanDocumentClient(new DynamoDBClient(config), { maxSockets: 64 });
 }
 
 /**

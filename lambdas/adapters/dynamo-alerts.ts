@@ -4,7 +4,8 @@
  * index of the unresolved ones, newest first. See {@link ALERTS_TABLE}.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { DocumentSender } from './lean-dynamo';
 import { ALERTS_TABLE } from '../config/tables';
 import { mapWithConcurrency } from '../core/concurrency';
 import type { AlertStore, StoredAlert } from '../core/ports';
@@ -33,7 +34,7 @@ export class DynamoAlertStore implements AlertStore {
   calls = 0;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    private readonly doc: DocumentSender,
     private readonly tableName: string,
   ) {}
 

@@ -1,6 +1,7 @@
 /** The connections table over DynamoDB. */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { DocumentSender } from './lean-dynamo';
 import type { ChangeResult, ConnectionChange, ConnectionItem, ConnectionStore, RateRule } from '../core/ports';
 import type { NormalisedFilter } from '../core/protocol';
 
@@ -45,7 +46,7 @@ export class DynamoConnectionStore implements ConnectionStore {
   private readonly bucketTimes = new Map<string, number>();
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    private readonly doc: DocumentSender,
     private readonly tableName: string,
   ) {}
 

@@ -9,7 +9,8 @@
  * than a Scan.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { DocumentSender } from './lean-dynamo';
 import { LATEST_TABLE } from '../config/tables';
 import type { LatestReadingsStore } from '../core/ports';
 import type { DeviceRecord } from '../core/protocol';
@@ -28,7 +29,7 @@ export class DynamoLatestReadings implements LatestReadingsStore {
   calls = 0;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    private readonly doc: DocumentSender,
     private readonly tableName: string,
   ) {}
 

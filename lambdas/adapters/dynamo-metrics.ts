@@ -9,7 +9,8 @@
  * number of busy containers instead of the number of invocations (docs/deploy.md, "What it costs").
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { DocumentSender } from './lean-dynamo';
 import { METRIC, type MetricsBatch } from '../core/metrics';
 import type { MetricsSink } from '../core/ports';
 
@@ -52,7 +53,7 @@ export class DynamoMetricsStore implements MetricsSink {
   private next?: Promise<void>;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    private readonly doc: DocumentSender,
     private readonly tableName: string,
     options: DynamoMetricsStoreOptions = {},
   ) {

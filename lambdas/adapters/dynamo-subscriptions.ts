@@ -22,8 +22,8 @@ import {
   BatchGetCommand,
   ScanCommand,
   UpdateCommand,
-  type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
+import type { DocumentSender } from './lean-dynamo';
 import { backoffDelay } from '../core/backoff';
 import { mapWithConcurrency, sleep } from '../core/concurrency';
 import type { SubscriptionEntry } from '../core/fanout';
@@ -123,7 +123,7 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
   private readonly now: () => number;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    private readonly doc: DocumentSender,
     private readonly tableName: string,
     options: DynamoSubscriptionIndexOptions = {},
   ) {

@@ -15,7 +15,8 @@ import { DynamoSubscriptionIndex } from '../adapters/dynamo-subscriptions';
 import { SignedPoster } from '../adapters/signed-poster';
 import { DEFAULT_MAX_CONCURRENCY } from '../core/stream-processor';
 import { LATEST_INTERVAL_MS } from '../core/stream-state';
-import { createDocumentClient, createManagementClient } from '../adapters/clients';
+import { createLeanDocumentClient, createManagementClient } from '../adapters/clients';
+import type { LeanDocumentClient } from '../adapters/lean-dynamo';
 import { SecretStore } from '../adapters/secrets';
 import { ENV } from '../config/env-names';
 import { intEnv, requireEnv } from '../config/config';
@@ -30,9 +31,13 @@ export function defaultLogger(): Logger {
   return (logger ??= new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'iot-dashboard' }));
 }
 
-let doc: ReturnType<typeof createDocumentClient> | undefined;
+let doc: LeanDocumentClient | undefined;
+/**
+ * The stores' client: every store call is on a hot path (a message, a subscribe, a batch), so all
+ * go the lean way; the SDK's document client stays for the rare calls (health checks).
+ */
 function documentClient() {
-  return (doc ??= createDocumentClient());
+  return (doc ??= createLeanDocumentClient());
 }
 
 /** Connections store on the table named by CONNECTIONS_TABLE. */

@@ -1,0 +1,160 @@
+/**
+ * The cost of a DynamoDB call in this process: CPU µs per call of the SDK's document client
+ * against {@link LeanDocumentClient}, for the calls a connect burst makes (a conditional
+ * UpdateItem, GetItem, PutItem) and a stream batch's BatchGetItem of 10 keys. dynalite runs in a
+ * child process, so its CPU is not counted, as DynamoDB's is not on AWS. Each round runs every
+ * operation through both clients in turn; the report holds the medians over rounds, same run.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { createDocumentClient } from '../lambdas/adapters/clients';
+import { LeanDocumentClient, type DocumentSender } from '../lambdas/adapters/lean-dynamo';
+import { mapWithConcurrency } from '../lambdas/core/concurrency';
+import { LOCAL_AWS, LOCAL_TABLES, createTables } from '../local/dynamo';
+import { startLocalDynalite } from '../local/dynalite-process';
+import { round } from './stats';
+
+/** Options of {@link runDynamoCostBench}. */
+export interface DynamoCostOptions {
+  /** Calls per operation, client and round. Default 150: dynalite answers a few hundred a second. */
+  calls?: number;
+  /** Rounds. Default 5. */
+  rounds?: number;
+  /** Calls in flight, as a burst of connects has. Default 16. */
+  concurrency?: number;
+  log?: (line: string) => void;
+}
+
+const OPERATIONS = ['updateConditional', 'get', 'put', 'batchGet10'] as const;
+type Operation = (typeof OPERATIONS)[number];
+
+/** CPU per call of one operation, medians over the rounds. */
+interface OperationCost {
+  sdkUs: number;
+  leanUs: number;
+  /** sdkUs / leanUs. */
+  ratio: number;
+}
+
+/** The report of {@link runDynamoCostBench}. */
+export interface DynamoCostReport {
+  callsPerRound: number;
+  rounds: number;
+  concurrency: number;
+  operations: Record<Operation, OperationCost>;
+}
+
+/** Items the bench reads and writes: as large as a connection item with a few subscriptions. */
+const ITEMS = 100;
+const connectionItem = (i: number) => ({
+  connectionId: `conn${String(i).padStart(6, '0')}AA=`,
+  connectedAt: 1_700_000_000_000 + i,
+  expiresAt: 1_700_007_200 + i,
+  sub: `user-${i % 17}`,
+  sites: ['plant-a', 'plant-b'],
+  subscriptions: Object.fromEntries(
+    Array.from({ length: 3 }, (_, s) => [`s:sub${s}`, { types: ['device_data'], deviceIds: [`pump-${(i + s) % 50}`], locations: [], deviceTypes: [], alertLevels: [], sites: ['plant-a'] }]),
+  ),
+  rateM: 0,
+});
+
+/** One call of each operation; `i` picks the item. */
+function call(doc: DocumentSender, operation: Operation, i: number): Promise<unknown> {
+  const table = LOCAL_TABLES.connections;
+  const connectionId = connectionItem(i % ITEMS).connectionId;
+  switch (operation) {
+    case 'updateConditional':
+      // The rate bucket write of every message: one conditional SET with values and names.
+      return doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: { connectionId },
+          UpdateExpression: 'SET #b = :next',
+          ConditionExpression: 'attribute_exists(connectionId) AND (attribute_not_exists(#b) OR #b < :now)',
+          ExpressionAttributeNames: { '#b': 'rateM' },
+          // Always true, as for an idle bucket, yet evaluated on every call.
+          ExpressionAttributeValues: { ':next': i + 1, ':now': 2 ** 50 },
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      );
+    case 'get':
+      return doc.send(new GetCommand({ TableName: table, Key: { connectionId }, ConsistentRead: true }));
+    case 'put':
+      return doc.send(new PutCommand({ TableName: table, Item: connectionItem(i % ITEMS) }));
+    case 'batchGet10':
+      return doc.send(
+        new BatchGetCommand({
+          RequestItems: { [table]: { Keys: Array.from({ length: 10 }, (_, k) => ({ connectionId: connectionItem((i + k * 7) % ITEMS).connectionId })) } },
+        }),
+      );
+  }
+}
+
+async function cpuPerCall(doc: DocumentSender, operation: Operation, calls: number, concurrency: number): Promise<number> {
+  const indices = Array.from({ length: calls }, (_, i) => i);
+  const before = process.cpuUsage();
+  await mapWithConcurrency(indices, concurrency, (i) => call(doc, operation, i));
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / calls;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** Runs the bench: dynalite in a child process, both clients over the same tables. */
+export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promise<DynamoCostReport> {
+  const log = options.log ?? (() => {});
+  const calls = options.calls ?? 150;
+  const rounds = options.rounds ?? 5;
+  const concurrency = options.concurrency ?? 16;
+  const dynalite = await startLocalDynalite('process', 0);
+  // Both clients as the Lambdas build them: the SDK's keep-alive handler and marshalling options.
+  const sdk = createDocumentClient({ endpoint: dynalite.endpoint, ...LOCAL_AWS });
+  const base = new DynamoDBClient({ endpoint: dynalite.endpoint, ...LOCAL_AWS });
+  const lean = new LeanDocumentClient(base);
+  try {
+    await createTables(dynalite.endpoint);
+    for (let i = 0; i < ITEMS; i++) await sdk.send(new PutCommand({ TableName: LOCAL_TABLES.connections, Item: connectionItem(i) }));
+    const clients: [keyof Pick<OperationCost, 'sdkUs' | 'leanUs'>, DocumentSender][] = [
+      ['sdkUs', sdk],
+      ['leanUs', lean],
+    ];
+    // Warm-up: JIT, sockets, signing key, credentials.
+    for (const operation of OPERATIONS) for (const [, doc] of clients) await cpuPerCall(doc, operation, 100, concurrency);
+    const samples = Object.fromEntries(OPERATIONS.map((operation) => [operation, { sdkUs: [] as number[], leanUs: [] as number[] }])) as Record<
+      Operation,
+      Record<'sdkUs' | 'leanUs', number[]>
+    >;
+    for (let r = 0; r < rounds; r++) {
+      for (const operation of OPERATIONS) {
+        for (const [name, doc] of clients) samples[operation][name].push(await cpuPerCall(doc, operation, calls, concurrency));
+      }
+      log(`dynamo-cost: round ${r + 1}: ${OPERATIONS.map((op) => `${op} sdk ${Math.round(samples[op].sdkUs[r])} µs, lean ${Math.round(samples[op].leanUs[r])} µs`).join('; ')}`);
+    }
+    const operations = Object.fromEntries(
+      OPERATIONS.map((operation) => {
+        const sdkUs = round(median(samples[operation].sdkUs), 1);
+        const leanUs = round(median(samples[operation].leanUs), 1);
+        return [operation, { sdkUs, leanUs, ratio: round(sdkUs / leanUs, 2) }];
+      }),
+    ) as Record<Operation, OperationCost>;
+    return { callsPerRound: calls, rounds, concurrency, operations };
+  } finally {
+    sdk.destroy();
+    await lean.destroy();
+    base.destroy();
+    await dynalite.stop();
+  }
+}
+
+if (require.main === module) {
+  runDynamoCostBench({ log: (line) => console.log(line), ...(process.argv.includes('--quick') ? { calls: 100, rounds: 3 } : {}) }).then(
+    (report) => {
+      console.log(`\nCPU per call in this process (median of ${report.rounds} rounds of ${report.callsPerRound}, ${report.concurrency} in flight):`);
+      console.table(Object.fromEntries(Object.entries(report.operations).map(([operation, cost]) => [operation, { 'SDK µs': cost.sdkUs, 'lean µs': cost.leanUs, 'SDK / lean': cost.ratio }])));
+    },
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
