@@ -182,6 +182,8 @@ describe('posters against the local gateway', () => {
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => impatient.post(id, `{"type":"pong","timestamp":${i}}`)));
     expect(results.filter((r) => r.outcome === 'ok')).toHaveLength(5);
     expect(results.filter((r) => r.outcome === 'failed').every((r) => r.error?.includes('LimitExceeded'))).toBe(true);
+    // The counts are the gateway process's, mirrored here: exact once settled.
+    await gateway.settle();
     expect(gateway.managementStats).toEqual({ posts: 5, throttled: 5 });
     // With retries (full jitter up to 1 s) the post waits out the quota instead of failing.
     const patient = new SignedPoster(createManagementClient(gateway.managementUrl, { region: REGION, credentials: CREDENTIALS }), { maxRetries: 8, baseDelayMs: 100 });
