@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { MSKEvent } from 'aws-lambda';
-import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
+import { createDocumentClient, createLeanDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
 import { DynamoAlertStore } from '../lambdas/adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoLatestReadings } from '../lambdas/adapters/dynamo-latest';
@@ -49,8 +49,6 @@ import { fnv1a } from '../lambdas/core/hash';
 /** How often the simulated devices read, ms: the embedded feed's batches are no further apart. */
 const EMBEDDED_TICK_MS = 20;
 
-/** Posts to the in-process gateway time out after this long (see where the posters are built). */
-const LOCAL_POST_TIMEOUT_MS = 60_000;
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
 export interface LocalRuntimeOptions {
@@ -109,6 +107,8 @@ export interface LocalRuntimeOptions {
    * baseline for benchmarks. Default false.
    */
   sdkBaseline?: boolean;
+  /** Every store on the AWS SDK's document client instead of the lean one: a baseline for benchmarks. Default false. */
+  sdkDynamo?: boolean;
   /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
@@ -211,12 +211,17 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
     stops.push(() => doc.destroy());
 
-    const connections = new DynamoConnectionStore(doc, LOCAL_TABLES.connections);
-    const index = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
-    const streamIndex = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
-    const metricsStore = new DynamoMetricsStore(doc, LOCAL_TABLES.metrics);
-    const alerts = new DynamoAlertStore(doc, LOCAL_TABLES.alerts);
-    const latest = new DynamoLatestReadings(doc, LOCAL_TABLES.latest);
+    // The stores take the lean client, as on AWS (lambdas/handlers/defaults.ts); the SDK's stays
+    // for the sweep and the health check, and for every store in the `sdkDynamo` baseline.
+    const leanDoc = options.sdkDynamo ? undefined : createLeanDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
+    if (leanDoc) stops.push(() => leanDoc.destroy());
+    const stores = leanDoc ?? doc;
+    const connections = new DynamoConnectionStore(stores, LOCAL_TABLES.connections);
+    const index = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
+    const streamIndex = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
+    const metricsStore = new DynamoMetricsStore(stores, LOCAL_TABLES.metrics);
+    const alerts = new DynamoAlertStore(stores, LOCAL_TABLES.alerts);
+    const latest = new DynamoLatestReadings(stores, LOCAL_TABLES.latest);
     // Locally as on AWS, the environment may set both (ALERT_RETENTION_SECONDS, LATEST_INTERVAL_MS).
     const retentionMs = options.alertRetentionMs ?? intEnv(ENV.alertRetentionSeconds, ALERT_STATE_DEFAULTS.retentionMs / 1000) * 1000;
     // The Management API listens once the gateway has started; the route handlers are built before.
@@ -286,16 +291,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
-    // The gateway answers posts on this same event loop, so a long batch can hold an answer back
-    // past the poster's 5 s AWS timeout; a retry would then deliver twice. Locally only a stalled
-    // loop can be slow, so wait for it.
-    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+    // The gateway answers posts from a process of its own, so a long batch here cannot hold an
+    // answer back: posts time out after 5 s, as on AWS.
+    const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
     if (lean) stops.push(() => lean.destroy());
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
     // Replies and snapshots take the lean path too: under a burst of subscribes they are most of the posts.
-    const routeLean = new SignedPoster(management, { maxSockets: 64, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+    const routeLean = new SignedPoster(management, { maxSockets: 64 });
     stops.push(() => routeLean.destroy());
     routePoster = routeLean;
 
@@ -330,7 +334,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     // partition has an invocation of its own: an alert never waits for a long telemetry batch.
     // Its posts have their own sockets (another container, on AWS) and take from the same quota,
     // which they may overdraw: alerts always go, telemetry waits for the refill.
-    const alertPoster = baseline ? poster : new SignedPoster(management, { maxSockets: 64, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+    const alertPoster = baseline ? poster : new SignedPoster(management, { maxSockets: 64 });
     if (alertPoster !== poster) stops.push(() => (alertPoster as SignedPoster).destroy());
     const alertHandler = lane(alertPoster, baseline ? undefined : new Pacer(pacer.budget));
     // One invocation at a time per lane, as Lambda polls one partition: batches keep their order.
@@ -360,7 +364,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const statusIntervalMs = options.statusIntervalMs ?? 5000;
     if (statusIntervalMs > 0) {
       // Its own poster, so that the stream handler's post count stays the stream's alone.
-      const statusPoster = new SignedPoster(management, { maxSockets: 32, timeoutMs: LOCAL_POST_TIMEOUT_MS });
+      const statusPoster = new SignedPoster(management, { maxSockets: 32 });
       stops.push(() => statusPoster.destroy());
       let sending = false;
       const statusTimer = setInterval(() => {
