@@ -9,11 +9,14 @@
  *   npm run bench -- --connections 100,1000,10000 --rate 1000,10000 --devices 1000
  *
  *   npm run bench -- --scenario post-cost,issue12   the issue 12 figures alone
+ *   npm run bench -- --scenario operators --operators-baseline '{"postConcurrency":32}'
+ *                                        issue 18's 1,000 operators, with a baseline runtime beside the defaults
  *
- * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, issue12, fanout, browser, kafka, or cN-rR),
+ * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, dynamo-cost, issue12, operators, fanout, browser, kafka, or cN-rR),
  * --connections LIST, --rate LIST, --devices N, --locations N, --duration S, --window MS,
  * --mix location=0.2,deviceType=0.05,everything=0.01,criticalAlerts=0.1,maxDevices=5,
- * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR.
+ * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR, --operators-baseline JSON (runtime options of a
+ * baseline case run beside the operators defaults).
  */
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -24,7 +27,9 @@ import { machine, type DesignResult, type FanoutScenarioResult } from './fanout'
 import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
+import { runOperatorsBench, type OperatorsReport, type OperatorsRuntimeOptions } from './operators';
 import type { PostCostReport } from './post-cost';
+import type { DynamoCostReport } from './dynamo-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
 import { errorMessage } from '../lambdas/core/errors';
 
@@ -44,6 +49,8 @@ export interface BenchOptions {
   skipBrowser: boolean;
   skipKafka: boolean;
   resultsDir: string;
+  /** Runtime options of an operators case run beside the defaults (`--operators-baseline '<json>'`). */
+  operatorsBaseline?: OperatorsRuntimeOptions;
 }
 
 /** A target of issue 7 and what was measured against it. */
@@ -62,6 +69,8 @@ export interface BenchResults {
   options: BenchOptions;
   batchCost?: BatchCostReport;
   postCost?: PostCostReport;
+  /** Issue 18: CPU per DynamoDB call, the SDK's document client against the lean one. */
+  dynamoCost?: DynamoCostReport;
   scenarios: FanoutScenarioResult[];
   /** Issue 12: `npm start` defaults, 1,000 clients at 1,000 and 10,000 records/s, 10,000 under the quota. */
   network: FanoutScenarioResult[];
@@ -69,11 +78,19 @@ export interface BenchResults {
   connectRate?: ConnectRateReport;
   /** The same connects with dynalite in the runtime's process (the layout before), in the same run. */
   connectRateBaseline?: ConnectRateReport;
+  /** Issue 18: 1,000 operators opened at 500/s, each with its own subscriptions, then the steady state. */
+  operators?: { cases: OperatorsCase[]; targets: TargetCheck[] };
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
   targets: TargetCheck[];
   durationSeconds: number;
+}
+
+/** One case of the operators scenario. */
+interface OperatorsCase {
+  role: 'defaults' | 'baseline' | 'post latency' | 'quota';
+  report: OperatorsReport;
 }
 
 const list = (value: string | undefined) => value?.split(',').map((v) => Number(v.trim())).filter((v) => v > 0);
@@ -91,7 +108,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     else if (i + 1 < argv.length) values.set(name, argv[++i]);
     else throw new Error(`--${name} needs a value`);
   }
-  const known = ['scenario', 'connections', 'rate', 'devices', 'locations', 'duration', 'window', 'mix', 'results-dir'];
+  const known = ['scenario', 'connections', 'rate', 'devices', 'locations', 'duration', 'window', 'mix', 'results-dir', 'operators-baseline'];
   const mix: SubscriptionMix = { ...DEFAULT_MIX };
   for (const part of values.get('mix')?.split(',') ?? []) {
     const [key, value] = part.split('=');
@@ -99,6 +116,17 @@ export function parseOptions(argv: string[]): BenchOptions {
     mix[key as keyof SubscriptionMix] = Number(value);
   }
   for (const name of values.keys()) if (!known.includes(name)) throw new Error(`unknown option --${name}`);
+  let operatorsBaseline: OperatorsRuntimeOptions | undefined;
+  if (values.has('operators-baseline')) {
+    try {
+      operatorsBaseline = JSON.parse(values.get('operators-baseline')!) as OperatorsRuntimeOptions;
+    } catch {
+      throw new Error(`--operators-baseline takes runtime options as JSON, e.g. '{"postConcurrency":32}'`);
+    }
+    if (typeof operatorsBaseline !== 'object' || operatorsBaseline === null || Array.isArray(operatorsBaseline)) {
+      throw new Error('--operators-baseline takes a JSON object of runtime options');
+    }
+  }
   return {
     quick: flags.has('quick'),
     scenarios: values.get('scenario')?.split(',').map((s) => s.trim()),
@@ -113,6 +141,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     skipBrowser: flags.has('skip-browser'),
     skipKafka: flags.has('skip-kafka'),
     resultsDir: path.resolve(values.get('results-dir') ?? path.join(__dirname, 'results')),
+    operatorsBaseline,
   };
 }
 
@@ -175,7 +204,68 @@ function networkPlan(options: BenchOptions) {
   return options.quick ? [plan[0], plan[5]] : plan;
 }
 
-function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'issue12' | 'fanout' | 'browser' | 'kafka'): boolean {
+/** The operators cases (issue 18): the defaults, a baseline beside them when asked, 20 ms posts, 10,000 under the quota. */
+function operatorsPlan(options: BenchOptions): { role: OperatorsCase['role']; label: string; clients: number; runtime: OperatorsRuntimeOptions }[] {
+  const n = options.quick ? 100 : 1000;
+  const plan: ReturnType<typeof operatorsPlan> = [{ role: 'defaults', label: `${fmt(n)} operators, npm start defaults`, clients: n, runtime: {} }];
+  if (options.operatorsBaseline) {
+    plan.push({ role: 'baseline', label: `${fmt(n)} operators, baseline ${JSON.stringify(options.operatorsBaseline)}`, clients: n, runtime: options.operatorsBaseline });
+  }
+  // A quick run checks that each kind of case works: the defaults, and pacing under the quota.
+  if (!options.quick) plan.push({ role: 'post latency', label: `${fmt(n)} operators, --post-latency 20`, clients: n, runtime: { postLatencyMs: 20 } });
+  plan.push(
+    {
+      role: 'quota',
+      label: `${fmt(options.quick ? 200 : 10_000)} operators, --post-quota 10000 --post-latency 20`,
+      clients: options.quick ? 200 : 10_000,
+      runtime: { postQuota: 10_000, postLatencyMs: 20 },
+    },
+  );
+  return plan;
+}
+
+function operatorsTargets(cases: OperatorsCase[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const defaults = cases.find((c) => c.role === 'defaults')?.report;
+  if (defaults) {
+    const d = defaults;
+    const who = `${fmt(d.clients)} operators at ${fmt(d.perSecond)}/s, npm start defaults`;
+    checks.push(
+      {
+        target: `${who}: all open and subscribed`,
+        measured: `${fmt(d.opened)} of ${fmt(d.clients)}${d.failed ? ` (${Object.entries(d.failures).map(([k, v]) => `${v} × ${k}`).join(', ')})` : ''}`,
+        holds: d.failed === 0,
+      },
+      { target: `${who}: connect p95 < 100 ms`, measured: `p50 ${fmt(d.connectMs.p50)} ms, p95 ${fmt(d.connectMs.p95)} ms; subscribe p95 ${fmt(d.subscribeMs.p95)} ms`, holds: d.connectMs.p95 < 100 },
+      { target: `${who}: steady p95 < 50 ms`, measured: `p50/p95/p99 ${fmt(d.steadyMs.p50)}/${fmt(d.steadyMs.p95)}/${fmt(d.steadyMs.p99)} ms`, holds: d.steadyMs.p95 < 50 },
+      { target: `${who}: 0 records outside a filter`, measured: `${fmt(d.outsideFilter)} outside, ${fmt(d.duplicates)} duplicates`, holds: d.outsideFilter === 0 && d.duplicates === 0 },
+    );
+  }
+  const latency = cases.find((c) => c.role === 'post latency')?.report;
+  if (latency) {
+    checks.push({
+      target: `${fmt(latency.clients)} operators, --post-latency 20: steady p95 < 150 ms`,
+      measured: `p50/p95/p99 ${fmt(latency.steadyMs.p50)}/${fmt(latency.steadyMs.p95)}/${fmt(latency.steadyMs.p99)} ms (${fmt(latency.opened)} open)`,
+      holds: latency.steadyMs.p95 < 150 && latency.failed === 0,
+    });
+  }
+  const quota = cases.find((c) => c.role === 'quota')?.report;
+  if (quota) {
+    const who = `${fmt(quota.clients)} operators, --post-quota 10000 --post-latency 20`;
+    checks.push(
+      { target: `${who}: alerts p95 < 250 ms`, measured: `alerts p95 ${fmt(quota.alertMs.p95)} ms (${fmt(quota.alertMs.count)} deliveries); ${fmt(quota.opened)} open`, holds: quota.alertMs.p95 < 250 },
+      { target: `${who}: 0 × 429`, measured: `${fmt(quota.throttled)} in the window, ${fmt(quota.throttledTotal)} over the case`, holds: quota.throttledTotal === 0 },
+      {
+        target: `${who}: 0 alerts lost`,
+        measured: `${fmt(quota.alertsLost)} lost of ${fmt(quota.alertsExpected)} deliveries the filters call for (${fmt(quota.alertsPublished)} alerts published)`,
+        holds: quota.alertsLost === 0 && quota.alertsExpected > 0,
+      },
+    );
+  }
+  return checks;
+}
+
+function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'dynamo-cost' | 'issue12' | 'operators' | 'fanout' | 'browser' | 'kafka'): boolean {
   if (!options.scenarios) return true;
   if (options.scenarios.includes(part)) return true;
   return part === 'fanout' && options.scenarios.some((s) => /^c\d+-r\d+$/.test(s));
@@ -345,6 +435,19 @@ export function toMarkdown(results: BenchResults): string {
     );
   }
 
+  const dc = results.dynamoCost;
+  if (dc) {
+    lines.push(`## DynamoDB calls (issue 18, bench/dynamo-cost.ts)`, '');
+    lines.push(
+      `CPU of this process per call, median of ${dc.rounds} interleaved rounds of ${fmt(dc.callsPerRound)} calls per client, ${dc.concurrency} in flight, dynalite in another process.`,
+      '',
+      '| Call | AWS SDK µs | lean µs | SDK / lean |',
+      '| --- | --- | --- | --- |',
+      ...Object.entries(dc.operations).map(([name, cost]) => `| ${name} | ${cost.sdkUs} | ${cost.leanUs} | ${cost.ratio}× |`),
+      '',
+    );
+  }
+
   const pc = results.postCost;
   if (pc) {
     lines.push(`## The post path (issue 12, bench/post-cost.ts)`, '');
@@ -381,6 +484,35 @@ export function toMarkdown(results: BenchResults): string {
         `| ${s.name} | ${fmt(s.connected)} | ${fmt(s.rate)} | ${fmt(f.recordsPerSecond)} | ${fmt(f.latencyMs.p50)} | ${fmt(f.latencyMs.p95)} | ${fmt(f.latencyMs.p99)} | ` +
           `${fmt(f.alertLatencyMs.p95)} | ${fmt(f.postsPerSecond)} | ${fmt(f.throttled)} | ${fmt(Math.round(f.conflatedShare * 1000) / 10)} % | ${fmt(f.lost)} | ${fmt(f.serverRssMaxMB)} | ${fmt(f.serverCpuPercent)} |`,
       );
+    }
+    lines.push('');
+  }
+  if (results.operators) {
+    const { cases, targets } = results.operators;
+    lines.push(`## 1,000 operators (issue 18, bench/operators.ts)`, '');
+    lines.push(
+      'The runtime as `npm start` runs it (50 simulated devices, 100 readings/s, embedded feed) in its own process; real clients opened at the rate shown ' +
+        'from separate processes, each with its own subscriptions over the simulator\'s devices; connect = upgrade to `open`, subscribe = sent to `subscribed`; ' +
+        'steady = client receipt − record timestamp over the records stamped in the window. CPU is percent of one core, runtime process plus its ' +
+        'descendants (dynalite); µs/record is that CPU per record delivered.',
+      '',
+      '| Target | Measured | Holds |',
+      '| --- | --- | --- |',
+      ...targets.map((t) => `| ${t.target} | ${t.measured} | ${t.holds === null ? 'not run' : t.holds ? 'yes' : '**no**'} |`),
+      '',
+      '| Case | open / failed | connect p50 / p95 / p99 | subscribe p95 | steady p50 / p95 / p99 | alerts p95 | records/s | frames/s | outside filter | dups | alerts lost / expected | 429s | CPU % | µs/record | RSS MB (runtime + dynalite) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
+    for (const { report: r } of cases) {
+      lines.push(
+        `| ${r.label} (${r.durationS} s) | ${fmt(r.opened)} / ${fmt(r.failed)} | ${fmt(r.connectMs.p50)} / ${fmt(r.connectMs.p95)} / ${fmt(r.connectMs.p99)} | ${fmt(r.subscribeMs.p95)} | ` +
+          `${fmt(r.steadyMs.p50)} / ${fmt(r.steadyMs.p95)} / ${fmt(r.steadyMs.p99)} | ${fmt(r.alertMs.p95)} | ${fmt(r.recordsPerSecond)} | ${fmt(r.framesPerSecond)} | ` +
+          `${fmt(r.outsideFilter)} | ${fmt(r.duplicates)} | ${fmt(r.alertsLost)} / ${fmt(r.alertsExpected)} | ${fmt(r.throttledTotal)} | ${fmt(r.serverCpuPercent)} | ${fmt(r.cpuUsPerRecord)} | ${fmt(r.rssMB)} + ${fmt(r.descendantsRssMB)} |`,
+      );
+    }
+    const failures = cases.filter((c) => c.report.failed);
+    if (failures.length) {
+      lines.push('', 'Handshake failures: ' + failures.map((c) => `${c.report.label}: ${Object.entries(c.report.failures).map(([k, v]) => `${v} × ${k}`).join(', ')}`).join('; ') + '.');
     }
     lines.push('');
   }
@@ -446,7 +578,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   };
   log(`bench: ${results.machine.cores} cores, ${results.machine.memoryGB} GB, Node ${results.machine.node}, open files ${openFileLimit}`);
   const plan = fanoutPlan(options);
-  const maxConnections = Math.max(0, ...plan.map(([c]) => c));
+  const maxConnections = Math.max(0, ...plan.map(([c]) => c), wants(options, 'operators') ? (options.quick ? 200 : 10_000) : 0);
   // Each connection takes a descriptor in the server process (clients are in their own processes).
   if (Number(openFileLimit) > 0 && Number(openFileLimit) < maxConnections + 1000) {
     log(`bench: warning: open-file limit ${openFileLimit} is below ${maxConnections + 1000}; raise it with \`ulimit -n 65536\` first`);
@@ -457,6 +589,9 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     results.batchCost = await runIsolated({ kind: 'batch-cost', options: { connections, repeats: options.quick ? 3 : 5 } }, log);
   }
 
+  if (wants(options, 'dynamo-cost')) {
+    results.dynamoCost = await runIsolated({ kind: 'dynamo-cost', options: options.quick ? { calls: 50, rounds: 3 } : {} }, log);
+  }
   if (wants(options, 'post-cost')) {
     results.postCost = await runIsolated({ kind: 'post-cost', options: options.quick ? { posts: 500, rounds: 3, audiences: [1000] } : {} }, log);
   }
@@ -472,6 +607,23 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
         await runIsolated({ kind: 'fanout', options: { ...scenario, locations: options.locations, mix: options.mix, naive: false } }, log),
       );
     }
+  }
+
+  if (wants(options, 'operators')) {
+    const cases: OperatorsCase[] = [];
+    for (const c of operatorsPlan(options)) {
+      log(`bench: issue 18, ${c.label}`);
+      const report = await runOperatorsBench({
+        label: c.label,
+        clients: c.clients,
+        perSecond: options.quick ? 100 : 500,
+        durationS: options.durationS ?? (options.quick ? 5 : 20),
+        runtime: c.runtime,
+        log,
+      });
+      cases.push({ role: c.role, report });
+    }
+    results.operators = { cases, targets: operatorsTargets(cases) };
   }
 
   if (wants(options, 'fanout')) {

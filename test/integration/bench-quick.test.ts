@@ -39,7 +39,7 @@ describe('npm run bench -- --quick', () => {
     output = run.output;
     if (run.code !== 0) throw new Error(`bench exited with ${run.code}:\n${output.slice(-4000)}`);
     results = JSON.parse(readFileSync(path.join(resultsDir, 'latest-quick.json'), 'utf8')) as BenchResults;
-  }, 300_000);
+  }, 420_000); // the operators cases (issue 18) take about 80 s of it
 
   afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
@@ -81,6 +81,30 @@ describe('npm run bench -- --quick', () => {
   it('opens clients at 500/s with dynalite in its own process and, as the baseline, in the runtime', () => {
     expect(results.connectRate).toMatchObject({ dynalite: 'process', failed: 0 });
     expect(results.connectRateBaseline).toMatchObject({ dynalite: 'inline', failed: 0 });
+  });
+
+  it('opens operators at 100/s with their own subscriptions and measures the steady state, nothing outside a filter', () => {
+    const operators = results.operators!;
+    expect(operators).toBeDefined();
+    expect(operators.cases.map((c) => c.role)).toEqual(['defaults', 'quota']);
+    for (const { report } of operators.cases) {
+      expect(report).toMatchObject({ failed: 0, outsideFilter: 0, duplicates: 0, alertsLost: 0 });
+      expectNumber(report.throttledTotal, `${report.label} 429s`);
+      expect(report.opened).toBe(report.clients);
+      const figures = {
+        connectP95: report.connectMs.p95,
+        subscribeP95: report.subscribeMs.p95,
+        steadyP95: report.steadyMs.p95,
+        recordsPerSecond: report.recordsPerSecond,
+        framesPerSecond: report.framesPerSecond,
+        serverCpuPercent: report.serverCpuPercent,
+        cpuUsPerRecord: report.cpuUsPerRecord,
+        rssMB: report.rssMB,
+      };
+      for (const [name, value] of Object.entries(figures)) expectNumber(value, `${report.label} ${name}`);
+      expect(report.readingsReceived).toBeGreaterThan(0);
+    }
+    expect(operators.targets.some((t) => /0 records outside a filter/.test(t.target) && t.holds === true)).toBe(true);
   });
 
   it('runs the issue 12 scenarios, with pacing under the quota reporting its figures', () => {
