@@ -28,6 +28,11 @@ import type { OpenOutcome, OperatorsTally, PublishedRecords, WorkerCommand, Work
 import { LatencyHistogram, round, sleep } from './stats';
 import { DEFAULT_MIX, makeClients, mixSummary, type BenchDevice, type SubscriptionMix } from './workload';
 
+/** PROF_DIR=dir writes the runtime process's CPU profile there (the gateway and dynalite run apart). */
+function profileArgs(): string[] {
+  return process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}`] : [];
+}
+
 /** Runtime options that travel as JSON to the runtime child. */
 export type OperatorsRuntimeOptions = Omit<LocalRuntimeOptions, 'log'>;
 
@@ -340,7 +345,7 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
 
   const specs = makeClients(clients, simulatorDevices(runtimeOptions), options.mix ?? DEFAULT_MIX);
   const runtime = new Child<RuntimeReply>(
-    fork(__filename, ['--runtime-child', JSON.stringify(runtimeOptions)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    fork(__filename, ['--runtime-child', JSON.stringify(runtimeOptions)], { execArgv: ['--import', 'tsx', ...profileArgs()], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
     'runtime',
   );
   const workers = Array.from(
