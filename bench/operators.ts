@@ -71,6 +71,8 @@ export interface OperatorsReport {
   opened: number;
   failed: number;
   failures: Record<string, number>;
+  /** Upgrades refused with 429 and tried again (the dashboard retries them after a second). */
+  retried429: number;
   /** Seconds from the first upgrade to the last, and the connect rate achieved. */
   connectSpanS: number;
   connectRateAchieved: number;
@@ -389,12 +391,13 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
     const failures: Record<string, number> = {};
     for (const o of outcomes) if (o.failure) failures[o.failure] = (failures[o.failure] ?? 0) + 1;
     const failed = outcomes.filter((o) => o.failure).length;
+    const retried429 = outcomes.reduce((sum, o) => sum + o.retries, 0);
     const starts = outcomes.map((o) => o.startedAt);
     const connectSpanS = (Math.max(...starts) - Math.min(...starts)) / 1000;
     const connectMs = percentiles(outcomes.flatMap((o) => (o.connectMs === undefined ? [] : [o.connectMs])));
     const subscribeMs = percentiles(outcomes.flatMap((o) => o.subscribeMs));
     log(
-      `operators ${label}: ${clients - failed} open and subscribed, ${failed} failed${failed ? ' ' + JSON.stringify(failures) : ''}; ` +
+      `operators ${label}: ${clients - failed} open and subscribed, ${failed} failed${failed ? ' ' + JSON.stringify(failures) : ''}, ${retried429} upgrades retried after 429; ` +
         `connect p50/p95 ${connectMs.p50}/${connectMs.p95} ms, subscribe p95 ${subscribeMs.p95} ms`,
     );
 
@@ -452,6 +455,7 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
       opened: clients - failed,
       failed,
       failures,
+      retried429,
       connectSpanS: round(connectSpanS, 2),
       connectRateAchieved: connectSpanS > 0 ? round((clients - 1) / connectSpanS, 0) : NaN,
       connectMs,
