@@ -106,8 +106,6 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     metrics.add(METRIC.streamRecords, counts.invalid, { topic, outcome: 'invalid' });
   }
 
-  const afterFanout = await deps.batchStep?.(decoded.records);
-
   const keysByRecord = new Map<StreamRecord, string[]>();
   const keys = new Set<string>();
   for (const record of decoded.records) {
@@ -115,7 +113,12 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
     keysByRecord.set(record, recordKeys);
     for (const key of recordKeys) keys.add(key);
   }
-  const index = keys.size ? await deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>();
+  // The step's writes (new alerts stored as open) and the index lookup go in one round trip: both
+  // are done before the first post, which is all the step needs.
+  const [afterFanout, index] = await Promise.all([
+    deps.batchStep?.(decoded.records),
+    keys.size ? deps.index.lookup([...keys]) : new Map<string, SubscriptionEntry[]>(),
+  ]);
   // Sites are checked here too: an entry matches only records of the sites it names (filter.ts
   // matchesFilter), so a stale entry, or one without sites, delivers nothing of another site.
   const routed = routeRecords(decoded.records, (record) => keysByRecord.get(record) ?? [], index);
