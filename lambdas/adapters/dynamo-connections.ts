@@ -75,19 +75,30 @@ export class DynamoConnectionStore implements ConnectionStore {
    * costs this instance about one write per refill, not one per message.
    */
   async change(connectionId: string, change: ConnectionChange, now: number): Promise<ChangeResult> {
+    const guess: Record<string, unknown> = {};
     for (const rule of change.takes) {
       if (rule.costMs > rule.burstMs) return { outcome: 'limited', bucket: rule.bucket };
       const known = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
       if (known !== undefined && known - now > rule.burstMs - rule.costMs) return { outcome: 'limited', bucket: rule.bucket };
+      guess[BUCKET_ATTRIBUTE[rule.bucket]] = known;
     }
-    let seen: Record<string, unknown> | undefined;
+    // The tokens are reserved here before the write leaves: the messages of this connection that
+    // arrive during its round trip (a flood has dozens in flight) see them taken and are refused
+    // without a request, instead of each writing, losing the condition and reading the item.
+    for (const rule of change.takes) {
+      const known = guess[BUCKET_ATTRIBUTE[rule.bucket]];
+      this.remember(rule.bucket, connectionId, (typeof known === 'number' && known >= now ? known : now) + rule.costMs);
+    }
+    let seen: Record<string, unknown> = guess;
     for (let attempt = 0; attempt < 3; attempt++) {
       const tried = await this.tryChange(connectionId, change, now, seen);
       if (tried.outcome === 'ok') {
         const old = tried.old;
         for (const rule of change.takes) {
           const time = old[BUCKET_ATTRIBUTE[rule.bucket]];
-          this.remember(rule.bucket, connectionId, typeof time === 'number' && time >= now ? time + rule.costMs : now + rule.costMs);
+          const after = typeof time === 'number' && time >= now ? time + rule.costMs : now + rule.costMs;
+          // Writes of one connection answer in any order: a bucket's time only moves forward.
+          this.remember(rule.bucket, connectionId, Math.max(after, this.bucketTimes.get(`${rule.bucket}\n${connectionId}`) ?? after));
         }
         const held = decode({ connectionId, ...old } as StoredConnection)!.subscriptions;
         const id = change.set?.subscriptionId ?? change.remove?.subscriptionId;
@@ -97,11 +108,13 @@ export class DynamoConnectionStore implements ConnectionStore {
       // The condition failed: read the item to say why, or to retry with the right branches.
       this.calls++;
       const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { connectionId }, ConsistentRead: true }));
+      if (!out.Item) return { outcome: 'gone' };
       seen = out.Item;
-      if (!seen) return { outcome: 'gone' };
       for (const rule of change.takes) {
         const time = seen[BUCKET_ATTRIBUTE[rule.bucket]];
-        if (typeof time === 'number') this.remember(rule.bucket, connectionId, time);
+        // Kept at least as far as this instance's own reservations of writes still in flight.
+        const known = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
+        if (typeof time === 'number') this.remember(rule.bucket, connectionId, Math.max(time, known ?? time));
         if (typeof time === 'number' && time - now > rule.burstMs - rule.costMs) return { outcome: 'limited', bucket: rule.bucket };
       }
       const held = decode(seen as StoredConnection)!.subscriptions;
@@ -112,12 +125,15 @@ export class DynamoConnectionStore implements ConnectionStore {
     return { outcome: 'limited', bucket: change.takes[0]?.bucket ?? 'messages' };
   }
 
-  /** One try of {@link change}; `seen` is the item as last read, which decides each bucket's branch. */
+  /**
+   * One try of {@link change}; `seen` is the item as last read (or, on the first try, the bucket
+   * times this instance knew), which decides each bucket's branch.
+   */
   private async tryChange(
     connectionId: string,
     change: ConnectionChange,
     now: number,
-    seen: Record<string, unknown> | undefined,
+    seen: Record<string, unknown>,
   ): Promise<{ outcome: 'ok'; old: Record<string, unknown> } | { outcome: 'failed' }> {
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = { ':now': now };
@@ -125,7 +141,7 @@ export class DynamoConnectionStore implements ConnectionStore {
     const conditions = ['attribute_exists(connectionId)'];
     change.takes.forEach((rule, i) => {
       const attribute = BUCKET_ATTRIBUTE[rule.bucket];
-      const time = seen ? seen[attribute] : this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
+      const time = seen?.[attribute];
       names[`#b${i}`] = attribute;
       if (typeof time === 'number' && time >= now) {
         sets.push(`#b${i} = #b${i} + :c${i}`);

@@ -19,6 +19,20 @@ const METRICS_PK = 'metrics';
 /** Partition of the status broadcast gate, apart from the summed items. */
 const STATUS_PK = 'status';
 
+/** Transport errors raised before a request left this process. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Whether a failed write certainly changed nothing: DynamoDB answered it with a 4xx (throttling,
+ * validation), or it never reached DynamoDB. A timeout, a reset or a 5xx may follow a write that
+ * was applied.
+ */
+function surelyNotApplied(error: unknown): boolean {
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  if (typeof status === 'number') return status >= 400 && status < 500;
+  return NOT_SENT.has(String((error as NodeJS.ErrnoException | undefined)?.code ?? ''));
+}
+
 /** Options of {@link DynamoMetricsStore}. */
 export interface DynamoMetricsStoreOptions {
   /** Shard items; more shards, less contention on hot writes. Default 8. */
@@ -72,15 +86,19 @@ export class DynamoMetricsStore implements MetricsSink {
     if (this.pending.size === 0 || (!movesGauge && now - this.lastWriteAt < this.flushIntervalMs)) return;
     if (!this.writing) return this.writeNow();
     // Flushes that run concurrently (the local runtime's handlers share one store) write one at a
-    // time: what arrives while a write is in flight goes in the next one, which each of them
-    // awaits, so a burst of 500 connects is a few writes, not 500 on the same few shard items.
+    // time: what arrives while a write is in flight goes in the next one, so a burst of 500
+    // connects is a few writes, not 500 on the same few shard items.
     this.next ??= this.writing
       .catch(() => {})
       .then(() => {
         this.next = undefined;
         return this.writeNow();
       });
-    return this.next;
+    // A gauge's change is awaited; a counter's is not: a message refused under a flood must not
+    // wait for a write round trip, and a counter may lose at most one write anyway. A read from
+    // this store waits for it ({@link read}).
+    if (movesGauge) return this.next;
+    this.next.catch(() => {});
   }
 
   /** Writes everything pending. */
@@ -90,8 +108,13 @@ export class DynamoMetricsStore implements MetricsSink {
     this.pending = new Map();
     this.lastWriteAt = this.now();
     const run = this.write(sums).catch((error: unknown) => {
-      // Kept for the next flush: a throttled write is retried rather than lost.
-      for (const [key, value] of sums) this.pending.set(key, (this.pending.get(key) ?? 0) + value);
+      // Kept for the next flush only when DynamoDB surely did not apply it (it answered with a
+      // refusal, or the request never left). An ADD whose response was lost may have been
+      // applied: adding it again is the retry the client itself refuses, and counted a
+      // connection twice (the gauge read 31 with one socket open).
+      if (surelyNotApplied(error)) {
+        for (const [key, value] of sums) this.pending.set(key, (this.pending.get(key) ?? 0) + value);
+      }
       throw error;
     });
     this.writing = run;
@@ -153,8 +176,9 @@ export class DynamoMetricsStore implements MetricsSink {
     }
   }
 
-  /** Sums every shard: series key to value. */
+  /** Sums every shard: series key to value, after this store's writes under way. */
   async read(): Promise<Map<string, number>> {
+    await Promise.allSettled([this.writing, this.next]);
     const totals = new Map<string, number>();
     let start: Record<string, unknown> | undefined;
     do {

@@ -133,4 +133,19 @@ describe('DynamoDB calls per connect and per subscribe', () => {
     expect(unsubscribe.calls).toEqual(['UpdateItem', 'UpdateItem']);
     expect(unsubscribe.roundTrips).toBe(2);
   });
+
+  it('a flood of concurrent messages costs a write per token, not one per message', async () => {
+    await connect('cc-flood');
+    const { result, calls } = await counter.measure(() =>
+      Promise.all(Array.from({ length: 200 }, () => createMessageHandler(deps)(messageEvent(awsSource('cc-flood'), 'ping', '{"action":"ping"}')))),
+    );
+    const replies = result.map((reply) => JSON.parse(reply.body!) as { type: string; code?: string });
+    const pongs = replies.filter((reply) => reply.type === 'pong').length;
+    // The burst is 40; the rest are refused, and refusing costs no request.
+    expect(pongs).toBeGreaterThanOrEqual(38);
+    expect(pongs).toBeLessThanOrEqual(41);
+    expect(replies.filter((reply) => reply.code === 'rate_limited')).toHaveLength(200 - pongs);
+    expect(calls.filter((call) => call !== 'UpdateItem')).toEqual([]);
+    expect(calls.length).toBeLessThanOrEqual(pongs + 2);
+  });
 });
