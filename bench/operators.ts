@@ -16,7 +16,7 @@
  * prints the report as JSON. `--runtime` takes any LocalRuntimeOptions keys (JSON), passed to
  * `startLocalRuntime` over `{dashboardPort: 0, wsPort: 0, auth: 'none'}`.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fnv1a } from '../lambdas/core/hash';
@@ -51,6 +51,8 @@ export interface OperatorsOptions {
   /** Client processes. Default 1 below 1,000 clients, else 2. */
   clientProcesses?: number;
   mix?: SubscriptionMix;
+  /** Runs a busy-looping process beside the case (a noisy neighbour on the 2 cores). Default false. */
+  neighbour?: boolean;
   /** Seconds a client may take to open and subscribe before it counts as failed. Default 60. */
   handshakeTimeoutS?: number;
   log?: (line: string) => void;
@@ -358,7 +360,9 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
         `client process ${i}`,
       ),
   );
+  let neighbour: ChildProcess | undefined;
   try {
+    if (options.neighbour) neighbour = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     const [ready] = await Promise.all([runtime.next('ready'), ...workers.map((w) => w.next('ready'))]);
     const stats = () => runtime.request({ cmd: 'stats' } satisfies RuntimeCommand, 'stats');
     const serverCpu = async () => {
@@ -499,6 +503,7 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
     );
     return report;
   } finally {
+    neighbour?.kill('SIGKILL');
     await Promise.all(workers.map((w) => w.stop({ cmd: 'close' } satisfies WorkerCommand)));
     await runtime.stop();
   }
