@@ -310,7 +310,7 @@ function onOperatorFrame(client: Operator, frame: ServerFrame, now: number): voi
   }
 }
 
-function openOperator(url: string, spec: OperatorSpec, timeoutMs: number): Promise<OpenOutcome> {
+function openOperator(url: string, spec: OperatorSpec, timeoutMs: number, limitS = Math.round(timeoutMs / 1000)): Promise<OpenOutcome> {
   return new Promise((resolve) => {
     const startedAt = Date.now();
     const started = performance.now();
@@ -340,7 +340,8 @@ function openOperator(url: string, spec: OperatorSpec, timeoutMs: number): Promi
       }
       resolve(outcome);
     };
-    const timer = setTimeout(() => finish(opened ? `no subscribed reply in ${timeoutMs / 1000} s` : `not open in ${timeoutMs / 1000} s`), timeoutMs);
+    // Named by the handshake limit as a whole, not this try's share of it: one failure, one name.
+    const timer = setTimeout(() => finish(opened ? `no subscribed reply in ${limitS} s` : `not open in ${limitS} s`), timeoutMs);
     socket.on('unexpected-response', (_request, response) => {
       finish(`HTTP ${response.statusCode}`);
       response.resume();
@@ -395,7 +396,7 @@ async function openWithRetries(url: string, spec: OperatorSpec, timeoutMs: numbe
   const firstAt = Date.now();
   for (let retries = 0; ; retries++) {
     const left = timeoutMs - (performance.now() - first);
-    const outcome = await openOperator(url, spec, Math.max(1, left));
+    const outcome = await openOperator(url, spec, Math.max(1, left), Math.round(timeoutMs / 1000));
     if (outcome.failure !== 'HTTP 429' || performance.now() - first + 1000 >= timeoutMs) {
       const waited = outcome.startedAt - firstAt;
       return { ...outcome, retries, startedAt: firstAt, ...(outcome.connectMs === undefined ? {} : { connectMs: outcome.connectMs + waited }) };
