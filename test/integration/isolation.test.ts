@@ -4,7 +4,6 @@
  * ids, dropped upgrades and abrupt closes, and the local-only checks of the gateway and dashboard.
  */
 import net from 'node:net';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
@@ -15,11 +14,13 @@ import { closeConnection, handleClientMessage, openConnection } from '../../lamb
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
 import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
 import { alertRecord, deviceRecord as reading } from '../support/records';
+import { RuntimeState } from '../support/runtime-state';
 import { TestClient } from '../support/ws-test-client';
 
 const secret = 'isolation-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
 let doc: ReturnType<typeof createDocumentClient>;
+let state: RuntimeState;
 const clients: TestClient[] = [];
 
 async function connectAs(sites: string[] | string | undefined, sub = 'tester'): Promise<TestClient> {
@@ -29,34 +30,9 @@ async function connectAs(sites: string[] | string | undefined, sub = 'tester'): 
   return client;
 }
 
-async function scan(table: string) {
-  const items: Record<string, unknown>[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await doc.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
-    items.push(...(out.Items ?? []));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
-}
-
-/** Index entries (`c:` attributes) in the subscriptions table, by connection id. */
-async function entriesByConnection(): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const item of await scan(LOCAL_TABLES.subscriptions)) {
-    for (const name of Object.keys(item)) {
-      if (!name.startsWith('c:')) continue;
-      const id = name.slice(2, name.lastIndexOf('#'));
-      counts.set(id, (counts.get(id) ?? 0) + 1);
-    }
-  }
-  return counts;
-}
-
-async function gauge(): Promise<number> {
-  const match = /^websocket_connections (\d+)/m.exec(await runtime.metricsText());
-  return Number(match?.[1] ?? 0);
-}
+const scan = (table: string) => state.scan(table);
+const entriesByConnection = () => state.entriesByConnection();
+const gauge = () => state.gauge();
 
 beforeAll(async () => {
   runtime = await startLocalRuntime({
@@ -68,6 +44,7 @@ beforeAll(async () => {
     jwtSecret: secret,
   });
   doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
+  state = new RuntimeState(runtime);
 });
 
 afterEach(async () => {
@@ -77,6 +54,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   doc.destroy();
+  state.destroy();
   await runtime.stop();
 });
 
