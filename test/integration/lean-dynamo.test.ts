@@ -60,11 +60,29 @@ function withoutMetadata<T extends { $metadata: unknown }>({ $metadata, ...rest 
   return rest;
 }
 
+/**
+ * A value as a tree of tagged arrays: what it holds and of which kind, with each object's
+ * prototype. Jest's strict equality takes an object's `constructor` property for its type, so
+ * two equal items with an attribute named `constructor` would compare unequal as themselves.
+ */
+function canonical(value: unknown): unknown {
+  if (value instanceof Set) return ['set', [...value].map(canonical)];
+  if (value instanceof Uint8Array) return ['binary', value.constructor.name, Buffer.from(value).toString('base64')];
+  if (Array.isArray(value)) return ['list', value.map(canonical)];
+  if (value !== null && typeof value === 'object') {
+    const prototype = Object.getPrototypeOf(value);
+    // By name: Jest's sandbox has an Object of its own beside the one of Node's realm.
+    const kind = prototype === null ? 'null-prototype' : String(prototype.constructor?.name);
+    return ['map', kind, Object.keys(value).sort().map((key) => [key, canonical((value as Record<string, unknown>)[key])])];
+  }
+  return value;
+}
+
 /** Runs a call through both clients and expects the same output; returns it. */
 async function same(call: (doc: DocumentSender) => Promise<{ $metadata: unknown }>): Promise<Record<string, unknown>> {
   const expected = withoutMetadata(await call(sdk));
   const actual = withoutMetadata(await call(lean));
-  expect(actual).toStrictEqual(expected);
+  expect(canonical(actual)).toStrictEqual(canonical(expected));
   return expected;
 }
 
@@ -311,7 +329,8 @@ describe('LeanDocumentClient matches the SDK document client', () => {
         });
         expect(back.Item).toEqual(item);
       }),
-      { numRuns: 60 },
+      // An attribute named like an Object.prototype key once passed for a difference (see canonical).
+      { numRuns: 60, examples: [[{ constructor: new Set([' ']) }], [{ toString: { valueOf: 1 } }]] },
     );
   });
 
