@@ -30,12 +30,11 @@ import {
   type UpdateCommandOutput,
 } from '@aws-sdk/lib-dynamodb';
 import { marshall, unmarshall, type marshallOptions } from '@aws-sdk/util-dynamodb';
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
 import { backoffDelay } from '../core/backoff';
 import { sleep } from '../core/concurrency';
 import { AppError } from '../core/errors';
+import { SignedEndpoint } from './signed-http';
 
 /** The document-client commands {@link LeanDocumentClient} sends. */
 type LeanCommand = GetCommand | PutCommand | UpdateCommand | DeleteCommand | BatchGetCommand | QueryCommand | ScanCommand;
@@ -82,8 +81,6 @@ const MARSHALL_OPTIONS: marshallOptions = {
 };
 /** lib-dynamodb unmarshalls each attribute value on its own, without a map around it. */
 const UNMARSHALL_OPTIONS = { convertWithoutMapWrapper: true } as const;
-/** Credentials are fetched again this long before they expire. */
-const CREDENTIALS_REFRESH_MS = 5 * 60_000;
 const TARGET_PREFIX = 'DynamoDB_20120810.';
 /** The SDK's throttling error codes that DynamoDB returns (`@smithy/core` retry). */
 const THROTTLING = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException']);
@@ -107,14 +104,6 @@ interface WireCall {
   notIdempotent: boolean;
 }
 
-interface Target {
-  pool: Pool;
-  protocol: string;
-  hostname: string;
-  port?: number;
-  host: string;
-  path: string;
-}
 
 /**
  * An error DynamoDB returned other than ConditionalCheckFailedException: `name` is the code after
@@ -383,9 +372,7 @@ export class LeanDocumentClient implements DocumentSender {
   private readonly throttledBaseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly now: () => number;
-  private ready?: { target: Target; signer: SignatureV4 };
-  private setting?: Promise<{ target: Target; signer: SignatureV4 }>;
-  private credentials?: Credentials;
+  private readonly endpoint: SignedEndpoint;
 
   /**
    * @param client a DynamoDB client, read for its endpoint, region and credentials only; the
@@ -402,6 +389,15 @@ export class LeanDocumentClient implements DocumentSender {
     this.throttledBaseDelayMs = options.throttledBaseDelayMs ?? 500;
     this.maxDelayMs = options.maxDelayMs ?? 20_000;
     this.now = options.now ?? Date.now;
+    this.endpoint = new SignedEndpoint({
+      service: 'dynamodb',
+      maxSockets: this.maxSockets,
+      timeoutMs: this.timeoutMs,
+      now: this.now,
+      credentials: () => client.config.credentials(),
+      region: () => client.config.region(),
+      endpoint: (region, credentials) => this.resolveEndpoint(region, credentials),
+    });
   }
 
   send(command: GetCommand): Promise<GetCommandOutput>;
@@ -455,7 +451,7 @@ export class LeanDocumentClient implements DocumentSender {
 
   /** Closes the pooled sockets. */
   async destroy(): Promise<void> {
-    await (await this.setting?.catch(() => undefined))?.target.pool.destroy();
+    await this.endpoint.destroy();
   }
 
   private errorOf(status: number, errorType: unknown, body: Record<string, unknown>, $metadata: Record<string, unknown>): Error {
@@ -475,36 +471,17 @@ export class LeanDocumentClient implements DocumentSender {
     body: Buffer,
     hash: string,
   ): Promise<{ status: number; requestId: string | undefined; errorType: unknown; text: string }> {
-    if (!this.ready) {
-      this.setting ??= this.setUp();
-      this.ready = await this.setting.catch((error: unknown) => {
-        this.setting = undefined;
-        throw error;
-      });
-    }
-    const { target, signer } = this.ready;
-    const signed = await signer.sign(
-      {
-        method: 'POST',
-        protocol: target.protocol,
-        hostname: target.hostname,
-        port: target.port,
-        path: target.path,
-        query: {},
-        headers: {
-          host: target.host,
-          'content-type': 'application/x-amz-json-1.0',
-          'content-length': String(body.length),
-          'x-amz-target': TARGET_PREFIX + operation,
-          // Hashed here, once per call; the signer takes a hash it is given instead of hashing again.
-          'x-amz-content-sha256': hash,
-        },
-      },
-      { signingDate: new Date(this.now()) },
-    );
+    const { target, signer } = await this.endpoint.get();
+    const headers = await this.endpoint.signPost(target, signer, target.path, {
+      'content-type': 'application/x-amz-json-1.0',
+      'content-length': String(body.length),
+      'x-amz-target': TARGET_PREFIX + operation,
+      // Hashed here, once per call; the signer takes a hash it is given instead of hashing again.
+      'x-amz-content-sha256': hash,
+    });
     let res: Awaited<ReturnType<Pool['request']>>;
     try {
-      res = await target.pool.request({ method: 'POST', path: target.path, headers: signed.headers, body });
+      res = await target.pool.request({ method: 'POST', path: target.path, headers, body });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? '';
       throw new TransportError(error, !NOT_SENT.has(code), CLOSED.has(code));
@@ -524,19 +501,12 @@ export class LeanDocumentClient implements DocumentSender {
     }
   }
 
-  /** Credentials, refreshed shortly before they expire; resolved once, not per call. */
-  private credentialsNow(): Credentials | Promise<Credentials> {
-    const cached = this.credentials;
-    if (cached && (!cached.expiration || cached.expiration.getTime() - this.now() > CREDENTIALS_REFRESH_MS)) return cached;
-    return this.client.config.credentials().then((credentials) => (this.credentials = credentials));
-  }
-
   /**
    * The endpoint the SDK would use: the client's `endpoint`, else `AWS_ENDPOINT_URL_DYNAMODB` /
    * `AWS_ENDPOINT_URL` (or the shared config file's), else the client's endpoint rules for the
    * region, which on AWS give the account's endpoint when the credentials name the account.
    */
-  private async resolveEndpoint(region: string): Promise<URL> {
+  private async resolveEndpoint(region: string, credentialsNow: () => Promise<Credentials>): Promise<URL> {
     const config = this.client.config;
     const custom = await config.endpoint?.();
     if (custom) {
@@ -546,7 +516,7 @@ export class LeanDocumentClient implements DocumentSender {
     // Resolved by the SDK's endpoint middleware per call, so not on the config's typed surface.
     const configured = await (config as unknown as { serviceConfiguredEndpoint?: () => Promise<string | undefined> }).serviceConfiguredEndpoint?.();
     if (configured) return new URL(configured);
-    const credentials = await this.credentialsNow();
+    const credentials = await credentialsNow();
     const { url } = config.endpointProvider({
       Region: region,
       UseFIPS: await config.useFipsEndpoint(),
@@ -555,32 +525,5 @@ export class LeanDocumentClient implements DocumentSender {
       AccountIdEndpointMode: await config.accountIdEndpointMode?.(),
     });
     return url;
-  }
-
-  private async setUp(): Promise<{ target: Target; signer: SignatureV4 }> {
-    const region = await this.client.config.region();
-    const endpoint = await this.resolveEndpoint(region);
-    const origin = endpoint.origin;
-    const target: Target = {
-      pool: new Pool(origin, {
-        connections: this.maxSockets,
-        pipelining: 1,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        connectTimeout: Math.min(this.timeoutMs, 3000),
-      }),
-      protocol: endpoint.protocol,
-      hostname: endpoint.hostname,
-      port: endpoint.port ? Number(endpoint.port) : undefined,
-      host: endpoint.host,
-      path: endpoint.pathname || '/',
-    };
-    const signer = new SignatureV4({
-      service: 'dynamodb',
-      region,
-      sha256: Hash.bind(null, 'sha256'),
-      credentials: () => Promise.resolve(this.credentialsNow()),
-    });
-    return { target, signer };
   }
 }

@@ -8,13 +8,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { Pool } from 'undici';
 import { backoffDelay } from '../core/backoff';
 import { sleep } from '../core/concurrency';
 import { errorMessage } from '../core/errors';
 import type { Poster, PostOutcome } from '../core/ports';
+import { SignedEndpoint } from './signed-http';
 
 /** Options of {@link SignedPoster}. */
 export interface SignedPosterOptions {
@@ -34,22 +32,10 @@ export interface SignedPosterOptions {
 
 /** Messages whose body and hash are kept for reuse: a batch posts a few distinct messages to many. */
 const PREPARED_CACHE_SIZE = 64;
-/** Credentials are fetched again this long before they expire. */
-const CREDENTIALS_REFRESH_MS = 5 * 60_000;
-
 interface Prepared {
   body: Buffer;
   length: string;
   hash: string;
-}
-
-interface Target {
-  pool: Pool;
-  protocol: string;
-  hostname: string;
-  port?: number;
-  host: string;
-  basePath: string;
 }
 
 /** A response as far as the outcome needs it. */
@@ -58,9 +44,6 @@ interface Reply {
   errorType: string;
   body: string;
 }
-
-/** Credentials as the Management API client resolves them. */
-type Credentials = Awaited<ReturnType<ApiGatewayManagementApiClient['config']['credentials']>>;
 
 const retryable = (status: number) => status === 429 || status >= 500;
 
@@ -78,12 +61,10 @@ export class SignedPoster implements Poster {
   private readonly maxSockets: number;
   private readonly now: () => number;
   private readonly prepared = new Map<string, Prepared>();
-  private ready?: { target: Target; signer: SignatureV4 };
-  private setting?: Promise<{ target: Target; signer: SignatureV4 }>;
-  private credentials?: Credentials;
+  private readonly endpoint: SignedEndpoint;
 
   constructor(
-    private readonly client: ApiGatewayManagementApiClient,
+    client: ApiGatewayManagementApiClient,
     options: SignedPosterOptions = {},
   ) {
     this.maxRetries = options.maxRetries ?? 4;
@@ -92,6 +73,19 @@ export class SignedPoster implements Poster {
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.maxSockets = options.maxSockets ?? 512;
     this.now = options.now ?? Date.now;
+    this.endpoint = new SignedEndpoint({
+      service: 'execute-api',
+      maxSockets: this.maxSockets,
+      timeoutMs: this.timeoutMs,
+      now: this.now,
+      credentials: () => client.config.credentials(),
+      region: () => client.config.region(),
+      endpoint: async () => {
+        const endpoint = await client.config.endpoint?.();
+        if (!endpoint) throw new Error('the Management API client has no endpoint: build it with the stage callback URL');
+        return new URL(`${endpoint.protocol}//${endpoint.hostname}${endpoint.port ? `:${endpoint.port}` : ''}${endpoint.path ?? '/'}`);
+      },
+    });
   }
 
   async post(connectionId: string, text: string): Promise<{ outcome: PostOutcome; retries: number; error?: string }> {
@@ -121,7 +115,7 @@ export class SignedPoster implements Poster {
 
   /** Closes the pooled sockets. */
   async destroy(): Promise<void> {
-    await (await this.setting?.catch(() => undefined))?.target.pool.destroy();
+    await this.endpoint.destroy();
   }
 
   private prepare(text: string): Prepared {
@@ -135,74 +129,16 @@ export class SignedPoster implements Poster {
     return prepared;
   }
 
-  private async resolveTarget(): Promise<Target> {
-    const endpoint = await this.client.config.endpoint?.();
-    if (!endpoint) throw new Error('the Management API client has no endpoint: build it with the stage callback URL');
-    const host = endpoint.port ? `${endpoint.hostname}:${endpoint.port}` : endpoint.hostname;
-    return {
-      // undici over node:http: about a third less CPU per request, measured in bench/post-cost.ts.
-      pool: new Pool(`${endpoint.protocol}//${host}`, {
-        connections: this.maxSockets,
-        pipelining: 1,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        connectTimeout: Math.min(this.timeoutMs, 3000),
-      }),
-      protocol: endpoint.protocol,
-      hostname: endpoint.hostname,
-      port: endpoint.port,
-      host,
-      basePath: (endpoint.path ?? '').replace(/\/$/, ''),
-    };
-  }
-
-  /** Credentials, refreshed shortly before they expire; resolved once, not per post. */
-  private credentialsNow(): Credentials | Promise<Credentials> {
-    const cached = this.credentials;
-    if (cached && (!cached.expiration || cached.expiration.getTime() - this.now() > CREDENTIALS_REFRESH_MS)) return cached;
-    return this.client.config.credentials().then((credentials) => (this.credentials = credentials));
-  }
-
-  private async setUp(): Promise<{ target: Target; signer: SignatureV4 }> {
-    const [target, region] = await Promise.all([this.resolveTarget(), this.client.config.region()]);
-    const signer = new SignatureV4({
-      service: 'execute-api',
-      region,
-      sha256: Hash.bind(null, 'sha256'),
-      credentials: () => Promise.resolve(this.credentialsNow()),
-    });
-    return { target, signer };
-  }
-
   private async send(connectionId: string, message: Prepared): Promise<Reply> {
-    if (!this.ready) {
-      this.setting ??= this.setUp();
-      this.ready = await this.setting.catch((error: unknown) => {
-        this.setting = undefined;
-        throw error;
-      });
-    }
-    const { target, signer } = this.ready;
-    const path = `${target.basePath}/@connections/${encodeURIComponent(connectionId)}`;
-    const signed = await signer.sign(
-      {
-        method: 'POST',
-        protocol: target.protocol,
-        hostname: target.hostname,
-        port: target.port,
-        path,
-        query: {},
-        headers: {
-          host: target.host,
-          'content-type': 'application/octet-stream',
-          'content-length': message.length,
-          // Hashed once per message; the signer takes a hash it is given instead of hashing again.
-          'x-amz-content-sha256': message.hash,
-        },
-      },
-      { signingDate: new Date(this.now()) },
-    );
-    const res = await target.pool.request({ method: 'POST', path, headers: signed.headers, body: message.body });
+    const { target, signer } = await this.endpoint.get();
+    const path = `${target.path.replace(/\/$/, '')}/@connections/${encodeURIComponent(connectionId)}`;
+    const headers = await this.endpoint.signPost(target, signer, path, {
+      'content-type': 'application/octet-stream',
+      'content-length': message.length,
+      // Hashed once per message; the signer takes a hash it is given instead of hashing again.
+      'x-amz-content-sha256': message.hash,
+    });
+    const res = await target.pool.request({ method: 'POST', path, headers, body: message.body });
     const status = res.statusCode;
     if (status < 300 || status === 410) {
       // Nothing in the body changes the outcome: drained, not read.
