@@ -334,9 +334,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     // partition has an invocation of its own: an alert never waits for a long telemetry batch.
     // Its posts have their own sockets (another container, on AWS) and take from the same quota,
     // which they may overdraw: alerts always go, telemetry waits for the refill.
-    const alertPoster = baseline ? poster : new SignedPoster(management, { maxSockets: 64 });
-    if (alertPoster !== poster) stops.push(() => (alertPoster as SignedPoster).destroy());
-    const alertHandler = lane(alertPoster, baseline ? undefined : new Pacer(pacer.budget));
+    const alertLean = baseline ? undefined : new SignedPoster(management, { maxSockets: 64 });
+    if (alertLean) stops.push(() => alertLean.destroy());
+    const alertHandler = lane(alertLean ?? poster, alertLean ? new Pacer(pacer.budget) : undefined);
     // One invocation at a time per lane, as Lambda polls one partition: batches keep their order.
     const queues = { telemetry: Promise.resolve() as Promise<unknown>, alerts: Promise.resolve() as Promise<unknown> };
     const invokeStream = (event: MSKEvent): Promise<StreamReport> => {
