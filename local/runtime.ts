@@ -24,7 +24,7 @@ import type { HealthCheck } from '../lambdas/core/health';
 import { ALERT_STATE_DEFAULTS, AlertLifecycle, type AlertStateDeps } from '../lambdas/core/alert-state';
 import type { Log, Poster } from '../lambdas/core/ports';
 import { LATEST_INTERVAL_MS, LatestReadingsConflator, createStreamStateStep } from '../lambdas/core/stream-state';
-import { TOPICS } from '../lambdas/core/protocol';
+import { LIMITS, TOPICS } from '../lambdas/core/protocol';
 import { intEnv } from '../lambdas/config/config';
 import { ENV } from '../lambdas/config/env-names';
 import { DEFAULT_MAX_CONCURRENCY, type StreamReport } from '../lambdas/core/stream-processor';
@@ -45,9 +45,14 @@ import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
 import { fnv1a } from '../lambdas/core/hash';
+import { replayAfter, type Replayer } from '../lambdas/core/replay';
+import type { RecordLog } from '../lambdas/core/ports';
+import { MemoryRecordLog } from './memory-log';
 
 /** How often the simulated devices read, ms: the embedded feed's batches are no further apart. */
 const EMBEDDED_TICK_MS = 20;
+/** Partitions of each topic of the embedded feed. */
+const EMBEDDED_PARTITIONS = 3;
 
 
 /** Options of {@link startLocalRuntime}. Every port may be 0 for a free one. */
@@ -133,6 +138,11 @@ export interface LocalRuntimeOptions {
    * lambdas/core/snapshot.ts `latestMaxAgeMs`). Default {@link latestIntervalMs}; 0 reads every time.
    */
   latestReuseMs?: number;
+  /**
+   * The recovery window of resumes (DESIGN.md "Resume"). Default the contract's: 2 minutes or
+   * 10,000 records a partition, whichever is less.
+   */
+  resumeWindow?: { ms: number; records: number };
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -229,7 +239,20 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const lazyPoster: Poster = { post: (connectionId, text) => routePoster!.post(connectionId, text) };
     const alertState: AlertStateDeps = { alerts, index, connections, poster: lazyPoster, retentionMs, log };
     const latestIntervalMs = options.latestIntervalMs ?? intEnv(ENV.latestIntervalMs, LATEST_INTERVAL_MS);
-    const sessions = { connections, index, alertState, snapshot: { latest, alerts, retentionMs, latestMaxAgeMs: options.latestReuseMs ?? latestIntervalMs } };
+    // Resumes read the log: Kafka itself with a broker, else the embedded feed's window in memory.
+    const window = options.resumeWindow ?? { ms: LIMITS.resumeWindowMs, records: LIMITS.resumeWindowRecords };
+    const memoryLog = options.kafka ? undefined : new MemoryRecordLog({ records: window.records, ms: window.ms + 30_000 });
+    for (const topic of Object.values(TOPICS)) memoryLog?.declare(topic, EMBEDDED_PARTITIONS);
+    let recordLog: RecordLog | undefined = memoryLog;
+    const replay: Replayer = async (request) =>
+      recordLog ? replayAfter(recordLog, request, { windowMs: window.ms, windowRecords: window.records }) : { tooFarBehind: true, reason: 'the log is not ready' };
+    const sessions = {
+      connections,
+      index,
+      alertState,
+      snapshot: { latest, alerts, retentionMs, latestMaxAgeMs: options.latestReuseMs ?? latestIntervalMs },
+      replay,
+    };
 
     const secret = options.jwtSecret ?? randomBytes(32).toString('hex');
     const auth = options.auth ?? 'dev';
@@ -348,7 +371,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       return run;
     };
     const offsets = new Map<string, number>();
-    const publish = (records: KafkaRecordInput[]) => invokeStream(buildMskEvent(records, {}, offsets));
+    const publish = (records: KafkaRecordInput[]) => {
+      const event = buildMskEvent(records, {}, offsets);
+      // In the log before the stream sees it, as a record is in Kafka before it is consumed.
+      memoryLog?.append(event);
+      return invokeStream(event);
+    };
 
     const sweepTimer = setInterval(() => {
       const tables = [
@@ -473,7 +501,7 @@ function startEmbeddedFeed(
   let running: Promise<unknown> = Promise.resolve();
   let alertsRunning: Promise<unknown> = Promise.resolve();
   let busy = false;
-  const partitions = 3;
+  const partitions = EMBEDDED_PARTITIONS;
   const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
   const failed = (error: unknown) => log.warn('simulated batch failed', { error: errorMessage(error) });
   const flush = () => {

@@ -135,6 +135,51 @@ export interface AlertStore {
   unresolved(options: { limit: number; before?: number }): Promise<StoredAlert[]>;
 }
 
+/** A record as the Kafka log holds it. */
+export interface LoggedRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  /** The record's Kafka timestamp, epoch ms. */
+  timestamp: number;
+  /** The value's text (JSON, as produced); undefined for a record without a value. */
+  value: string | undefined;
+}
+
+/** A partition and the offsets it holds: from `low` up to, not including, `high`. */
+export interface PartitionBounds {
+  topic: string;
+  partition: number;
+  /** The first offset still held. */
+  low: number;
+  /** The offset the next record will get (the high watermark). */
+  high: number;
+}
+
+/** Offsets `from` up to, not including, `to` of one partition. */
+export interface OffsetRange {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+}
+
+/**
+ * The Kafka log, read by offset: what a resume replays from (Kafka itself through kafkajs, or the
+ * local event source's window kept in memory).
+ */
+export interface RecordLog {
+  /** Every partition of these topics, with the offsets each holds. */
+  partitions(topics: readonly string[]): Promise<PartitionBounds[]>;
+  /**
+   * For every partition of these topics, keyed `topic:partition`: the first offset whose timestamp
+   * is at or after `time` (epoch ms), or the high watermark when there is none.
+   */
+  offsetsAt(topics: readonly string[], time: number): Promise<Map<string, number>>;
+  /** The records of each range, in offset order within a partition. */
+  read(ranges: readonly OffsetRange[]): Promise<LoggedRecord[]>;
+}
+
 /** The latest reading of each device, conflated per location. */
 export interface LatestReadingsStore {
   /** Stores these readings (at most one per device) as the latest of their location. */

@@ -57,6 +57,15 @@ export const LIMITS = {
    * A subscribe over it gets `rate_limited`.
    */
   indexWritesPerMinute: 600,
+  /**
+   * The recovery window of a `subscribe` with `resume`: records of the last this-many ms of a
+   * partition, and of its last {@link LIMITS.resumeWindowRecords}, whichever is less.
+   */
+  resumeWindowMs: 2 * 60 * 1000,
+  /** Records a partition keeps in the recovery window. */
+  resumeWindowRecords: 10_000,
+  /** Partitions one `resume` may name. */
+  maxResumePartitions: 256,
 } as const;
 
 /** Epoch milliseconds, or an ISO-8601 string with an offset, normalised to epoch milliseconds. */
@@ -136,10 +145,38 @@ const subscriptionIdSchema = z
   .max(LIMITS.maxSubscriptionIdLength)
   .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits and _ . : - only');
 
+/** The topics a cursor may name. */
+const TOPIC_NAMES: readonly string[] = Object.values(TOPICS);
+
+/** `topic:partition` of a product topic: the pattern keeps names such as `constructor` out. */
+const PARTITION_NAME = /^([a-z][a-z0-9-]*):(0|[1-9][0-9]{0,5})$/;
+
+/**
+ * The last offset a client saw per `topic:partition` (see DESIGN.md "Resume"). A `Map`, because
+ * the keys are client input.
+ */
+const resumeSchema = z
+  .record(z.string(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER))
+  .superRefine((cursors, ctx) => {
+    const names = Object.keys(cursors);
+    if (names.length > LIMITS.maxResumePartitions) {
+      ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.maxResumePartitions} partitions` });
+      return;
+    }
+    const bad = names.find((name) => !TOPIC_NAMES.includes(PARTITION_NAME.exec(name)?.[1] ?? ''));
+    if (bad !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${bad.slice(0, 64)}" is not "topic:partition" of ${TOPIC_NAMES.join(' or ')}` });
+    }
+  })
+  .transform((cursors) => new Map(Object.entries(cursors)));
+export type ResumeCursors = z.output<typeof resumeSchema>;
+
 export const subscribeFrameSchema = z.object({
   action: z.literal('subscribe'),
   id: subscriptionIdSchema.optional(),
   filter: filterSchema.optional(),
+  /** Replay what was published after these offsets, inside the recovery window. */
+  resume: resumeSchema.optional(),
 });
 export const unsubscribeFrameSchema = z.object({
   action: z.literal('unsubscribe'),
@@ -243,6 +280,17 @@ const subscribedFrameSchema = z.object({ type: z.literal('subscribed'), id: z.st
 export type SubscribedFrame = z.output<typeof subscribedFrameSchema>;
 const unsubscribedFrameSchema = z.object({ type: z.literal('unsubscribed'), id: z.string() });
 export type UnsubscribedFrame = z.output<typeof unsubscribedFrameSchema>;
+/**
+ * The end of a resume's replay: `replayed` records came before it. `tooFarBehind`: the cursors
+ * were outside the recovery window, nothing was replayed and the snapshot follows.
+ */
+const resumedFrameSchema = z.object({
+  type: z.literal('resumed'),
+  id: z.string(),
+  replayed: z.number().int().nonnegative(),
+  tooFarBehind: z.literal(true).optional(),
+});
+export type ResumedFrame = z.output<typeof resumedFrameSchema>;
 const ackedFrameSchema = z.object({ type: z.literal('acked'), alertId: z.string() });
 export type AckedFrame = z.output<typeof ackedFrameSchema>;
 const pongFrameSchema = z.object({ type: z.literal('pong'), timestamp: z.number() });
@@ -262,6 +310,7 @@ const serverFrameSchema = z.discriminatedUnion('type', [
   snapshotFrameSchema,
   subscribedFrameSchema,
   unsubscribedFrameSchema,
+  resumedFrameSchema,
   ackedFrameSchema,
   pongFrameSchema,
   errorFrameSchema,

@@ -5,13 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import { acknowledgeAlert, type AlertStateDeps } from './alert-state';
 import type { Principal } from './auth';
-import type { SubscriptionEntry } from './fanout';
+import { createMessageBuilder, type SubscriptionEntry } from './fanout';
 import { indexKeysForFilter, narrowToSites, normaliseFilter } from './filter';
 import { MAX_CONNECTION_SECONDS } from '../config/tables';
 import { METRIC, MetricsBatch } from './metrics';
 import { statusEntry } from './status';
 import type { ChangeResult, ConnectionItem, ConnectionStore, RateRule, SubscriptionIndex } from './ports';
 import { snapshotTexts, type SnapshotDeps } from './snapshot';
+import type { ReplayResult, Replayer } from './replay';
+import { errorMessage } from './errors';
 import {
   LIMITS,
   errorFrame,
@@ -20,6 +22,7 @@ import {
   type ErrorFrame,
   type NormalisedFilter,
   type PongFrame,
+  type ResumedFrame,
   type SubscribeFrame,
   type SubscribedFrame,
   type UnsubscribeFrame,
@@ -35,6 +38,11 @@ export interface SessionDeps {
   alertState?: AlertStateDeps;
   /** What a new subscription's snapshot reads; without it no snapshot follows `subscribed`. */
   snapshot?: SnapshotDeps;
+  /**
+   * Reads what a resuming subscription missed from the log (./replay.ts); without it a `resume`
+   * is answered as too far behind, with the snapshot.
+   */
+  replay?: Replayer;
 }
 
 /** Items outlive API Gateway's 2-hour limit by this much, so a live connection never expires. */
@@ -121,6 +129,12 @@ const RATE_RULES = {
   indexWrites: { bucket: 'indexWrites', costMs: 60_000 / LIMITS.indexWritesPerMinute, burstMs: 60_000 },
 } as const satisfies Record<string, RateRule>;
 
+/**
+ * What a `resume` costs in index-write tokens: it reads up to the whole recovery window, so a
+ * connection may resume at most {@link LIMITS.indexWritesPerMinute} / this many times a minute.
+ */
+const RESUME_COST = 60;
+
 const NOT_REGISTERED = 'this connection is not registered; reconnect';
 
 const MESSAGES_LIMITED = `at most ${LIMITS.messagesPerSecond} messages a second (bursts of ${LIMITS.messageBurst}); slow down`;
@@ -156,7 +170,7 @@ async function subscribe(
   connectionId: string,
   frame: SubscribeFrame,
   now: number,
-): Promise<{ reply: SubscribedFrame | ErrorFrame; followUps: string[] }> {
+): Promise<{ reply: SubscribedFrame | ErrorFrame; followUps: string[]; resumed?: ResumeNote }> {
   const id = frame.id ?? newSubscriptionId();
   const filter = narrowToSites(normaliseFilter(frame.filter), caller.sites);
   if (!filter) {
@@ -169,8 +183,10 @@ async function subscribe(
     return { reply: errorFrame('forbidden', message, id), followUps: [] };
   }
   const next = entriesOf(connectionId, id, filter);
-  // Each index key written costs a token; removals were paid for when their entries were written.
-  const writes = { ...RATE_RULES.indexWrites, costMs: RATE_RULES.indexWrites.costMs * next.length };
+  const resume = frame.resume?.size ? frame.resume : undefined;
+  // Each index key written costs a token, and a resume's read as many; removals were paid for
+  // when their entries were written.
+  const writes = { ...RATE_RULES.indexWrites, costMs: RATE_RULES.indexWrites.costMs * (next.length + (resume ? RESUME_COST : 0)) };
   const max = LIMITS.maxSubscriptionsPerConnection;
   const set = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages, writes], set: { subscriptionId: id, filter, max } }, now);
   if (set.outcome !== 'ok') {
@@ -185,9 +201,10 @@ async function subscribe(
   // they are other items than the ones written.
   const kept = new Set(next.map((entry) => entry.indexKey));
   const stale = set.previous ? entriesOf(connectionId, id, set.previous).filter((entry) => !kept.has(entry.indexKey)) : [];
+  // A resume sends the snapshot only when it is too far behind, so it is not read beforehand.
   const [stored, followUps, cleared] = await Promise.allSettled([
     deps.index.put(next, caller.expiresAt),
-    deps.snapshot ? snapshotTexts(deps.snapshot, caller, reply) : Promise.resolve([]),
+    deps.snapshot && !resume ? snapshotTexts(deps.snapshot, caller, reply) : Promise.resolve([]),
     stale.length ? deps.index.remove(stale) : Promise.resolve(),
   ]);
   if (stored.status === 'rejected') {
@@ -202,7 +219,46 @@ async function subscribe(
   }
   if (cleared.status === 'rejected') throw cleared.reason;
   if (followUps.status === 'rejected') throw followUps.reason;
-  return { reply, followUps: followUps.value };
+  if (!resume) return { reply, followUps: followUps.value };
+  // Read only now that the index holds the subscription: every record after the log's end as read
+  // here reaches it live (./replay.ts).
+  return { reply, ...(await resumeFollowUps(deps, caller, reply, resume, now)) };
+}
+
+/**
+ * The follow-ups of a resume: the missed records packed as live `batch` frames, then `resumed`; or,
+ * too far behind (or the log unreadable), `resumed` with `tooFarBehind` and the snapshot.
+ */
+async function resumeFollowUps(
+  deps: SessionDeps,
+  caller: Caller,
+  reply: SubscribedFrame,
+  resume: NonNullable<SubscribeFrame['resume']>,
+  now: number,
+): Promise<{ followUps: string[]; resumed: ResumeNote }> {
+  let result: ReplayResult;
+  try {
+    result = deps.replay ? await deps.replay({ filter: reply.filter, resume }) : { tooFarBehind: true, reason: 'the log cannot be read here' };
+  } catch (error) {
+    result = { tooFarBehind: true, reason: `the log could not be read: ${errorMessage(error)}` };
+  }
+  if (result.tooFarBehind) {
+    const resumed: ResumedFrame = { type: 'resumed', id: reply.id, replayed: 0, tooFarBehind: true };
+    const snapshot = deps.snapshot ? await snapshotTexts(deps.snapshot, caller, reply) : [];
+    return { followUps: [JSON.stringify(resumed), ...snapshot], resumed: { replayed: 0, tooFarBehind: result.reason } };
+  }
+  const resumed: ResumedFrame = { type: 'resumed', id: reply.id, replayed: result.records.length };
+  const frames = result.records.length ? createMessageBuilder(now)(result.records) : [];
+  return { followUps: [...frames, JSON.stringify(resumed)], resumed: { replayed: result.records.length, scanned: result.scanned } };
+}
+
+/** What a resume did, for the handler's log. */
+export interface ResumeNote {
+  replayed: number;
+  /** Records read from the log to find them. */
+  scanned?: number;
+  /** Why it was too far behind. */
+  tooFarBehind?: string;
 }
 
 /** Unsubscribes in two round trips: the connection item (its token and the subscription), then the index. */
@@ -225,9 +281,11 @@ async function unsubscribe(
 /** The reply to one client message, and the metrics it produced. */
 export interface MessageOutcome {
   reply: SubscribedFrame | UnsubscribedFrame | PongFrame | AckedFrame | ErrorFrame;
-  /** Messages that must reach the client after the reply (a subscription's snapshot). */
+  /** Messages that must reach the client after the reply (a subscription's snapshot or replay). */
   followUps: string[];
   metrics: MetricsBatch;
+  /** What a subscribe with `resume` replayed. */
+  resumed?: ResumeNote;
 }
 
 /**
@@ -246,11 +304,12 @@ export async function handleClientMessage(
   const now = (deps.now ?? Date.now)();
   let reply: MessageOutcome['reply'];
   let followUps: string[] = [];
+  let resumed: ResumeNote | undefined;
   const frame = parsed.ok ? parsed.frame : undefined;
   if (frame?.action === 'subscribe') {
     // Without what API Gateway passes on (a direct call), the connection item says the same.
     const known = caller ?? (await deps.connections.get(connectionId));
-    if (known) ({ reply, followUps } = await subscribe(deps, known, connectionId, frame, now));
+    if (known) ({ reply, followUps, resumed } = await subscribe(deps, known, connectionId, frame, now));
     else reply = errorFrame('forbidden', NOT_REGISTERED, frame.id);
   } else if (frame?.action === 'unsubscribe') {
     reply = await unsubscribe(deps, connectionId, frame, now);
@@ -268,5 +327,5 @@ export async function handleClientMessage(
   }
   // The reply goes back as the route response (or a post before the follow-ups): one message sent each.
   metrics.add(METRIC.messagesSent, 1 + followUps.length).observe(METRIC.processingDuration, (performance.now() - started) / 1000);
-  return { reply, followUps, metrics };
+  return { reply, followUps, metrics, ...(resumed ? { resumed } : {}) };
 }

@@ -33,7 +33,8 @@ export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
     const { connectionId, connectedAt, authorizer } = event.requestContext;
     const principal = principalFromContext(authorizer);
     const caller = principal && connectedAt ? { sites: principal.sites, expiresAt: connectionExpiry(connectedAt) } : undefined;
-    const { reply, followUps, metrics } = await handleClientMessage(deps.sessions, connectionId, body, caller);
+    const { reply, followUps, metrics, resumed } = await handleClientMessage(deps.sessions, connectionId, body, caller);
+    if (resumed) deps.log.info('resume', { connectionId, ...resumed });
     if (reply.type === 'error') {
       deps.log.info('client message rejected', {
         connectionId: event.requestContext.connectionId,
