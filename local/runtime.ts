@@ -45,7 +45,7 @@ import { buildMskEvent, type KafkaRecordInput } from './msk-event';
 import { DeviceSimulator, type SimulatorOptions } from './simulator';
 import { errorMessage } from '../lambdas/core/errors';
 import { fnv1a } from '../lambdas/core/hash';
-import { replayAfter, type Replayer } from '../lambdas/core/replay';
+import { DecodedRecords, replayAfter, type Replayer } from '../lambdas/core/replay';
 import type { RecordLog } from '../lambdas/core/ports';
 import { MemoryRecordLog } from './memory-log';
 
@@ -244,8 +244,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const memoryLog = options.kafka ? undefined : new MemoryRecordLog({ records: window.records, ms: window.ms + 30_000 });
     for (const topic of Object.values(TOPICS)) memoryLog?.declare(topic, EMBEDDED_PARTITIONS);
     let recordLog: RecordLog | undefined = memoryLog;
+    // Records decoded once for every client that resumes over them.
+    const cache = new DecodedRecords();
     const replay: Replayer = async (request) =>
-      recordLog ? replayAfter(recordLog, request, { windowMs: window.ms, windowRecords: window.records }) : { tooFarBehind: true, reason: 'the log is not ready' };
+      recordLog
+        ? replayAfter(recordLog, request, { windowMs: window.ms, windowRecords: window.records, cache })
+        : { tooFarBehind: true, reason: 'the log is not ready' };
     const sessions = {
       connections,
       index,

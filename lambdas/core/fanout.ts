@@ -3,7 +3,7 @@
  * sent. Pure: no I/O.
  */
 import { matchesFilter } from './filter';
-import { LIMITS, recordFrame, utf8Length, type NormalisedFilter, type StreamRecord } from './protocol';
+import { LIMITS, utf8Length, type NormalisedFilter, type StreamRecord } from './protocol';
 
 /** A subscription as the index returns it. */
 export interface SubscriptionEntry {
@@ -77,6 +77,20 @@ export function packTexts(
   return out;
 }
 
+/** Each record's `data` as JSON, kept while the record is: replays send one record to many clients. */
+const dataJson = new WeakMap<StreamRecord, string>();
+
+/**
+ * The text of protocol.ts `recordFrame`: the same JSON, with the record's data serialised once however
+ * many frames carry it.
+ */
+export function frameText(record: StreamRecord, now: number): string {
+  let data = dataJson.get(record);
+  if (data === undefined) dataJson.set(record, (data = JSON.stringify(record.data)));
+  const cursor = record.cursor === undefined ? '' : `,"cursor":${JSON.stringify(record.cursor)}`;
+  return `{"type":"${record.type}","data":${data},"timestamp":${JSON.stringify(now)}${cursor}}`;
+}
+
 /**
  * A builder of one connection's messages for a batch. It serialises and measures each record's
  * frame once, however many connections get the record, and packs a connection's messages only
@@ -91,7 +105,7 @@ export function createMessageBuilder(
     const frames = records.map((record) => {
       let frame = serialised.get(record);
       if (frame === undefined) {
-        const text = JSON.stringify(recordFrame(record, now));
+        const text = frameText(record, now);
         serialised.set(record, (frame = { text, bytes: utf8Length(text) }));
       }
       return frame;

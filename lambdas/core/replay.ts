@@ -44,6 +44,34 @@ export interface ReplayOptions {
   windowRecords?: number;
   /** Default {@link DEFAULT_SKEW_MS}. */
   skewMs?: number;
+  /** Records decoded by earlier replays, shared by the replays of one process. */
+  cache?: DecodedRecords;
+}
+
+/**
+ * Decoded records by cursor, the oldest forgotten first. A Kafka record never changes, so when many
+ * clients resume at once (a plant's Wi-Fi comes back) each record is parsed and validated once.
+ */
+export class DecodedRecords {
+  private readonly byCursor = new Map<string, StreamRecord | null>();
+
+  constructor(private readonly capacity = 50_000) {}
+
+  get size(): number {
+    return this.byCursor.size;
+  }
+
+  /** The record at this cursor, decoding it on first use; undefined for a value that is not a valid record. */
+  of(logged: LoggedRecord): StreamRecord | undefined {
+    const cursor = cursorOf(logged.topic, logged.partition, logged.offset);
+    let record = this.byCursor.get(cursor);
+    if (record === undefined) {
+      record = decode(logged, cursor) ?? null;
+      this.byCursor.set(cursor, record);
+      if (this.byCursor.size > this.capacity) this.byCursor.delete(this.byCursor.keys().next().value!);
+    }
+    return record ?? undefined;
+  }
 }
 
 /** How far apart in time two partitions may be delivered; see the module comment. */
@@ -61,7 +89,7 @@ function splitName(name: string): { topic: string; partition: number } {
 }
 
 /** A logged record as a pushed record, or undefined when its value is not a valid record. */
-function decode(logged: LoggedRecord): StreamRecord | undefined {
+function decode(logged: LoggedRecord, cursor: string): StreamRecord | undefined {
   let value: unknown;
   try {
     value = JSON.parse(logged.value ?? '');
@@ -70,7 +98,7 @@ function decode(logged: LoggedRecord): StreamRecord | undefined {
   }
   const parsed = parseRecord(logged.topic, value);
   if (!parsed.ok) return undefined;
-  parsed.record.cursor = cursorOf(logged.topic, logged.partition, logged.offset);
+  parsed.record.cursor = cursor;
   return parsed.record;
 }
 
@@ -141,8 +169,9 @@ export async function replayAfter(log: RecordLog, request: ReplayRequest, option
   }
   const logged = ranges.length ? await log.read(ranges) : [];
   const records: StreamRecord[] = [];
+  const cache = options.cache ?? new DecodedRecords(logged.length);
   for (const entry of mergeByTime(logged)) {
-    const record = decode(entry);
+    const record = cache.of(entry);
     if (record && matchesFilter(filter, record)) records.push(record);
   }
   return { tooFarBehind: false, records, scanned: logged.length };
