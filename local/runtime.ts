@@ -48,6 +48,7 @@ import { fnv1a } from '../lambdas/core/hash';
 import { DecodedRecords, replayAfter, type Replayer } from '../lambdas/core/replay';
 import type { RecordLog } from '../lambdas/core/ports';
 import { MemoryRecordLog } from './memory-log';
+import { KafkaRecordLog } from '../lambdas/adapters/kafka-log';
 
 /** How often the simulated devices read, ms: the embedded feed's batches are no further apart. */
 const EMBEDDED_TICK_MS = 20;
@@ -428,6 +429,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       });
       stops.push(() => bridge.stop());
       healthChecks.kafka = async () => ({ lag: await bridge.lag() });
+      const kafkaLog = new KafkaRecordLog({ brokers: options.kafka.brokers, clientId: 'iot-dashboard-local-replay' });
+      stops.push(() => kafkaLog.close());
+      recordLog = kafkaLog;
     }
 
     if (options.simulator !== false) {

@@ -1,0 +1,527 @@
+/**
+ * The Kafka log read by offset, for resumes (lambdas/core/replay.ts), with kafkajs.
+ *
+ * - Bounds and offsets by time come from the admin client (ListOffsets).
+ * - Reads go through one consumer, reused: kafkajs has no manual partition assignment, so the
+ *   consumer joins a group of its own (one per instance, never committed to), subscribes to the
+ *   topics read, keeps every partition paused, and for a read seeks each partition it needs to the
+ *   range's start, resumes it, collects records up to the range's end and pauses it again.
+ * - Concurrent reads are served in passes: every read that arrives while a pass runs joins the
+ *   next one, whose ranges are merged per partition, so 100 clients resuming at once cost one group
+ *   join and a few passes, not 100 consumers.
+ * - After a rebalance (a rejoin after a heartbeat failed, a crash and restart, partitions added)
+ *   kafkajs forgets positions and pauses: both are set again on every join. A consumer whose
+ *   heartbeats stopped for longer than the session timeout (a Lambda container frozen between
+ *   invocations) was evicted from its group; it is replaced before the next read rather than left
+ *   to find out. One idle for {@link KafkaRecordLogOptions.idleCloseMs} is closed.
+ * - A read that does not finish within {@link KafkaRecordLogOptions.readTimeoutMs} is rejected with
+ *   a {@link KafkaRecordLogError} (the replay then answers too far behind, with the snapshot).
+ *
+ * Limitation: the end of a range is found from the records read (and the batch's last offset). A
+ * range that ends in transaction markers only (a transactional producer) is not seen to end and
+ * fails at the deadline; the product's producers are not transactional.
+ */
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type SASLOptions } from 'kafkajs';
+import { AppError, errorMessage } from '../core/errors';
+import type { LoggedRecord, OffsetRange, PartitionBounds, RecordLog } from '../core/ports';
+
+/** Options of {@link KafkaRecordLog}. */
+export interface KafkaRecordLogOptions {
+  /** Bootstrap brokers, `host:port`. */
+  brokers: string[];
+  /** Kafka client id; also the prefix of the consumer group. Default `iot-dashboard-replay`. */
+  clientId?: string;
+  /** TLS to the brokers (MSK's TLS and IAM listeners). Default false. */
+  ssl?: boolean;
+  /** SASL (MSK IAM or SCRAM). Default none. */
+  sasl?: SASLOptions;
+  /** Time to open a connection to a broker, ms. Default 3,000. */
+  connectionTimeoutMs?: number;
+  /** A read fails after this many ms, the group join included. Default 10,000. */
+  readTimeoutMs?: number;
+  /** The consumer is closed after this many ms without a read; the next read joins again. Default 5 minutes. */
+  idleCloseMs?: number;
+  /** The consumer's session timeout, ms: heartbeats missing for longer mean it was evicted. Default 30,000. */
+  sessionTimeoutMs?: number;
+  /** Ranges of one partition less than this many offsets apart are read as one. Default 2,000. */
+  mergeGap?: number;
+}
+
+/** A read failed: the log could not be reached, or the read passed its deadline. */
+export class KafkaRecordLogError extends AppError {
+  override name = 'KafkaRecordLogError';
+}
+
+const DEFAULTS = {
+  clientId: 'iot-dashboard-replay',
+  connectionTimeoutMs: 3000,
+  readTimeoutMs: 10_000,
+  idleCloseMs: 5 * 60_000,
+  sessionTimeoutMs: 30_000,
+  mergeGap: 2000,
+} as const;
+
+/** One read() call waiting for its records. */
+interface ReadRequest {
+  ranges: OffsetRange[];
+  resolve(records: LoggedRecord[]): void;
+  reject(error: Error): void;
+  settled: boolean;
+  timer: NodeJS.Timeout;
+}
+
+/** Offsets [from, to) of one partition read in one go, for the ranges merged into it. */
+interface Segment {
+  from: number;
+  to: number;
+  /** Records read, in offset order. */
+  records: LoggedRecord[];
+}
+
+/** A partition in the pass under way: its segments, read one after the other. */
+interface Lane {
+  topic: string;
+  partition: number;
+  segments: Segment[];
+  /** Index of the segment being read; `segments.length` when done. */
+  at: number;
+  /** The next offset expected. */
+  position: number;
+}
+
+/** The consumer and its state; replaced as a whole when it dies or goes stale. */
+interface Reader {
+  consumer: Consumer;
+  topics: Set<string>;
+  /** Resolves on the first group join; rejects if the consumer crashes before. */
+  joined: Promise<void>;
+  /** Set when the consumer crashed without restarting or was closed. */
+  dead: boolean;
+  lastHeartbeat: number;
+  /** The partitions of the last join, `topic:partition`. */
+  assigned: Set<string>;
+}
+
+const partitionKey = (topic: string, partition: number): string => `${topic}:${partition}`;
+
+/** A {@link RecordLog} over a Kafka cluster; see the module comment. */
+export class KafkaRecordLog implements RecordLog {
+  private readonly kafka: Kafka;
+  private readonly settings: Required<Omit<KafkaRecordLogOptions, 'brokers' | 'ssl' | 'sasl'>>;
+  private admin?: Promise<Admin>;
+  private reader?: Reader;
+  private readonly queue: ReadRequest[] = [];
+  private passing = false;
+  private closed = false;
+  /** Partitions of the pass under way, by `topic:partition`. */
+  private lanes = new Map<string, Lane>();
+  private passDone?: () => void;
+  /** The reads of the pass under way, and how to abandon it once all of them have given up. */
+  private current?: { requests: ReadRequest[]; abandon(): void };
+  private passError?: Error;
+  /** Serialises replacing the consumer. */
+  private readerLock: Promise<unknown> = Promise.resolve();
+  private idleTimer?: NodeJS.Timeout;
+  private lastUsed = Date.now();
+  /** Figures for tests and benchmarks. */
+  readonly stats = { joins: 0, passes: 0, reads: 0, consumers: 0, recordsRead: 0 };
+
+  constructor(options: KafkaRecordLogOptions) {
+    this.settings = {
+      clientId: options.clientId ?? DEFAULTS.clientId,
+      connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULTS.connectionTimeoutMs,
+      readTimeoutMs: options.readTimeoutMs ?? DEFAULTS.readTimeoutMs,
+      idleCloseMs: options.idleCloseMs ?? DEFAULTS.idleCloseMs,
+      sessionTimeoutMs: options.sessionTimeoutMs ?? DEFAULTS.sessionTimeoutMs,
+      mergeGap: options.mergeGap ?? DEFAULTS.mergeGap,
+    };
+    this.kafka = new Kafka({
+      clientId: this.settings.clientId,
+      brokers: options.brokers,
+      ssl: options.ssl ?? false,
+      ...(options.sasl ? { sasl: options.sasl } : {}),
+      connectionTimeout: this.settings.connectionTimeoutMs,
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 3, initialRetryTime: 200 },
+    });
+  }
+
+  async partitions(topics: readonly string[]): Promise<PartitionBounds[]> {
+    // The replay reads right after these bounds: the consumer's group join overlaps this call.
+    this.warm(topics);
+    const admin = await this.adminClient();
+    const all = await Promise.all(
+      topics.map(async (topic) =>
+        (await admin.fetchTopicOffsets(topic)).map((held) => ({ topic, partition: held.partition, low: Number(held.low), high: Number(held.high) })),
+      ),
+    );
+    return all.flat();
+  }
+
+  async offsetsAt(topics: readonly string[], time: number): Promise<Map<string, number>> {
+    const admin = await this.adminClient();
+    const out = new Map<string, number>();
+    await Promise.all(
+      topics.map(async (topic) => {
+        const [highs, found] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchTopicOffsetsByTimestamp(topic, time)]);
+        for (const held of highs) {
+          const at = Number(found.find((entry) => entry.partition === held.partition)?.offset ?? -1);
+          // -1: no record at or after `time`; the next one will be.
+          out.set(partitionKey(topic, held.partition), at >= 0 ? at : Number(held.high));
+        }
+      }),
+    );
+    return out;
+  }
+
+  read(ranges: readonly OffsetRange[]): Promise<LoggedRecord[]> {
+    if (this.closed) return Promise.reject(new KafkaRecordLogError('the Kafka record log is closed'));
+    const wanted = ranges.filter((range) => range.to > range.from);
+    if (wanted.length === 0) return Promise.resolve([]);
+    this.stats.reads++;
+    return new Promise<LoggedRecord[]>((resolve, reject) => {
+      const request: ReadRequest = {
+        ranges: wanted.map((range) => ({ ...range })),
+        resolve,
+        reject,
+        settled: false,
+        timer: setTimeout(() => {
+          const pending = [...this.lanes.values()].filter((lane) => lane.at < lane.segments.length).map((lane) => partitionKey(lane.topic, lane.partition));
+          this.settle(
+            request,
+            new KafkaRecordLogError(
+              `reading ${wanted.length} offset ranges from Kafka did not finish within ${this.settings.readTimeoutMs} ms` +
+                (this.reader ? (pending.length ? ` (still reading ${pending.slice(0, 5).join(', ')})` : ' (waiting for the consumer group)') : ''),
+            ),
+          );
+        }, this.settings.readTimeoutMs),
+      };
+      this.queue.push(request);
+      this.kick();
+    });
+  }
+
+  /** Leaves the group and disconnects; reads after this fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    const closing = new KafkaRecordLogError('the Kafka record log was closed');
+    for (const request of [...this.queue.splice(0), ...(this.current?.requests ?? [])]) this.settle(request, closing);
+    const admin = this.admin;
+    this.admin = undefined;
+    await Promise.allSettled([this.dropReader(), admin?.then((client) => client.disconnect())]);
+  }
+
+  private adminClient(): Promise<Admin> {
+    if (this.closed) return Promise.reject(new KafkaRecordLogError('the Kafka record log is closed'));
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      const connecting = admin.connect().then(() => admin);
+      this.admin = connecting;
+      // A failed connect is not cached: the next call tries again.
+      connecting.catch(() => {
+        if (this.admin === connecting) this.admin = undefined;
+      });
+    }
+    return this.admin;
+  }
+
+  private settle(request: ReadRequest, outcome: LoggedRecord[] | Error): void {
+    if (request.settled) return;
+    request.settled = true;
+    clearTimeout(request.timer);
+    if (outcome instanceof Error) request.reject(outcome);
+    else request.resolve(outcome);
+    // A pass all of whose reads have given up stops.
+    if (this.current?.requests.every((each) => each.settled)) this.current.abandon();
+  }
+
+  /** Starts a pass unless one runs; the queued reads go in the next one. */
+  private kick(): void {
+    if (this.passing || this.closed) return;
+    const requests = this.queue.splice(0).filter((request) => !request.settled);
+    if (requests.length === 0) return;
+    this.passing = true;
+    this.lastUsed = Date.now();
+    this.pass(requests)
+      .catch((error: unknown) => {
+        const failure = new KafkaRecordLogError(`reading from Kafka failed: ${errorMessage(error)}`, { cause: error });
+        for (const request of requests) this.settle(request, failure);
+      })
+      .finally(() => {
+        this.passing = false;
+        this.lastUsed = Date.now();
+        this.scheduleIdleClose();
+        this.kick();
+      });
+  }
+
+  /** Starts the consumer (and its group join) in the background, for a read that will follow. */
+  private warm(topics: readonly string[]): void {
+    // A pass under way holds the consumer it reads with.
+    if (this.closed || this.passing) return;
+    this.readerFor(topics).catch(() => undefined);
+  }
+
+  /** A consumer subscribed to at least these topics, joined or joining: the one there is, or a new one. */
+  private readerFor(topics: Iterable<string>, replace?: Reader): Promise<Reader> {
+    const needed = [...topics];
+    const next = this.readerLock.then(async () => {
+      let reader = this.reader;
+      if (reader && reader === replace) reader.dead = true;
+      // Heartbeats stopped for longer than the session timeout (the process was frozen): the group
+      // has evicted this member, and finding out through a failed heartbeat costs more than a new one.
+      const stale = reader && Date.now() - reader.lastHeartbeat > this.settings.sessionTimeoutMs;
+      if (reader && (reader.dead || stale || needed.some((topic) => !reader!.topics.has(topic)))) {
+        // kafkajs cannot add a topic to a running consumer: a new one subscribes to all of them.
+        for (const topic of reader.topics) needed.push(topic);
+        await this.dropReader();
+        reader = undefined;
+      }
+      return reader ?? this.startReader([...new Set(needed)]);
+    });
+    this.readerLock = next.catch(() => undefined);
+    return next.then(async (reader) => {
+      await reader.joined;
+      return reader;
+    });
+  }
+
+  private startReader(topics: string[]): Reader {
+    clearTimeout(this.idleTimer);
+    this.stats.consumers++;
+    const consumer = this.kafka.consumer({
+      // A group of its own: this instance gets every partition, and nothing is ever committed.
+      groupId: `${this.settings.clientId}-${randomUUID()}`,
+      sessionTimeout: this.settings.sessionTimeoutMs,
+      heartbeatInterval: 3000,
+      allowAutoTopicCreation: false,
+      // Bounds an idle poll, so a read that starts while every partition is paused waits little.
+      maxWaitTimeInMs: 100,
+      maxBytesPerPartition: 4 * 1024 * 1024,
+      maxBytes: 32 * 1024 * 1024,
+      retry: { retries: 5, initialRetryTime: 200 },
+    });
+    let joinedOnce: { resolve(): void; reject(error: Error): void } | undefined;
+    const reader: Reader = {
+      consumer,
+      topics: new Set(topics),
+      joined: new Promise<void>((resolve, reject) => (joinedOnce = { resolve, reject })),
+      dead: false,
+      lastHeartbeat: Date.now(),
+      assigned: new Set(),
+    };
+    reader.joined.catch(() => undefined);
+    const { GROUP_JOIN, HEARTBEAT, CRASH } = consumer.events;
+    consumer.on(GROUP_JOIN, (event) => {
+      this.stats.joins++;
+      reader.assigned = new Set(
+        Object.entries(event.payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => partitionKey(topic, partition))),
+      );
+      reader.lastHeartbeat = Date.now();
+      // Every join starts from a fresh assignment: positions and pauses are set again.
+      if (this.reader === reader) this.applyLanes(reader);
+      joinedOnce?.resolve();
+    });
+    consumer.on(HEARTBEAT, () => (reader.lastHeartbeat = Date.now()));
+    consumer.on(CRASH, (event) => {
+      if (event.payload.restart) return;
+      reader.dead = true;
+      const failure = new KafkaRecordLogError(`the Kafka consumer stopped: ${errorMessage(event.payload.error)}`, { cause: event.payload.error });
+      joinedOnce?.reject(failure);
+      if (this.reader === reader) this.failPass(failure);
+    });
+    const started = (async () => {
+      await consumer.connect();
+      for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: false });
+      await consumer.run({
+        autoCommit: false,
+        // Resolving moves kafkajs's fetch position on; with autoCommit off nothing is committed.
+        eachBatchAutoResolve: true,
+        partitionsConsumedConcurrently: 4,
+        eachBatch: async (payload) => this.onBatch(reader, payload),
+      });
+    })();
+    started.catch((error: unknown) => {
+      reader.dead = true;
+      joinedOnce?.reject(new KafkaRecordLogError(`cannot start a Kafka consumer: ${errorMessage(error)}`, { cause: error }));
+    });
+    this.reader = reader;
+    return reader;
+  }
+
+  private async dropReader(): Promise<void> {
+    const reader = this.reader;
+    this.reader = undefined;
+    if (!reader) return;
+    reader.dead = true;
+    await reader.consumer.disconnect().catch(() => undefined);
+  }
+
+  private scheduleIdleClose(): void {
+    clearTimeout(this.idleTimer);
+    if (!this.reader || this.closed) return;
+    this.idleTimer = setTimeout(() => {
+      if (!this.passing && this.queue.length === 0 && Date.now() - this.lastUsed >= this.settings.idleCloseMs) void this.dropReader();
+    }, this.settings.idleCloseMs);
+    this.idleTimer.unref();
+  }
+
+  /** Pauses every partition but the lanes still reading, and sets each lane's position. */
+  private applyLanes(reader: Reader): void {
+    const { consumer } = reader;
+    consumer.pause([...reader.topics].map((topic) => ({ topic })));
+    for (const lane of this.lanes.values()) {
+      if (lane.at >= lane.segments.length) continue;
+      consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(lane.position) });
+      consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
+    }
+  }
+
+  private failPass(error: Error): void {
+    this.passError = error;
+    this.passDone?.();
+  }
+
+  /** One pass: the ranges of these reads, merged per partition, read through the consumer. */
+  private async pass(requests: ReadRequest[]): Promise<void> {
+    this.stats.passes++;
+    let abandon!: () => void;
+    const abandoned = new Promise<'abandoned'>((resolve) => (abandon = () => resolve('abandoned')));
+    this.current = { requests, abandon };
+    try {
+      await this.passOver(requests, abandoned);
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  private async passOver(requests: ReadRequest[], abandoned: Promise<'abandoned'>): Promise<void> {
+    const topics = new Set(requests.flatMap((request) => request.ranges.map((range) => range.topic)));
+    const started = Promise.all([
+      this.readerFor(topics),
+      this.adminClient().then((admin) => Promise.all([...topics].map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) })))),
+    ]);
+    started.catch(() => undefined);
+    // A join that never completes (no broker) must not hold later reads once these gave up.
+    const ready = await Promise.race([started, abandoned]);
+    if (ready === 'abandoned') return;
+    let [reader] = ready;
+    const [, bounds] = ready;
+    const held = new Map<string, { low: number; high: number }>();
+    for (const { topic, offsets } of bounds) {
+      for (const entry of offsets) held.set(partitionKey(topic, entry.partition), { low: Number(entry.low), high: Number(entry.high) });
+    }
+    if ([...held.keys()].some((key) => !reader.assigned.has(key))) {
+      // Partitions were added since the consumer joined: kafkajs would see them only at its next
+      // metadata refresh (5 minutes), so a new consumer is joined now.
+      const fresh = await Promise.race([this.readerFor(topics, reader), abandoned]);
+      if (fresh === 'abandoned') return;
+      reader = fresh;
+    }
+
+    // Each range within what the partition holds now; ranges of a partition merged when close.
+    const byPartition = new Map<string, { topic: string; partition: number; spans: { from: number; to: number }[] }>();
+    for (const request of requests) {
+      for (const range of request.ranges) {
+        const key = partitionKey(range.topic, range.partition);
+        const limits = held.get(key);
+        if (!limits) continue;
+        const from = Math.max(range.from, limits.low);
+        const to = Math.min(range.to, limits.high);
+        if (from >= to) continue;
+        let entry = byPartition.get(key);
+        if (!entry) byPartition.set(key, (entry = { topic: range.topic, partition: range.partition, spans: [] }));
+        entry.spans.push({ from, to });
+      }
+    }
+    const lanes = new Map<string, Lane>();
+    for (const [key, { topic, partition, spans }] of byPartition) {
+      spans.sort((a, b) => a.from - b.from);
+      const segments: Segment[] = [];
+      for (const span of spans) {
+        const last = segments[segments.length - 1];
+        if (last && span.from <= last.to + this.settings.mergeGap) last.to = Math.max(last.to, span.to);
+        else segments.push({ from: span.from, to: span.to, records: [] });
+      }
+      lanes.set(key, { topic, partition, segments, at: 0, position: segments[0].from });
+    }
+
+    if (lanes.size > 0) {
+      this.passError = undefined;
+      const done = new Promise<void>((resolve) => (this.passDone = resolve));
+      this.lanes = lanes;
+      if (this.reader === reader) this.applyLanes(reader);
+      await Promise.race([done, abandoned]);
+      this.passDone = undefined;
+      this.lanes = new Map();
+      if (!reader.dead) {
+        const paused = [...lanes.values()].map((lane) => ({ topic: lane.topic, partitions: [lane.partition] }));
+        reader.consumer.pause(paused);
+      }
+      if (this.passError) throw this.passError;
+    }
+
+    for (const request of requests) {
+      if (request.settled) continue;
+      const out: LoggedRecord[] = [];
+      for (const range of request.ranges) {
+        const lane = lanes.get(partitionKey(range.topic, range.partition));
+        const segment = lane?.segments.find((candidate) => candidate.from < range.to && range.from < candidate.to);
+        if (!segment) continue;
+        for (let i = lowerBound(segment.records, range.from); i < segment.records.length && segment.records[i].offset < range.to; i++) {
+          out.push(segment.records[i]);
+        }
+      }
+      this.settle(request, out);
+    }
+  }
+
+  private onBatch(reader: Reader, { batch, isStale, isRunning }: EachBatchPayload): void {
+    reader.lastHeartbeat = Date.now();
+    const lane = this.lanes.get(partitionKey(batch.topic, batch.partition));
+    if (!lane || lane.at >= lane.segments.length || this.reader !== reader) return;
+    const segment = lane.segments[lane.at];
+    for (const message of batch.messages) {
+      // A seek made after this batch was fetched makes the rest of it stale.
+      if (isStale() || !isRunning()) return;
+      const offset = Number(message.offset);
+      if (offset < lane.position) continue;
+      if (offset >= segment.to) break;
+      segment.records.push({
+        topic: batch.topic,
+        partition: batch.partition,
+        offset,
+        timestamp: Number(message.timestamp),
+        value: message.value === null ? undefined : message.value.toString('utf8'),
+      });
+      this.stats.recordsRead++;
+      lane.position = offset + 1;
+    }
+    if (isStale()) return;
+    // Offsets the batch held but did not deliver (control records) count as read too.
+    lane.position = Math.max(lane.position, Math.min(Number(batch.lastOffset()) + 1, segment.to));
+    if (lane.position < segment.to) return;
+    lane.at++;
+    if (lane.at < lane.segments.length) {
+      lane.position = lane.segments[lane.at].from;
+      reader.consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(lane.position) });
+      return;
+    }
+    reader.consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]);
+    if ([...this.lanes.values()].every((each) => each.at >= each.segments.length)) this.passDone?.();
+  }
+}
+
+/** The index of the first record at or after `offset`. */
+function lowerBound(records: readonly LoggedRecord[], offset: number): number {
+  let lo = 0;
+  let hi = records.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (records[mid].offset < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
