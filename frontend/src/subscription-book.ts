@@ -1,7 +1,14 @@
-import type { Filter, NormalisedFilter, SubscribeFrame } from '../../lambdas/core/protocol';
+import type { Filter, NormalisedFilter } from '../../lambdas/core/protocol';
 
 /** Where one subscription stands with the server. */
 export type SubscriptionState = 'pending' | 'active' | 'rejected';
+
+/** A `subscribe` that re-creates a subscription, as the socket sends it (it may add `resume`). */
+export interface RestoreFrame {
+  readonly action: 'subscribe';
+  readonly id: string;
+  readonly filter: Filter;
+}
 
 /** One subscription the user wants, as the book holds it. */
 export interface SubscriptionEntry {
@@ -83,10 +90,10 @@ export class SubscriptionBook {
   }
 
   /** The frames that re-create every wanted (not rejected) subscription on a new connection. */
-  restoreFrames(): SubscribeFrame[] {
+  restoreFrames(): RestoreFrame[] {
     return this.list()
       .filter((entry) => entry.state !== 'rejected')
-      .map((entry) => ({ action: 'subscribe', id: entry.id, filter: entry.filter }));
+      .map((entry): RestoreFrame => ({ action: 'subscribe', id: entry.id, filter: entry.filter }));
   }
 
   /** Ids still waiting for their `subscribed` reply. */

@@ -9,19 +9,25 @@
  * - renewal before API Gateway's 2 hour connection limit: a second socket is opened and
  *   subscribed before the first is closed, so no record is lost and the user notices nothing;
  * - records carrying a `cursor` are delivered once, even when two sockets carry them;
+ * - after a reconnect, each subscription that was live is restored with `resume` (the last offset
+ *   received per partition), so the server replays what was missed (DESIGN.md "Resume"); records
+ *   are held until every replay has ended and released in offset order per partition (see
+ *   ./replay-hold.ts); a renewal needs no resume, as both sockets overlap;
  * - with a URL function, every open, reopen and renewal asks for the URL (a fresh token) first,
  *   and a handshake the server refuses (told apart by `probe`) stops the retries.
  */
+import type { z } from 'zod';
 import {
   parseServerFrame,
+  type clientFrameSchema,
   type AckedFrame,
   type AlertFrame,
   type AlertStateFrame,
-  type ClientFrame,
   type DeviceDataFrame,
   type ErrorFrame,
   type Filter,
   type PongFrame,
+  type ResumedFrame,
   type ServerFrame,
   type SnapshotFrame,
   type SubscribedFrame,
@@ -30,6 +36,8 @@ import {
 } from '../../lambdas/core/protocol';
 import { backoffDelay, type BackoffOptions } from '../../lambdas/core/backoff';
 import { CursorWindow } from './cursor-window';
+import { ReplayHold, type RecordFrame } from './replay-hold';
+import { PartitionOffsets } from './resume-offsets';
 import { SubscriptionBook, type SubscriptionEntry } from './subscription-book';
 
 /** What the connection indicator shows. */
@@ -70,6 +78,11 @@ export interface LiveSocketEvents {
   acked: AckedFrame;
   system_status: SystemStatusFrame;
   subscribed: SubscribedFrame;
+  /**
+   * The end of a subscription's replay after a reconnect; the replayed records were emitted before
+   * it. With `tooFarBehind` nothing was replayed and the subscription's snapshot follows.
+   */
+  resumed: ResumedFrame;
   unsubscribed: UnsubscribedFrame;
   pong: PongFrame;
   /** The connection state changed. */
@@ -91,6 +104,9 @@ export interface SocketLike {
   close(code?: number, reason?: string): void;
 }
 export type SocketFactory = (url: string) => SocketLike;
+
+/** A client frame as it goes on the wire (`resume` as a JSON object), typed by the protocol module. */
+type WireFrame = z.input<typeof clientFrameSchema>;
 
 /** Options of {@link LiveSocket}. Durations are milliseconds. */
 export interface LiveSocketOptions {
@@ -117,6 +133,15 @@ export interface LiveSocketOptions {
   readonly renewalSettleMs?: number;
   /** How many record cursors are remembered to drop duplicates. Default 10000. */
   readonly cursorWindow?: number;
+  /**
+   * After a reconnect with `resume`, records are held until every replay has ended; at most this
+   * long, then they are released and later ones pass as they come. Default 10 s.
+   */
+  readonly resumeHoldMs?: number;
+  /** Records held at most while replays run; past it the held ones are released. Default 20000. */
+  readonly resumeHoldRecords?: number;
+  /** The clock, epoch ms. Default `Date.now`. */
+  readonly now?: () => number;
   /** Creates sockets. Default: the global `WebSocket`. */
   readonly createSocket?: SocketFactory;
   /** Random numbers in [0, 1) for jitter. Default `Math.random`. */
@@ -129,6 +154,8 @@ export const LIVE_SOCKET_DEFAULTS = {
   renewAfterMs: 110 * 60_000,
   renewalSettleMs: 10_000,
   cursorWindow: 10_000,
+  resumeHoldMs: 10_000,
+  resumeHoldRecords: 20_000,
 } as const;
 
 const OPEN = 1;
@@ -147,6 +174,16 @@ export class LiveSocket {
   private readonly options: Required<Omit<LiveSocketOptions, 'backoff' | 'probe'>> & Pick<LiveSocketOptions, 'probe'> & { backoff: BackoffOptions };
   private readonly book = new SubscriptionBook();
   private readonly cursors: CursorWindow;
+  private readonly offsets = new PartitionOffsets();
+  /**
+   * Subscriptions that were live on a socket since lost and not yet restored: their re-subscribe
+   * carries `resume`. A subscription new since then gets its snapshot instead.
+   */
+  private readonly resumable = new Set<string>();
+  /** Subscriptions whose last subscribe on the current socket carried `resume`. */
+  private readonly resumeSent = new Set<string>();
+  /** Records held while the current socket's replays run. */
+  private holding: { socket: SocketLike; hold: ReplayHold; timer: Timer } | undefined;
   private readonly handlers = new Map<LiveSocketEvent, Set<Handler<LiveSocketEvent>>>();
   private socket: SocketLike | null = null;
   private renewing: SocketLike | null = null;
@@ -164,7 +201,7 @@ export class LiveSocket {
   private renewTimer: Timer | undefined;
   private renewalSettleTimer: Timer | undefined;
   /** Counters for the page's footer and the benchmark. */
-  readonly stats = { framesReceived: 0, recordsReceived: 0, duplicatesDropped: 0, reconnects: 0, renewals: 0 };
+  readonly stats = { framesReceived: 0, recordsReceived: 0, duplicatesDropped: 0, reconnects: 0, renewals: 0, resumes: 0, tooFarBehind: 0 };
 
   constructor(options: LiveSocketOptions) {
     this.options = {
@@ -173,6 +210,9 @@ export class LiveSocket {
       renewAfterMs: options.renewAfterMs ?? LIVE_SOCKET_DEFAULTS.renewAfterMs,
       renewalSettleMs: options.renewalSettleMs ?? LIVE_SOCKET_DEFAULTS.renewalSettleMs,
       cursorWindow: options.cursorWindow ?? LIVE_SOCKET_DEFAULTS.cursorWindow,
+      resumeHoldMs: options.resumeHoldMs ?? LIVE_SOCKET_DEFAULTS.resumeHoldMs,
+      resumeHoldRecords: options.resumeHoldRecords ?? LIVE_SOCKET_DEFAULTS.resumeHoldRecords,
+      now: options.now ?? Date.now,
       createSocket: options.createSocket ?? ((url) => new WebSocket(url) as unknown as SocketLike),
       random: options.random ?? Math.random,
       backoff: options.backoff ?? {},
@@ -219,7 +259,8 @@ export class LiveSocket {
       detach(socket);
       socket.close(1000, 'client disconnect');
     }
-    this.book.markAllPending();
+    this.releaseHold();
+    this.markAllPending();
     this.setState({ status: 'offline', retry: 0 });
     this.emit('disconnect', { code: 1000, reason: 'client disconnect', willRetry: false });
     this.emit('subscriptions', this.book.list());
@@ -231,6 +272,8 @@ export class LiveSocket {
    */
   subscribe(filter: Filter, id: string = this.book.nextId()): string {
     this.book.set(id, filter);
+    // Another filter, or a new subscription: it starts from its snapshot, not from a replay.
+    this.forgetResume(id);
     this.sendEverywhere({ action: 'subscribe', id, filter });
     this.emit('subscriptions', this.book.list());
     return id;
@@ -240,6 +283,7 @@ export class LiveSocket {
   unsubscribe(id: string): void {
     if (!this.book.remove(id)) return;
     this.renewalWaiting.delete(id);
+    this.forgetResume(id);
     this.sendEverywhere({ action: 'unsubscribe', id });
     this.emit('subscriptions', this.book.list());
   }
@@ -318,7 +362,7 @@ export class LiveSocket {
   private handleOpen(socket: SocketLike): void {
     this.opened.add(socket);
     if (socket === this.renewing) {
-      this.renewalWaiting = new Set(this.book.restoreFrames().map((frame) => frame.id as string));
+      this.renewalWaiting = new Set(this.book.restoreFrames().map((frame) => frame.id));
       for (const frame of this.book.restoreFrames()) this.sendTo(socket, frame);
       if (this.renewalWaiting.size === 0) this.completeRenewal();
       else this.renewalSettleTimer = setTimeout(() => this.completeRenewal(), this.options.renewalSettleMs);
@@ -329,7 +373,7 @@ export class LiveSocket {
     this.everOpened = true;
     if (reconnect) this.stats.reconnects++;
     this.setState({ status: 'connected', retry: 0 });
-    for (const frame of this.book.restoreFrames()) this.sendTo(socket, frame);
+    this.restore(socket);
     this.startHeartbeat();
     this.scheduleRenewal();
     this.emit('connect', { reconnect });
@@ -347,7 +391,8 @@ export class LiveSocket {
     this.socket = null;
     this.stopHeartbeat();
     clearTimeout(this.renewTimer);
-    this.book.markAllPending();
+    if (this.holding?.socket === socket) this.releaseHold();
+    this.markAllPending();
     if (this.renewing && this.renewing.readyState === OPEN) {
       // The old socket died mid-renewal but the new one is up: carry on with it.
       this.completeRenewal();
@@ -414,18 +459,26 @@ export class LiveSocket {
     }
   }
 
-  private dispatch(socket: SocketLike, frame: ServerFrame): void {
+  /** @param inSnapshot the frame came inside a `snapshot`: current state, never held nor a resume offset. */
+  private dispatch(socket: SocketLike, frame: ServerFrame, inSnapshot = false): void {
     switch (frame.type) {
       case 'device_data':
       case 'alert':
         this.stats.recordsReceived++;
-        if (frame.cursor !== undefined && !this.cursors.admit(frame.cursor)) {
-          this.stats.duplicatesDropped++;
-          return;
+        if (frame.cursor !== undefined) {
+          if (!this.cursors.admit(frame.cursor)) {
+            this.stats.duplicatesDropped++;
+            return;
+          }
+          // A snapshot's cursors may be hours old: naming one would put the resume out of its window.
+          if (!inSnapshot) this.offsets.note(frame.cursor, this.options.now());
         }
-        this.emit('message', frame);
-        if (frame.type === 'device_data') this.emit('device_data', frame);
-        else this.emit('alert', frame);
+        if (!inSnapshot && this.holding?.socket === socket) {
+          if (this.holding.hold.hold(frame)) return;
+          // Full: what is held goes first, in order; later records pass as they come.
+          this.releaseHold();
+        }
+        this.deliver(frame);
         return;
       case 'system_status':
         this.emit('message', frame);
@@ -440,12 +493,24 @@ export class LiveSocket {
         this.emit('acked', frame);
         return;
       case 'snapshot':
+        // A snapshot where a replay was awaited: this server did not resume; nothing more will come.
+        if (this.holding?.socket === socket && this.holding.hold.awaits(frame.id)) this.settleReplay(frame.id);
         this.emit('message', frame);
         this.emit('snapshot', frame);
-        for (const inner of frame.messages) this.dispatch(socket, inner);
+        for (const inner of frame.messages) this.dispatch(socket, inner, true);
+        return;
+      case 'resumed':
+        this.resumeSent.delete(frame.id);
+        this.stats.resumes++;
+        if (frame.tooFarBehind) this.stats.tooFarBehind++;
+        // The replayed records reach the app before the event that says they are all there.
+        if (this.holding?.socket === socket) this.settleReplay(frame.id);
+        this.emit('message', frame);
+        this.emit('resumed', frame);
         return;
       case 'subscribed':
         this.book.confirm(frame.id, frame.filter);
+        this.resumable.delete(frame.id);
         if (socket === this.renewing) this.settleRenewal(frame.id);
         this.emit('message', frame);
         this.emit('subscribed', frame);
@@ -460,6 +525,16 @@ export class LiveSocket {
         this.emit('pong', frame);
         return;
       case 'error':
+        if (frame.id !== undefined && socket === this.socket && this.resumeSent.delete(frame.id)) {
+          // The subscribe with `resume` was refused (a server without it, or its read over the
+          // rate limit): the subscription is not lost for that, it comes back with its snapshot.
+          if (this.holding?.socket === socket) this.settleReplay(frame.id);
+          const entry = this.book.get(frame.id);
+          if (entry && entry.state === 'pending') this.sendTo(socket, { action: 'subscribe', id: entry.id, filter: entry.filter });
+          this.emit('message', frame);
+          this.emit('error', { message: `${frame.code}: ${frame.message} (resume dropped)`, frame });
+          return;
+        }
         if (frame.id !== undefined && this.book.reject(frame.id, frame.message)) {
           if (socket === this.renewing) this.settleRenewal(frame.id);
           this.emit('subscriptions', this.book.list());
@@ -471,6 +546,62 @@ export class LiveSocket {
         // Not reached: the schema allows no batch inside a batch.
         return;
     }
+  }
+
+  private deliver(frame: RecordFrame): void {
+    this.emit('message', frame);
+    if (frame.type === 'device_data') this.emit('device_data', frame);
+    else this.emit('alert', frame);
+  }
+
+  /**
+   * Re-creates every wanted subscription on a reconnected socket. Those live on the lost socket
+   * carry `resume`, and records are held until their replays end.
+   */
+  private restore(socket: SocketLike): void {
+    const resume = this.offsets.resumeAt(this.options.now());
+    this.resumeSent.clear();
+    const resuming: string[] = [];
+    for (const frame of this.book.restoreFrames()) {
+      const id = frame.id;
+      if (resume && this.resumable.has(id)) {
+        resuming.push(id);
+        this.resumeSent.add(id);
+        this.sendTo(socket, { ...frame, resume });
+      } else {
+        this.sendTo(socket, frame);
+      }
+    }
+    if (resuming.length === 0) return;
+    this.releaseHold();
+    const timer = setTimeout(() => this.releaseHold(), this.options.resumeHoldMs);
+    this.holding = { socket, hold: new ReplayHold(resuming, this.options.resumeHoldRecords), timer };
+  }
+
+  /** `id`'s replay ended or will not come; the held records go once no replay is awaited. */
+  private settleReplay(id: string): void {
+    if (this.holding?.hold.settle(id)) this.releaseHold();
+  }
+
+  /** Ends holding: the held records reach the app, in order. */
+  private releaseHold(): void {
+    const holding = this.holding;
+    if (!holding) return;
+    this.holding = undefined;
+    clearTimeout(holding.timer);
+    for (const frame of holding.hold.release()) this.deliver(frame);
+  }
+
+  /** The connection that held the subscriptions is gone: the live ones may resume on the next. */
+  private markAllPending(): void {
+    for (const entry of this.book.list()) if (entry.state === 'active') this.resumable.add(entry.id);
+    this.book.markAllPending();
+  }
+
+  private forgetResume(id: string): void {
+    this.resumable.delete(id);
+    this.resumeSent.delete(id);
+    if (this.holding?.hold.awaits(id)) this.settleReplay(id);
   }
 
   private startHeartbeat(): void {
@@ -561,12 +692,12 @@ export class LiveSocket {
     }
   }
 
-  private sendEverywhere(frame: ClientFrame): void {
+  private sendEverywhere(frame: WireFrame): void {
     this.sendTo(this.socket, frame);
     this.sendTo(this.renewing, frame);
   }
 
-  private sendTo(socket: SocketLike | null, frame: ClientFrame): void {
+  private sendTo(socket: SocketLike | null, frame: WireFrame): void {
     if (socket && socket.readyState === OPEN) socket.send(JSON.stringify(frame));
   }
 

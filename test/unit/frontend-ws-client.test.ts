@@ -3,7 +3,7 @@
  * hours (heartbeats, the 2 hour renewal) pass in milliseconds. The browser tests cover the same
  * client against the real local runtime.
  */
-import type { NormalisedFilter, ServerFrame } from '../../lambdas/core/protocol';
+import { subscribeFrameSchema, type ClientFrame, type NormalisedFilter, type ResumedFrame, type ServerFrame } from '../../lambdas/core/protocol';
 import { LiveSocket, type ConnectionState } from '../../frontend/src/ws-client';
 import { ScriptedSocket } from '../support/scripted-socket';
 
@@ -14,6 +14,23 @@ const reading = (cursor: string): ServerFrame => ({
   timestamp: 1,
   data: { deviceId: 'pump-001', deviceType: 'pump', location: 'l', status: 'online', timestamp: 1, metrics: { t: 1 } },
 });
+
+/** A reading of pump-001 at `timestamp`, with a cursor of the product's topics. */
+const at = (cursor: string, timestamp: number): ServerFrame => ({
+  type: 'device_data',
+  cursor,
+  timestamp,
+  data: { deviceId: 'pump-001', deviceType: 'pump', location: 'l', status: 'online', timestamp, metrics: { t: timestamp } },
+});
+
+/**
+ * The `resume` of a sent subscribe, read with the server's own schema (so it is one the server
+ * takes); undefined when the frame has none.
+ */
+function resumeOf(frame: ClientFrame | undefined): Record<string, number> | undefined {
+  const parsed = subscribeFrameSchema.parse(frame);
+  return parsed.resume ? Object.fromEntries(parsed.resume) : undefined;
+}
 
 function setup(options: Partial<ConstructorParameters<typeof LiveSocket>[0]> = {}) {
   const sockets: ScriptedSocket[] = [];
@@ -164,4 +181,193 @@ test('disconnect() stops for good: offline, no retry', () => {
   expect(sockets[0].closed?.code).toBe(1000);
   jest.advanceTimersByTime(60 * 60_000);
   expect(sockets).toHaveLength(1);
+});
+
+describe('resume after a reconnect (DESIGN.md "Resume")', () => {
+  /** A client with subscriptions a and b live on a first socket that received `records`, then lost it and reopened. */
+  function reconnected(records: ServerFrame[], options: Partial<ConstructorParameters<typeof LiveSocket>[0]> = {}) {
+    const harness = setup(options);
+    const { client, last } = harness;
+    const resumed: ResumedFrame[] = [];
+    const order: string[] = [];
+    client.on('resumed', (frame) => {
+      resumed.push(frame);
+      order.push(`resumed ${frame.id}`);
+    });
+    client.on('device_data', (frame) => order.push(frame.cursor ?? ''));
+    client.subscribe({ deviceIds: ['pump-001'] }, 'a');
+    client.subscribe({ alertLevels: ['critical'] }, 'b');
+    client.connect();
+    last().open();
+    last().confirmAll();
+    for (const record of records) last().receive(record);
+    last().drop();
+    jest.advanceTimersByTime(1000);
+    last().open();
+    return { ...harness, resumed, order };
+  }
+
+  test('the re-subscribe of each live subscription carries the last offset received per partition', () => {
+    const { last } = reconnected([
+      at('device-data:0:5', 1),
+      { type: 'batch', messages: [at('device-data:0:7', 2), at('device-data:1:3', 3)] as never },
+      // Late within its partition: the newest offset stays.
+      at('device-data:0:6', 4),
+      { type: 'alert', cursor: 'alerts:2:9', timestamp: 5, data: { alertId: 'a-1', deviceId: 'pump-001', deviceType: 'pump', location: 'l', level: 'critical', message: 'hot', timestamp: 5 } },
+      // Not a product topic: the server would refuse the whole subscribe for it, so it is never named.
+      at('d:0:1', 6),
+    ]);
+    const sent = last().sent;
+    expect(sent.map((frame) => frame.action === 'subscribe' && frame.id)).toEqual(['a', 'b']);
+    for (const frame of sent) expect(resumeOf(frame)).toEqual({ 'device-data:0': 7, 'device-data:1': 3, 'alerts:2': 9 });
+  });
+
+  test('no resume on a first subscribe, for a subscription made since the loss, or for one made while connected', () => {
+    const { client, last } = setup();
+    client.subscribe({}, 'a');
+    client.connect();
+    last().open();
+    expect(resumeOf(last().sent[0])).toBeUndefined();
+    last().confirmAll();
+    last().receive(at('device-data:0:1', 1));
+    client.subscribe({ deviceIds: ['x'] }, 'live');
+    expect(resumeOf(last().sent[1])).toBeUndefined();
+    last().confirmAll();
+    last().drop();
+    client.subscribe({ deviceIds: ['y'] }, 'new');
+    // A filter changed while away starts from its snapshot too.
+    client.subscribe({ deviceIds: ['z'] }, 'live');
+    jest.advanceTimersByTime(1000);
+    last().open();
+    expect(Object.fromEntries(last().sent.map((frame) => [frame.action === 'subscribe' && frame.id, resumeOf(frame)]))).toEqual({
+      a: { 'device-data:0': 1 },
+      live: undefined,
+      new: undefined,
+    });
+  });
+
+  test('a socket that fails before its subscriptions are confirmed resumes them on the next one', () => {
+    const { last } = reconnected([at('device-data:0:4', 1)]);
+    last().drop();
+    jest.advanceTimersByTime(2000);
+    last().open();
+    expect(last().sent.map(resumeOf)).toEqual([{ 'device-data:0': 4 }, { 'device-data:0': 4 }]);
+  });
+
+  test('a renewal sends no resume: the old socket still delivers until the new one is subscribed', () => {
+    const { client, sockets } = setup();
+    client.subscribe({}, 'a');
+    client.connect();
+    sockets[0].open();
+    sockets[0].confirmAll();
+    sockets[0].receive(at('device-data:0:1', 1));
+    client.renew();
+    sockets[1].open();
+    expect(sockets[1].sent).toEqual([{ action: 'subscribe', id: 'a', filter: {} }]);
+  });
+
+  test('records are held until every replay ends, then reach the app once each, in offset order per partition', () => {
+    const { client, last, records, resumed, order } = reconnected([at('device-data:0:9', 9)]);
+    const before = records.length;
+    last().confirmAll();
+    // Live records of both partitions arrive ahead of the replay that precedes them.
+    last().receive({ type: 'batch', messages: [at('device-data:0:12', 12), at('device-data:1:4', 12)] as never });
+    last().receive({ type: 'batch', messages: [at('device-data:0:10', 10), at('device-data:1:3', 10.5), at('device-data:0:11', 11), at('device-data:0:12', 12)] as never });
+    last().receive({ type: 'resumed', id: 'a', replayed: 4 });
+    expect(records).toHaveLength(before);
+    // b's replay had nothing for it.
+    last().receive({ type: 'resumed', id: 'b', replayed: 0 });
+    expect(order.slice(-7)).toEqual(['resumed a', 'device-data:0:10', 'device-data:1:3', 'device-data:0:11', 'device-data:0:12', 'device-data:1:4', 'resumed b']);
+    expect(resumed).toEqual([
+      { type: 'resumed', id: 'a', replayed: 4 },
+      { type: 'resumed', id: 'b', replayed: 0 },
+    ]);
+    expect(client.stats.duplicatesDropped).toBe(1);
+    // Live again: records pass at once.
+    last().receive(at('device-data:0:13', 13));
+    expect(records[records.length - 1]).toBe('device-data:0:13');
+    expect(client.stats).toMatchObject({ resumes: 2, tooFarBehind: 0 });
+  });
+
+  test('too far behind: the app is told, and the snapshot that follows is delivered as for a first subscribe', () => {
+    const { client, last, records, resumed } = reconnected([at('device-data:0:9', 9)]);
+    last().confirmAll();
+    last().receive({ type: 'resumed', id: 'a', replayed: 0, tooFarBehind: true });
+    last().receive({ type: 'snapshot', id: 'a', messages: [at('device-data:2:1', 30)] as never, final: true });
+    last().receive({ type: 'resumed', id: 'b', replayed: 0, tooFarBehind: true });
+    last().receive({ type: 'snapshot', id: 'b', messages: [], final: true });
+    expect(resumed.map((frame) => frame.tooFarBehind)).toEqual([true, true]);
+    expect(records.slice(-2)).toEqual(['device-data:0:9', 'device-data:2:1']);
+    last().receive(at('device-data:0:40', 40));
+    expect(records[records.length - 1]).toBe('device-data:0:40');
+    expect(client.stats.tooFarBehind).toBe(2);
+    // A snapshot's cursor (possibly hours old) is never named in a later resume.
+    last().drop();
+    jest.advanceTimersByTime(1000);
+    last().open();
+    expect(resumeOf(last().sent[0])).toEqual({ 'device-data:0': 40 });
+  });
+
+  test('a refused resume comes back as a plain subscribe: the subscription is not lost', () => {
+    const { client, last, records } = reconnected([at('device-data:0:9', 9)]);
+    const errors: string[] = [];
+    client.on('error', (error) => errors.push(error.message));
+    last().receive({ type: 'error', code: 'rate_limited', message: 'too many index writes', id: 'b' });
+    const retried = last().sent.slice(2);
+    expect(retried).toEqual([{ action: 'subscribe', id: 'b', filter: { alertLevels: ['critical'] } }]);
+    expect(client.subscriptions.find((entry) => entry.id === 'b')?.state).toBe('pending');
+    expect(errors).toEqual(['rate_limited: too many index writes (resume dropped)']);
+    // a still replays; b no longer holds the records back.
+    last().receive({ type: 'subscribed', id: 'a', filter: normalised });
+    last().receive(at('device-data:0:10', 10));
+    last().receive({ type: 'resumed', id: 'a', replayed: 1 });
+    expect(records[records.length - 1]).toBe('device-data:0:10');
+    last().receive({ type: 'subscribed', id: 'b', filter: normalised });
+    expect(client.subscriptions.map((entry) => entry.state)).toEqual(['active', 'active']);
+    // A second refusal is the subscription's own: it is marked rejected as before.
+    last().drop();
+    jest.advanceTimersByTime(1000);
+    last().open();
+    last().receive({ type: 'error', code: 'bad_request', message: 'no', id: 'b' });
+    last().receive({ type: 'error', code: 'bad_request', message: 'still no', id: 'b' });
+    expect(client.subscriptions.find((entry) => entry.id === 'b')).toMatchObject({ state: 'rejected', error: 'still no' });
+  });
+
+  test('holding is bounded in time and in records', () => {
+    const timed = reconnected([at('device-data:0:1', 1)], { resumeHoldMs: 5000 });
+    timed.last().confirmAll();
+    timed.last().receive(at('device-data:0:3', 3));
+    timed.last().receive(at('device-data:0:2', 2));
+    jest.advanceTimersByTime(4999);
+    expect(timed.records).toEqual(['device-data:0:1']);
+    jest.advanceTimersByTime(1);
+    expect(timed.records).toEqual(['device-data:0:1', 'device-data:0:2', 'device-data:0:3']);
+
+    const counted = reconnected([at('device-data:0:1', 1)], { resumeHoldRecords: 2 });
+    counted.last().confirmAll();
+    for (const offset of [4, 3, 2]) counted.last().receive(at(`device-data:0:${offset}`, offset));
+    // The hold was full at the third: the two held go first, in order, then the third as it came.
+    expect(counted.records).toEqual(['device-data:0:1', 'device-data:0:3', 'device-data:0:4', 'device-data:0:2']);
+  });
+
+  test('a server that answers a resume with a snapshot, without `resumed`, releases the hold at once', () => {
+    const { last, records } = reconnected([at('device-data:0:1', 1)]);
+    last().confirmAll();
+    last().receive({ type: 'snapshot', id: 'a', messages: [at('device-data:0:5', 5)] as never, final: true });
+    last().receive({ type: 'snapshot', id: 'b', messages: [], final: true });
+    last().receive(at('device-data:0:6', 6));
+    expect(records).toEqual(['device-data:0:1', 'device-data:0:5', 'device-data:0:6']);
+  });
+
+  test('a socket lost during the replay delivers what it held', () => {
+    const { last, records } = reconnected([at('device-data:0:1', 1)]);
+    last().confirmAll();
+    last().receive(at('device-data:0:3', 3));
+    last().receive(at('device-data:0:2', 2));
+    last().drop();
+    expect(records).toEqual(['device-data:0:1', 'device-data:0:2', 'device-data:0:3']);
+    jest.advanceTimersByTime(1000);
+    last().open();
+    expect(resumeOf(last().sent[0])).toEqual({ 'device-data:0': 3 });
+  });
 });
