@@ -175,6 +175,8 @@ async function main(): Promise<void> {
     model.applyAlertState(frame.data);
     schedule();
   });
+  // Replayed records come as ordinary `device_data` and `alert` events, before this one.
+  socket.on('resumed', (frame) => indicator.showResumed(frame));
   socket.on('system_status', (frame) => indicator.showConnections(frame.data.connections));
   socket.on('state', (state) => indicator.show(state, navigator.onLine));
   socket.on('error', (error) => console.warn('dashboard socket:', error.message));

@@ -82,6 +82,11 @@ export class DashboardModel {
   /** Newest first. */
   readonly alerts: AlertEntry[] = [];
   private readonly alertKeys = new Set<string>();
+  /**
+   * States that arrived before their alert (a resolution replayed or delivered ahead of the alert
+   * it ends), applied when the alert comes; at most {@link maxAlerts}, the oldest forgotten first.
+   */
+  private readonly earlyStates = new Map<string, AlertStateInfo>();
 
   /** What changed since {@link takeChanges}. */
   private changedMetrics = new Set<string>();
@@ -171,6 +176,11 @@ export class DashboardModel {
     }
     this.alertKeys.add(key);
     const entry: AlertEntry = { alert, key, receivedAt, state: state ?? { state: 'open', at: alert.timestamp } };
+    const early = this.earlyStates.get(key);
+    if (early) {
+      this.earlyStates.delete(key);
+      if (STATE_RANK[early.state] > STATE_RANK[entry.state.state]) entry.state = early;
+    }
     // Newest first by the alert's own timestamp; arrivals are nearly in order, so scan from the front.
     let index = 0;
     while (index < this.alerts.length && this.alerts[index].alert.timestamp > alert.timestamp) index++;
@@ -197,9 +207,22 @@ export class DashboardModel {
   /** Applies an alert's state change, from another operator or the server; older states are ignored. */
   applyAlertState(change: Pick<AlertStateData, 'alertId'> & AlertStateInfo): void {
     const entry = this.alerts.find((candidate) => candidate.key === change.alertId);
-    if (!entry || STATE_RANK[change.state] <= STATE_RANK[entry.state.state]) return;
-    entry.state = { state: change.state, at: change.at, ...(change.by !== undefined ? { by: change.by } : {}) };
+    const state: AlertStateInfo = { state: change.state, at: change.at, ...(change.by !== undefined ? { by: change.by } : {}) };
+    if (!entry) {
+      this.rememberEarly(change.alertId, state);
+      return;
+    }
+    if (STATE_RANK[change.state] <= STATE_RANK[entry.state.state]) return;
+    entry.state = state;
     this.alertsChanged = true;
+  }
+
+  private rememberEarly(alertId: string, state: AlertStateInfo): void {
+    const known = this.earlyStates.get(alertId);
+    if (known && STATE_RANK[known.state] >= STATE_RANK[state.state]) return;
+    this.earlyStates.delete(alertId);
+    this.earlyStates.set(alertId, state);
+    if (this.earlyStates.size > this.maxAlerts) this.earlyStates.delete(this.earlyStates.keys().next().value!);
   }
 
   /** Ids of the alerts still open, e.g. for "acknowledge all". */

@@ -1,5 +1,5 @@
 /** The dashboard's DOM panels: device list, alert panel, subscription editor, connection indicator. */
-import type { AlertLevel, AlertStateName, Filter, RecordType } from '../../lambdas/core/protocol';
+import { LIMITS, type AlertLevel, type AlertStateName, type Filter, type RecordType, type ResumedFrame } from '../../lambdas/core/protocol';
 import { clock, el, splitList } from './dom';
 import { ALERT_LEVELS, matchesSearch, type AlertEntry, type DashboardModel, type DeviceState } from './model';
 import type { SubscriptionEntry } from './subscription-book';
@@ -392,18 +392,36 @@ export class SubscriptionEditor {
   }
 }
 
-/** Connected / connecting / reconnecting (retry n) / offline, plus the server's connection count. */
+/** What the notice says when a reconnect came too late for the missed records to be replayed. */
+const TOO_FAR_BEHIND = `Missed more than ${LIMITS.resumeWindowMs / 60_000} minutes while disconnected; showing current state`;
+
+/**
+ * Connected / connecting / reconnecting (retry n) / offline, plus the server's connection count,
+ * and a notice when a reconnect could not bring back what was missed.
+ */
 export class ConnectionIndicator {
   readonly root: HTMLElement;
   private readonly label: HTMLElement;
   private readonly connections: HTMLElement;
   private readonly rate: HTMLElement;
+  private readonly notice: HTMLElement;
 
   constructor() {
     this.label = el('span', { class: 'conn-label', 'data-testid': 'connection-status', 'data-status': 'idle' }, 'Starting…');
     this.connections = el('span', { class: 'meta', 'data-testid': 'system-connections', title: 'Open dashboard connections (system_status)' }, '');
     this.rate = el('span', { class: 'meta', 'data-testid': 'record-rate' }, '');
-    this.root = el('div', { class: 'conn', role: 'status' }, el('span', { class: 'conn-dot' }), this.label, this.connections, this.rate);
+    const dismiss = el('button', { type: 'button', class: 'small', 'data-testid': 'resume-notice-dismiss', 'aria-label': 'Dismiss' }, '×');
+    this.notice = el('span', { class: 'conn-notice', 'data-testid': 'resume-notice', hidden: '' }, el('span', {}, TOO_FAR_BEHIND), dismiss);
+    dismiss.addEventListener('click', () => (this.notice.hidden = true));
+    this.root = el('div', { class: 'conn', role: 'status' }, el('span', { class: 'conn-dot' }), this.label, this.connections, this.rate, this.notice);
+  }
+
+  /**
+   * After a reconnect's replay. Too far behind, the charts have a gap the user should know of: the
+   * notice stays until dismissed, as the gap does.
+   */
+  showResumed(frame: ResumedFrame): void {
+    if (frame.tooFarBehind) this.notice.hidden = false;
   }
 
   show(state: ConnectionState, browserOnline = true): void {

@@ -139,6 +139,54 @@ describe('DashboardModel', () => {
     expect(model.alerts.find((e) => e.key === 'a2')?.state).toEqual({ state: 'resolved', by: 'expiry', at: 60 });
   });
 
+  test('an alert that opened and resolved while the page was away comes back resolved, whichever record comes first', () => {
+    // In order, as a replay delivers one partition.
+    const replayed = new DashboardModel();
+    replayed.applyAlert(alertOf('gap-1', 100));
+    replayed.applyAlert(alertOf('gap-2', 150, { level: 'info', message: 'back to normal', resolves: 'gap-1' }));
+    expect(replayed.alerts.map((e) => [e.key, e.state.state])).toEqual([
+      ['gap-2', 'resolved'],
+      ['gap-1', 'resolved'],
+    ]);
+    expect(replayed.unacknowledgedCritical()).toBe(0);
+    expect(replayed.takeChanges().newCritical).toBe(1);
+
+    // The resolution first (a hold released early, or a state change racing its alert): the alert
+    // still arrives resolved, and never sounds as open.
+    const early = new DashboardModel();
+    early.applyAlert(alertOf('gap-2', 150, { level: 'info', message: 'back to normal', resolves: 'gap-1' }));
+    early.applyAlertState({ alertId: 'gap-3', state: 'acknowledged', by: 'bob', at: 160 });
+    early.applyAlert(alertOf('gap-1', 100));
+    early.applyAlert(alertOf('gap-3', 140));
+    expect(early.alerts.map((e) => [e.key, e.state.state])).toEqual([
+      ['gap-2', 'resolved'],
+      ['gap-3', 'acknowledged'],
+      ['gap-1', 'resolved'],
+    ]);
+    expect(early.alerts.find((e) => e.key === 'gap-1')?.state).toEqual({ state: 'resolved', by: 'gap-2', at: 150 });
+    expect(early.takeChanges().newCritical).toBe(0);
+  });
+
+  test('states of alerts never seen are remembered within bounds', () => {
+    const model = new DashboardModel({ maxAlerts: 2 });
+    for (const alertId of ['x1', 'x2', 'x3']) model.applyAlertState({ alertId, state: 'resolved', at: 1 });
+    model.applyAlert(alertOf('x1', 10));
+    model.applyAlert(alertOf('x3', 30));
+    // x1's early state was the oldest and was forgotten; x3's was kept.
+    expect(model.alerts.map((e) => [e.key, e.state.state])).toEqual([
+      ['x3', 'resolved'],
+      ['x1', 'open'],
+    ]);
+  });
+
+  test('readings replayed after live ones close the gap in their series', () => {
+    const model = new DashboardModel();
+    for (const at of [1000, 2000, 6000, 7000]) model.applyDeviceData(reading('pump-001', at, { temperature: at / 100 }));
+    for (const at of [3000, 4000, 5000]) model.applyDeviceData(reading('pump-001', at, { temperature: at / 100 }));
+    expect(model.series.get('temperature')?.get('pump-001')?.map((p) => p.x)).toEqual([1000, 2000, 3000, 4000, 5000, 6000, 7000]);
+    expect(model.devices.get('pump-001')?.lastSeen).toBe(7000);
+  });
+
   test('at most maxSeriesPerMetric devices are plotted per metric; all are listed', () => {
     const model = new DashboardModel({ maxSeriesPerMetric: 2 });
     for (const id of ['pump-001', 'pump-002', 'pump-003']) model.applyDeviceData(reading(id, 1, { temperature: 1 }));
