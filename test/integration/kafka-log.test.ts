@@ -209,6 +209,22 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
     expect(log.stats.consumers).toBe(2);
   });
 
+  it('replaces a consumer frozen past its session timeout (a Lambda container between invocations) and reads on', async () => {
+    const topic = await newTopic(2);
+    await fill(topic, 2, 5, Date.now() - 10_000);
+    const log = open({ sessionTimeoutMs: 6000 });
+    expect(values(await log.read([{ topic, partition: 1, from: 0, to: 2 }]))).toEqual(['1:0:p1-0', '1:1:p1-1']);
+    // The whole process stops, timers and heartbeats with it, as a frozen container does.
+    const frozenUntil = Date.now() + 7000;
+    while (Date.now() < frozenUntil);
+    const after = await log.read([
+      { topic, partition: 0, from: 3, to: 5 },
+      { topic, partition: 1, from: 4, to: 5 },
+    ]);
+    expect(values(after)).toEqual(['0:3:p0-3', '0:4:p0-4', '1:4:p1-4']);
+    expect(log.stats.consumers).toBe(2);
+  });
+
   it('adds a topic a read names to the consumer', async () => {
     const [one, two] = [await newTopic(1), await newTopic(1)];
     await fill(one, 1, 3, Date.now() - 10_000);
