@@ -12,7 +12,9 @@
  *   npm run bench -- --scenario operators --operators-baseline '{"postConcurrency":32}'
  *                                        issue 18's 1,000 operators, with a baseline runtime beside the defaults
  *
- * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, dynamo-cost, issue12, operators, fanout, browser, kafka, or cN-rR),
+ *   npm run bench -- --scenario resume      issue 20's resume burst (on Kafka too when KAFKA_BROKERS is set; PROF_DIR: burst profiles)
+ *
+ * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, dynamo-cost, issue12, operators, resume, fanout, browser, kafka, or cN-rR),
  * --connections LIST, --rate LIST, --devices N, --locations N, --duration S, --window MS,
  * --mix location=0.2,deviceType=0.05,everything=0.01,criticalAlerts=0.1,maxDevices=5,
  * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR, --operators-baseline JSON (runtime options of a
@@ -28,6 +30,7 @@ import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
 import { runOperatorsBench, type OperatorsReport, type OperatorsRuntimeOptions } from './operators';
+import { resumeMarkdown, runResumeCases, type ResumeReport } from './resume';
 import type { PostCostReport } from './post-cost';
 import type { DynamoCostReport } from './dynamo-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
@@ -80,6 +83,8 @@ export interface BenchResults {
   connectRateBaseline?: ConnectRateReport;
   /** Issue 18: 1,000 operators opened at 500/s, each with its own subscriptions, then the steady state. */
   operators?: { cases: OperatorsCase[]; targets: TargetCheck[] };
+  /** Issue 20: 100 clients resuming at once beside live ones, after cuts of 10 and 30 s. */
+  resume?: ResumeReport[];
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
@@ -277,7 +282,7 @@ function operatorsTargets(cases: OperatorsCase[]): TargetCheck[] {
   return checks;
 }
 
-function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'dynamo-cost' | 'issue12' | 'operators' | 'fanout' | 'browser' | 'kafka'): boolean {
+function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'dynamo-cost' | 'issue12' | 'operators' | 'resume' | 'fanout' | 'browser' | 'kafka'): boolean {
   if (!options.scenarios) return true;
   if (options.scenarios.includes(part)) return true;
   return part === 'fanout' && options.scenarios.some((s) => /^c\d+-r\d+$/.test(s));
@@ -499,6 +504,7 @@ export function toMarkdown(results: BenchResults): string {
     }
     lines.push('');
   }
+  if (results.resume) lines.push(...resumeMarkdown(results.resume));
   if (results.operators) {
     const { cases, targets } = results.operators;
     lines.push(`## 1,000 operators (issue 18, bench/operators.ts)`, '');
@@ -637,6 +643,11 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       cases.push({ role: c.role, report });
     }
     results.operators = { cases, targets: operatorsTargets(cases) };
+  }
+
+  if (wants(options, 'resume')) {
+    const kafka = process.env.KAFKA_BROKERS?.split(',');
+    results.resume = await runResumeCases({ quick: options.quick, kafka, profileDir: process.env.PROF_DIR, log });
   }
 
   if (wants(options, 'fanout')) {
