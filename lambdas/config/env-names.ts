@@ -43,5 +43,18 @@ export const ENV = {
   metricsToken: 'METRICS_TOKEN',
   /** Secrets Manager ARN holding the /metrics bearer token (AWS). */
   metricsTokenSecretArn: 'METRICS_TOKEN_SECRET_ARN',
+  /**
+   * Name of the replay reader function the subscribe route invokes for a `resume` (AWS). Unset: no
+   * function can reach the brokers, and every resume is answered as too far behind, with the snapshot.
+   */
+  replayFunctionName: 'REPLAY_FUNCTION_NAME',
+  /** The replay reader's bootstrap brokers, `host:port,...` (for MSK, the string of its auth's listener). */
+  kafkaBrokers: 'KAFKA_BROKERS',
+  /** How the replay reader authenticates to Kafka: `iam`, `sasl-scram-512`, `sasl-scram-256`, `basic` or `none` (lambdas/adapters/kafka-auth.ts). */
+  kafkaAuth: 'KAFKA_AUTH',
+  /** Secrets Manager ARN of the Kafka SASL credentials, `{"username","password"}`; for every auth but `iam` and `none`. */
+  kafkaSecretArn: 'KAFKA_SECRET_ARN',
+  /** The replay reader's Kafka client id; its IAM grants name consumer groups that start with it. Default `iot-live-dashboard-replay`. */
+  kafkaClientId: 'KAFKA_CLIENT_ID',
 } as const;
 export type EnvName = (typeof ENV)[keyof typeof ENV];

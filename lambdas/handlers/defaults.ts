@@ -4,9 +4,11 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { EmfMetricsSink, combineSinks } from '../adapters/emf-metrics';
-import type { MetricsSink } from '../core/ports';
+import type { MetricsSink, RecordLog } from '../core/ports';
 import { DynamoAlertStore } from '../adapters/dynamo-alerts';
 import { DynamoConnectionStore } from '../adapters/dynamo-connections';
 import { DynamoLatestReadings } from '../adapters/dynamo-latest';
@@ -18,10 +20,14 @@ import { LATEST_INTERVAL_MS } from '../core/stream-state';
 import { createLeanDocumentClient, createManagementClient } from '../adapters/clients';
 import type { LeanDocumentClient } from '../adapters/lean-dynamo';
 import { SecretStore } from '../adapters/secrets';
+import { KafkaRecordLog } from '../adapters/kafka-log';
+import { kafkaSecurity, mskIamToken, needsSecret, parseKafkaAuth, parseSaslSecret, type KafkaAuthMode } from '../adapters/kafka-auth';
+import { createLambdaReplayer } from '../adapters/lambda-replayer';
 import { ENV } from '../config/env-names';
-import { intEnv, requireEnv } from '../config/config';
+import { intEnv, optionalEnv, requireEnv } from '../config/config';
 import { ConfigError } from '../core/errors';
 import type { AlertStateDeps } from '../core/alert-state';
+import type { Replayer } from '../core/replay';
 import type { SessionDeps as SessionDepsLike } from '../core/sessions';
 import type { SnapshotDeps } from '../core/snapshot';
 
@@ -125,6 +131,85 @@ export function defaultSecrets(): SecretStore {
 export function defaultPoster(): SignedPoster {
   const concurrency = intEnv(ENV.postConcurrency, DEFAULT_MAX_CONCURRENCY);
   return new SignedPoster(createManagementClient(requireEnv(ENV.callbackUrl)), { maxSockets: concurrency });
+}
+
+let lambda: LambdaClient | undefined;
+/**
+ * The Lambda client: the subscribe route invokes the replay reader with it. A reply may take the
+ * reader's whole timeout (15 s), so requests wait up to 20 s; one retry (throttling, a reset).
+ */
+function lambdaClient(): LambdaClient {
+  return (lambda ??= new LambdaClient({ maxAttempts: 2, requestHandler: new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 20_000 }) }));
+}
+
+/**
+ * The replay reader named by REPLAY_FUNCTION_NAME, invoked synchronously; undefined when it is not
+ * set (the stack deploys no reader when nothing tells it how to reach the brokers), so that every
+ * resume is answered as too far behind, with the snapshot.
+ */
+export function defaultReplayer(): Replayer | undefined {
+  const functionName = optionalEnv(ENV.replayFunctionName);
+  return functionName ? createLambdaReplayer(lambdaClient(), functionName) : undefined;
+}
+
+/** How the replay reader reaches Kafka, from KAFKA_BROKERS, KAFKA_AUTH, KAFKA_SECRET_ARN and KAFKA_CLIENT_ID. */
+interface KafkaSettings {
+  brokers: string[];
+  auth: KafkaAuthMode;
+  secretArn?: string;
+  clientId: string;
+}
+
+function kafkaSettings(): KafkaSettings {
+  const brokers = requireEnv(ENV.kafkaBrokers).split(',').map((b) => b.trim()).filter(Boolean);
+  const auth = parseKafkaAuth(requireEnv(ENV.kafkaAuth), `Environment variable ${ENV.kafkaAuth}`);
+  return {
+    brokers,
+    auth,
+    secretArn: needsSecret(auth) ? requireEnv(ENV.kafkaSecretArn) : undefined,
+    clientId: optionalEnv(ENV.kafkaClientId) ?? 'iot-live-dashboard-replay',
+  };
+}
+
+/**
+ * The replay reader's Kafka log: one {@link KafkaRecordLog} (its connections and consumer group)
+ * for the container's life, built on the first read and again only when the SASL secret's value
+ * changes (rotation), the old one closed.
+ */
+class KafkaLogSource {
+  private current?: { key: string; log: KafkaRecordLog };
+
+  constructor(
+    private readonly settings: KafkaSettings,
+    private readonly secrets: () => SecretStore,
+    private readonly iamToken: () => Promise<string>,
+  ) {}
+
+  async get(): Promise<RecordLog> {
+    const { auth, secretArn, brokers, clientId } = this.settings;
+    const credentials = secretArn ? parseSaslSecret(await this.secrets().getString(secretArn), secretArn) : undefined;
+    const key = credentials ? `${credentials.username}\n${credentials.password}` : '';
+    if (this.current?.key === key) return this.current.log;
+    const previous = this.current?.log;
+    const log = new KafkaRecordLog({ brokers, clientId, ...kafkaSecurity(auth, { credentials, iamToken: this.iamToken }) });
+    this.current = { key, log };
+    if (previous) void previous.close().catch(() => undefined);
+    return log;
+  }
+}
+
+/**
+ * The replay reader's log, from the environment (see {@link kafkaSettings}). With `iam`, each new
+ * connection signs an MSK IAM token with the function role's credentials and region, as the SDK
+ * resolves them (the Lambda client's configuration lends them; nothing is invoked).
+ */
+export function defaultRecordLog(): () => Promise<RecordLog> {
+  const source = new KafkaLogSource(kafkaSettings(), defaultSecrets, async () => {
+    const { config } = lambdaClient();
+    const [credentials, region] = await Promise.all([config.credentials(), config.region()]);
+    return mskIamToken({ region, credentials });
+  });
+  return () => source.get();
 }
 
 /** Memoises a handler built on first call, so configuration is read once per container. */

@@ -13,6 +13,7 @@ import {
   defaultLogger,
   defaultMetricsSink,
   defaultPoster,
+  defaultReplayer,
   defaultSnapshot,
   lazy,
   noIndex,
@@ -78,7 +79,7 @@ export function subscriptionRouteHandler() {
 export function subscribeRouteHandler() {
   return lazy(() =>
     createMessageHandler({
-      sessions: { connections: defaultConnections(), index: defaultIndex(), snapshot: defaultSnapshot() },
+      sessions: { connections: defaultConnections(), index: defaultIndex(), snapshot: defaultSnapshot(), replay: defaultReplayer() },
       poster: defaultPoster(),
       metrics: defaultMetricsSink(),
       log: defaultLogger(),

@@ -1,0 +1,125 @@
+/**
+ * How a function that reads Kafka itself (the replay reader, ../handlers/replay.ts) signs in to
+ * the brokers, for each way the stack's event source mapping does (infra/config.ts `kafkaAuth`):
+ * - `iam` (MSK): SASL/OAUTHBEARER with an MSK IAM token, a SigV4-presigned
+ *   `kafka-cluster:Connect` URL signed with the function role's credentials (what AWS's
+ *   aws-msk-iam-sasl-signer-js makes; kafkajs's own `aws` mechanism is not MSK's and is refused);
+ * - `sasl-scram-512`, `sasl-scram-256`, `basic` (SASL/PLAIN): the `username` and `password` of the
+ *   Secrets Manager secret the event source mapping uses;
+ * - `none`: no SASL and no TLS (brokers reachable only inside a VPC).
+ * Every SASL mode runs over TLS, as Lambda's event source mapping requires.
+ */
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { SASLOptions } from 'kafkajs';
+import { ConfigError } from '../core/errors';
+import type { Credentials } from './signed-http';
+
+/** The ways to authenticate to Kafka, as the stack names them (infra/config.ts `KafkaAuth`). */
+export const KAFKA_AUTH_MODES = ['iam', 'sasl-scram-512', 'sasl-scram-256', 'basic', 'none'] as const;
+export type KafkaAuthMode = (typeof KAFKA_AUTH_MODES)[number];
+
+/** An auth mode by name, or a {@link ConfigError} naming the variable it came from. */
+export function parseKafkaAuth(value: string, source: string): KafkaAuthMode {
+  if (!(KAFKA_AUTH_MODES as readonly string[]).includes(value)) {
+    throw new ConfigError(`${source} must be one of ${KAFKA_AUTH_MODES.join(', ')}; got "${value}"`);
+  }
+  return value as KafkaAuthMode;
+}
+
+/** Whether a mode needs the credentials secret. */
+export function needsSecret(auth: KafkaAuthMode): boolean {
+  return auth !== 'iam' && auth !== 'none';
+}
+
+/** Username and password of a SASL secret. */
+export interface SaslCredentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * The credentials a SASL secret holds: JSON `{"username": ..., "password": ...}`, the form Lambda's
+ * event source mapping reads. The message never quotes the secret's value.
+ */
+export function parseSaslSecret(secretString: string, secretId: string): SaslCredentials {
+  let value: unknown;
+  try {
+    value = JSON.parse(secretString);
+  } catch (error) {
+    throw new ConfigError(`secret ${secretId} is not JSON; it must hold {"username": "...", "password": "..."}`, { cause: error });
+  }
+  const { username, password } = (value ?? {}) as Record<string, unknown>;
+  if (typeof username !== 'string' || typeof password !== 'string' || !username || !password) {
+    throw new ConfigError(`secret ${secretId} must hold {"username": "...", "password": "..."} with both non-empty`);
+  }
+  return { username, password };
+}
+
+/** What {@link kafkaSecurity} needs for the mode at hand. */
+export interface KafkaSecurityInputs {
+  /** SASL/SCRAM and SASL/PLAIN: the secret's credentials. */
+  credentials?: SaslCredentials;
+  /** `iam`: makes a fresh MSK IAM token (see {@link mskIamToken}). */
+  iamToken?: () => Promise<string>;
+}
+
+/** TLS and the kafkajs SASL options of a mode. */
+export function kafkaSecurity(auth: KafkaAuthMode, inputs: KafkaSecurityInputs): { ssl: boolean; sasl?: SASLOptions } {
+  if (auth === 'none') return { ssl: false };
+  if (auth === 'iam') {
+    const token = inputs.iamToken;
+    if (!token) throw new ConfigError('kafka auth iam needs a token provider');
+    // kafkajs asks again on every new connection and re-authentication, so a token never outlives its 15 minutes.
+    return { ssl: true, sasl: { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: await token() }) } };
+  }
+  const credentials = inputs.credentials;
+  if (!credentials) throw new ConfigError(`kafka auth ${auth} needs the username and password of its secret`);
+  const mechanism = auth === 'basic' ? 'plain' : auth === 'sasl-scram-512' ? 'scram-sha-512' : 'scram-sha-256';
+  return { ssl: true, sasl: { mechanism, username: credentials.username, password: credentials.password } };
+}
+
+/** Longest life of an MSK IAM token, seconds (MSK's and the AWS signer library's). */
+const TOKEN_MAX_SECONDS = 900;
+
+/** Options of {@link mskIamToken}. */
+export interface MskIamTokenOptions {
+  /** The cluster's region. */
+  region: string;
+  /** The signing credentials (the function role's). */
+  credentials: Credentials;
+  /** Signing time, epoch ms. Default now. */
+  now?: number;
+  /** Sent as the `User-Agent` query parameter, which MSK logs. Default `iot-live-dashboard-replay`. */
+  userAgent?: string;
+}
+
+/** RFC 3986 escaping, as the SDK's `escapeUri` (encodeURIComponent leaves `!'()*`). */
+function escapeUri(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * An MSK IAM token: `GET https://kafka.{region}.amazonaws.com/?Action=kafka-cluster:Connect`
+ * presigned with SigV4 for service `kafka-cluster`, for at most 15 minutes and never past the
+ * credentials' expiry, then a `User-Agent` parameter, the URL base64url-encoded without padding.
+ */
+export async function mskIamToken(options: MskIamTokenOptions): Promise<string> {
+  const now = options.now ?? Date.now();
+  const { credentials, region } = options;
+  const hostname = `kafka.${region}.amazonaws.com`;
+  const left = credentials.expiration ? Math.floor((credentials.expiration.getTime() - now) / 1000) : TOKEN_MAX_SECONDS;
+  const expiresIn = Math.max(1, Math.min(TOKEN_MAX_SECONDS, left));
+  const signer = new SignatureV4({ service: 'kafka-cluster', region, credentials, sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
+  const signed = await signer.presign(
+    { method: 'GET', protocol: 'https:', hostname, path: '/', headers: { host: hostname }, query: { Action: 'kafka-cluster:Connect' } },
+    { expiresIn, signingDate: new Date(now) },
+  );
+  const query: Record<string, string> = {};
+  for (const [key, value] of Object.entries(signed.query ?? {})) if (typeof value === 'string') query[key] = value;
+  query['User-Agent'] = options.userAgent ?? 'iot-live-dashboard-replay';
+  const search = Object.entries(query)
+    .map(([key, value]) => `${escapeUri(key)}=${escapeUri(value)}`)
+    .join('&');
+  return Buffer.from(`https://${hostname}/?${search}`, 'utf8').toString('base64url');
+}
