@@ -1,4 +1,5 @@
 /** The connections table over DynamoDB. */
+import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { DocumentSender } from './lean-dynamo';
@@ -10,6 +11,9 @@ import type { NormalisedFilter } from '../core/protocol';
  * into a plain object by assignment, where a bare `__proto__` key would become its prototype.
  */
 const KEY_PREFIX = 's:';
+
+/** The attribute that names the call removing an item ({@link DynamoConnectionStore.delete}). */
+const CLOSED_BY = 'closedBy';
 
 /** Token bucket attributes of a connection item: the time each bucket is next full, epoch ms. */
 const BUCKET_ATTRIBUTE: Record<RateRule['bucket'], string> = { messages: 'rateM', indexWrites: 'rateW' };
@@ -188,12 +192,51 @@ export class DynamoConnectionStore implements ConnectionStore {
     if (this.bucketTimes.size > REMEMBERED_BUCKETS) this.bucketTimes.delete(this.bucketTimes.keys().next().value!);
   }
 
+  /**
+   * Removes the item; returns it only to the one call that removed it, whatever retries happened
+   * on the way, so that each connection's end is counted once.
+   *
+   * A DeleteItem returning ALL_OLD cannot say that: when its response is lost after it applied,
+   * the client's retry finds nothing and answers as if another path (a 410 seen by the stream) had
+   * removed the item first, and the gauge kept the connection for good. So the removal is claimed
+   * first by a write that a retry of its own can recognise (`closedBy` set to a token of this
+   * call, on condition that it is unset or already this token), then the item is deleted on
+   * condition that it is still this call's. Both may be retried freely. A removal interrupted
+   * between the two, or a delete that fails, leaves a claimed item, which no other removal claims
+   * again and the TTL ends.
+   */
   async delete(connectionId: string): Promise<ConnectionItem | undefined> {
+    const token = randomUUID();
+    const claimed = await this.conditionalUpdate({
+      TableName: this.tableName,
+      Key: { connectionId },
+      UpdateExpression: 'SET #closedBy = :token',
+      ConditionExpression: 'attribute_exists(connectionId) AND (attribute_not_exists(#closedBy) OR #closedBy = :token)',
+      ExpressionAttributeNames: { '#closedBy': CLOSED_BY },
+      ExpressionAttributeValues: { ':token': token },
+      ReturnValues: 'ALL_NEW',
+    });
+    if (!claimed) return undefined;
     this.calls++;
-    const out = await this.doc.send(
-      new DeleteCommand({ TableName: this.tableName, Key: { connectionId }, ReturnValues: 'ALL_OLD' }),
-    );
-    return decode(out.Attributes as StoredConnection | undefined);
+    this.bucketTimes.delete(`messages\n${connectionId}`);
+    this.bucketTimes.delete(`indexWrites\n${connectionId}`);
+    try {
+      await this.doc.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: { connectionId },
+          ConditionExpression: '#closedBy = :token',
+          ExpressionAttributeNames: { '#closedBy': CLOSED_BY },
+          ExpressionAttributeValues: { ':token': token },
+        }),
+      );
+    } catch {
+      // A retry of a delete that applied finds the item gone (the condition fails): it is this
+      // call's removal all the same. A delete that failed leaves the item claimed, which no other
+      // removal counts again and its TTL ends: the connection ended here either way.
+    }
+    const { [CLOSED_BY]: _claim, ...item } = claimed.Attributes ?? {};
+    return decode(item as StoredConnection);
   }
 
   /** A conditional update: its output, or false when its condition failed. */

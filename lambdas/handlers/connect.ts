@@ -1,5 +1,6 @@
 /** `$connect`: registers the connection with the principal its authorizer passed on. */
 import { principalFromContext } from '../core/auth';
+import { errorMessage } from '../core/errors';
 import { METRIC, MetricsBatch } from '../core/metrics';
 import type { Log, MetricsSink } from '../core/ports';
 import { openConnection, type SessionDeps } from '../core/sessions';
@@ -25,6 +26,12 @@ export function createConnectHandler(deps: Omit<ConnectDeps, 'sessions'> & { ses
     try {
       await opened;
     } catch (error) {
+      // A put whose answer was lost may have been written all the same: API Gateway refuses the
+      // connection, no $disconnect will come, and the item would stay, a connection the tables
+      // hold and no socket has, until its TTL. It is removed here (a delete of nothing is no harm).
+      await deps.sessions.connections.delete(connectionId).catch((cleanup: unknown) =>
+        deps.log.warn('refused connection not removed', { connectionId, error: errorMessage(cleanup) }),
+      );
       await counted;
       await flushMetrics(deps.metrics, new MetricsBatch().add(METRIC.connections, -1), deps.log);
       throw error;
