@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page, WebSocket } from 'playwright-core';
 import { subscribeFrameSchema, type DeviceRecord } from '../../lambdas/core/protocol';
-import type { LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime, LocalRuntimeOptions } from '../../local/runtime';
 import { alertRecord, deviceRecord } from '../support/records';
 import { launchChromium } from './helpers/browser';
 import { startRuntime } from './helpers/runtime';
@@ -24,55 +24,87 @@ const PROBE = 'pump-900';
 /** Simulated devices and their readings a second in all: each device reads once a second. */
 const DEVICES = 6;
 
-let runtime: LocalRuntime;
-let proxy: TcpProxy;
+/** The runtime, the proxy in front of its WebSocket port, and the dashboard open through it. */
+interface Harness {
+  runtime: LocalRuntime;
+  proxy: TcpProxy;
+  context: BrowserContext;
+  page: Page;
+  /** Errors in the page, with when they came. */
+  errors: { at: number; text: string }[];
+  /** Every WebSocket the page opened, with the frames it sent and received. */
+  sockets: { socket: WebSocket; sent: string[]; received: string[] }[];
+}
+
 let browser: Browser;
-let context: BrowserContext;
-let page: Page;
-/** Stops the probe's publisher, also when the test fails half-way. */
+const harnesses: Harness[] = [];
+/** Stops the probe's publisher, also when a test fails half-way. */
 let stopProbe: (() => Promise<void>) | undefined;
-/** Errors in the page, with when they came. */
-const errors: { at: number; text: string }[] = [];
-/** Every WebSocket the page opened, with the frames it sent and received. */
-const sockets: { socket: WebSocket; sent: string[]; received: string[] }[] = [];
 
 beforeAll(async () => {
-  runtime = await startRuntime({ simulator: { devices: DEVICES, readingsPerSecond: DEVICES, offlineProbability: 0 } });
-  const ws = new URL(runtime.wsUrl);
-  proxy = await startTcpProxy({ host: ws.hostname, port: Number(ws.port) });
   browser = await launchChromium();
-  context = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true });
-  page = await context.newPage();
+});
+
+afterAll(async () => {
+  await stopProbe?.();
+  for (const { context, proxy, runtime } of harnesses) {
+    await context.close();
+    await proxy.stop();
+    await runtime.stop();
+  }
+  await browser?.close();
+});
+
+/** Starts a runtime with simulated devices and opens the dashboard, its WebSocket through a proxy. */
+async function openBehindProxy(options: Partial<LocalRuntimeOptions> = {}): Promise<Harness> {
+  const runtime = await startRuntime({ simulator: { devices: DEVICES, readingsPerSecond: DEVICES, offlineProbability: 0 }, ...options });
+  const ws = new URL(runtime.wsUrl);
+  const proxy = await startTcpProxy({ host: ws.hostname, port: Number(ws.port) });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  const harness: Harness = { runtime, proxy, context, page, errors: [], sockets: [] };
+  harnesses.push(harness);
   // The page connects to what config.json names: the proxy, in front of the runtime's WebSocket port.
   await page.route('**/config.json', async (route) => {
     const response = await route.fetch();
     const config = (await response.json()) as { wsUrl: string };
     await route.fulfill({ response, json: { ...config, wsUrl: proxy.through(config.wsUrl) } });
   });
-  page.on('pageerror', (error) => errors.push({ at: Date.now(), text: String(error) }));
+  page.on('pageerror', (error) => harness.errors.push({ at: Date.now(), text: String(error) }));
   page.on('console', (message) => {
-    if (message.type() === 'error') errors.push({ at: Date.now(), text: message.text() });
+    if (message.type() === 'error') harness.errors.push({ at: Date.now(), text: message.text() });
   });
   page.on('websocket', (socket) => {
     const entry = { socket, sent: [] as string[], received: [] as string[] };
-    sockets.push(entry);
+    harness.sockets.push(entry);
     socket.on('framesent', (frame) => entry.sent.push(String(frame.payload)));
     socket.on('framereceived', (frame) => entry.received.push(String(frame.payload)));
   });
-});
+  await page.goto(runtime.dashboardUrl);
+  await status(page, 'connected').waitFor();
+  await page.locator('[data-testid="subscription-item"][data-state="active"]').waitFor();
+  return harness;
+}
 
-afterAll(async () => {
-  await stopProbe?.();
-  await context?.close();
-  await browser?.close();
-  await proxy?.stop();
-  await runtime?.stop();
-});
+/** The frames of the socket open last, once it has received a `resumed`. */
+async function resumedFrame(harness: Harness): Promise<{ replayed: number; tooFarBehind?: true }> {
+  const socket = harness.sockets[harness.sockets.length - 1]!;
+  const resumed = () => socket.received.find((text) => text.includes('"resumed"'));
+  await waitUntil('a resumed frame on the new socket', () => resumed() !== undefined, 15_000);
+  return JSON.parse(resumed()!) as { replayed: number; tooFarBehind?: true };
+}
+
+/** Errors other than the browser's own report of each reconnect the cut made fail. */
+function unexpectedErrors(harness: Harness, from: number, to: number): string[] {
+  const ofTheCut = (error: { at: number; text: string }) => error.at >= from && error.at <= to && /net::ERR_(CONNECTION_RESET|SOCKET_NOT_CONNECTED)/.test(error.text);
+  expect(harness.errors.filter(ofTheCut).length).toBeGreaterThan(0);
+  return harness.errors.filter((error) => !ofTheCut(error)).map((error) => error.text);
+}
 
 const status = (page: Page, value: string) => page.locator(`[data-testid="connection-status"][data-status="${value}"]`);
 
 /** Publishes a reading of the probe device every 200 ms until stopped; returns what it published. */
-function publishProbe(): { published: DeviceRecord[]; stop: () => Promise<void> } {
+function publishProbe(runtime: LocalRuntime): { published: DeviceRecord[]; stop: () => Promise<void> } {
   const published: DeviceRecord[] = [];
   let running = true;
   const loop = (async () => {
@@ -117,10 +149,9 @@ async function plotted(page: Page): Promise<Map<string, [number, number][]>> {
 }
 
 test('after a 20 s cut the chart has no gap and an alert that opened and resolved meanwhile is in the panel, resolved', async () => {
-  await page.goto(runtime.dashboardUrl);
-  await status(page, 'connected').waitFor();
-  await page.locator('[data-testid="subscription-item"][data-state="active"]').waitFor();
-  const probe = publishProbe();
+  const harness = await openBehindProxy();
+  const { runtime, proxy, page, sockets } = harness;
+  const probe = publishProbe(runtime);
   stopProbe = probe.stop;
   // Live for a few seconds: the page has heard from every partition the feed writes to.
   await page.locator('[data-testid="device-row"]').nth(DEVICES).waitFor();
@@ -149,9 +180,9 @@ test('after a 20 s cut the chart has no gap and an alert that opened and resolve
 
   // Backoff may have the next try up to 30 s away (full jitter, capped).
   await status(page, 'connected').waitFor({ timeout: 45_000 });
-  const reconnected = sockets[sockets.length - 1]!;
   const reconnectedAt = Date.now();
-  await waitUntil('a resumed frame on the new socket', () => reconnected.received.some((text) => text.includes('"resumed"')), 15_000);
+  const reconnected = sockets[sockets.length - 1]!;
+  const resumed = await resumedFrame(harness);
   // A last reading with a value of its own: once the page shows it, everything before it is in.
   const last = deviceRecord(PROBE, { metrics: { temperature: 77.7 } });
   await runtime.publish([{ topic: 'device-data', key: PROBE, value: last }]);
@@ -162,7 +193,6 @@ test('after a 20 s cut the chart has no gap and an alert that opened and resolve
   // What went over the wire: the re-subscribe named offsets, and the server replayed from them.
   const subscribe = subscribeFrameSchema.parse(JSON.parse(reconnected.sent.find((text) => text.includes('"subscribe"'))!));
   expect(subscribe.resume?.size).toBeGreaterThan(0);
-  const resumed = JSON.parse(reconnected.received.find((text) => text.includes('"resumed"'))!) as { replayed: number; tooFarBehind?: true };
   expect(resumed.tooFarBehind).toBeUndefined();
   expect(resumed.replayed).toBeGreaterThan(duringCut.length);
 
@@ -197,8 +227,30 @@ test('after a 20 s cut the chart has no gap and an alert that opened and resolve
   const shot = join(tmpdir(), `resume-${process.pid}.png`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`resume: screenshot ${shot}; ${duringCut.length} probe readings during the cut, ${resumed.replayed} records replayed, ${proxy.refused} reconnects refused`);
-  // The browser reports each failed reconnect (and the page's probe of the host) itself; nothing else.
-  const cutErrors = (error: { at: number; text: string }) => error.at >= cutAt && error.at <= reconnectedAt && /net::ERR_(CONNECTION_RESET|SOCKET_NOT_CONNECTED)/.test(error.text);
-  expect(errors.filter(cutErrors).length).toBeGreaterThan(0);
-  expect(errors.filter((error) => !cutErrors(error)).map((error) => error.text)).toEqual([]);
+  expect(unexpectedErrors(harness, cutAt, reconnectedAt)).toEqual([]);
+});
+
+test('past the recovery window the page says it missed what was published and shows the current state', async () => {
+  // A window of 3 s stands for the contract's 2 minutes, so that a 6 s cut is past it.
+  const harness = await openBehindProxy({ resumeWindow: { ms: 3000, records: 10_000 } });
+  const { proxy, page } = harness;
+  await page.locator('[data-testid="device-row"]').nth(DEVICES - 1).waitFor();
+  const cutAt = Date.now();
+  proxy.cut();
+  await status(page, 'reconnecting').waitFor();
+  await page.waitForTimeout(6000);
+  proxy.restore();
+  await status(page, 'connected').waitFor({ timeout: 45_000 });
+  const reconnectedAt = Date.now();
+  await expect(resumedFrame(harness)).resolves.toEqual({ type: 'resumed', id: 's1', replayed: 0, tooFarBehind: true });
+  const notice = page.getByTestId('resume-notice');
+  await notice.waitFor();
+  await expect(notice.textContent()).resolves.toContain('Missed more than 2 minutes while disconnected; showing current state');
+  // The snapshot that follows fills the page as for a first subscribe, and live records flow again.
+  const before = Number(await page.getByTestId('record-rate').getAttribute('data-total'));
+  await page.locator(`[data-testid="record-rate"]:not([data-total="${before}"])`).waitFor();
+  await page.screenshot({ path: join(tmpdir(), `resume-too-far-${process.pid}.png`) });
+  await notice.getByTestId('resume-notice-dismiss').click();
+  await notice.waitFor({ state: 'hidden' });
+  expect(unexpectedErrors(harness, cutAt, reconnectedAt)).toEqual([]);
 });
