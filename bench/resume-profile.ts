@@ -58,7 +58,7 @@ const PHASES: { name: string; file: RegExp; fn?: RegExp }[] = [
   { name: 'live stream (decode, lookup, fan-out, posts)', file: /lambdas\/(core\/stream-|core\/fanout|handlers\/stream|core\/pacing)/ },
   { name: 'local event source / simulator', file: /local\/(runtime|simulator|msk-event|kafka-bridge|record-batcher)\.ts$/ },
   { name: 'gateway IPC (route invocations)', file: /local\/gateway/ },
-  { name: 'posting (signed HTTP, undici)', file: /(lambdas\/adapters\/(signed-|management-)|node_modules\/undici|@smithy)/ },
+  { name: 'posting, live and replay alike (signed HTTP, undici)', file: /(lambdas\/adapters\/(signed-|management-)|node_modules\/undici|@smithy)/ },
   { name: 'DynamoDB client', file: /lambdas\/adapters\/(lean-dynamo|dynamo-)/ },
 ];
 

@@ -375,8 +375,8 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
     ]);
     const openFailures = [...liveOpened.failed, ...resumersOpened.failed];
     if (openFailures.length) log(`resume ${label}: ${openFailures.length} clients did not open: ${openFailures.slice(0, 3).join('; ')}`);
-    // Snapshots and the connect burst drain before the baseline.
-    await sleep(3000);
+    // Snapshots and the connect burst drain before the baseline (slowly on a busy machine).
+    await sleep(5000);
 
     const beforeFrom = Date.now();
     const s0 = await sample();
