@@ -27,6 +27,21 @@ export type KafkaAuth = 'iam' | 'sasl-scram-512' | 'sasl-scram-256' | 'basic' | 
  */
 export type AuthMode = 'cognito' | 'jwks' | 'hs256';
 
+/** A VPC through which Kafka brokers are reachable: its id, subnets, and a security group the brokers admit. */
+export interface KafkaVpc {
+  readonly vpcId: string;
+  readonly subnetIds: string[];
+  readonly securityGroupId: string;
+}
+
+/**
+ * Whether to deploy the replay reader (the function that reads a resume's missed records from
+ * Kafka, docs/deploy.md "Resume"): `auto` when the stack knows how to reach the brokers, with a
+ * synth warning otherwise; `on` fails synth when it cannot; `off` never (resumes then get the
+ * snapshot, as too far behind).
+ */
+export type KafkaReplay = 'auto' | 'on' | 'off';
+
 /** Where the stream Lambda's event source mapping sends records it could not process. */
 export type FailureDestination = 'sqs' | 's3';
 
@@ -79,7 +94,11 @@ export interface DeployConfig {
   readonly kafkaSource: KafkaSource;
   /** Context `mskClusterArn`: required for `msk`. Default {@link PLACEHOLDER_MSK_CLUSTER_ARN} (synth only). */
   readonly mskClusterArn: string;
-  /** Context `kafkaBootstrapServers`: `host:port` list (array or comma-separated), required for `self-managed`. */
+  /**
+   * Context `kafkaBootstrapServers`: `host:port` list (array or comma-separated), required for
+   * `self-managed`; for `msk`, the cluster's brokers on the listener of `kafkaAuth` (ports 9098 for
+   * IAM, 9096 for SCRAM), which only the replay reader uses.
+   */
   readonly kafkaBootstrapServers: string[];
   /** Context `kafkaAuth`. Default `iam` for MSK, `sasl-scram-512` for self-managed. */
   readonly kafkaAuth: KafkaAuth;
@@ -87,12 +106,23 @@ export interface DeployConfig {
   readonly kafkaSecretArn?: string;
   /** Context `kafkaSecretKmsKeyArn`: the customer managed key encrypting that secret (MSK SCRAM secrets need one). */
   readonly kafkaSecretKmsKeyArn?: string;
-  /** Context `kafkaVpcId`, `kafkaSubnetIds`, `kafkaSecurityGroupId`: self-managed brokers reachable only in a VPC. */
-  readonly kafkaVpc?: { readonly vpcId: string; readonly subnetIds: string[]; readonly securityGroupId: string };
+  /**
+   * Context `kafkaVpcId`, `kafkaSubnetIds`, `kafkaSecurityGroupId`: the VPC the brokers are reachable
+   * in. Self-managed: the event source mapping and the replay reader connect through it (default over
+   * the internet). MSK: the cluster's VPC, client subnets and a security group its brokers admit,
+   * for the replay reader only (the mapping finds the cluster's network itself).
+   */
+  readonly kafkaVpc?: KafkaVpc;
   /** Context `kafkaTopics`: topics to consume (array or comma-separated). Default `device-data,alerts`. */
   readonly kafkaTopics: string[];
   /** Context `kafkaConsumerGroupPrefix`: consumer group id is `<prefix>-<topic>`. Default `iot-live-dashboard`. */
   readonly kafkaConsumerGroupPrefix: string;
+  /** Context `kafkaReplay`. Default `auto`. */
+  readonly kafkaReplay: KafkaReplay;
+  /** Where the replay reader reaches the brokers; undefined when none is deployed ({@link replayReaderMissing} says why). */
+  readonly replayReader?: { readonly bootstrapServers: string[]; readonly vpc?: KafkaVpc };
+  /** Why no replay reader is deployed, when none is. */
+  readonly replayReaderMissing?: string;
   /** Context `kafkaBatchSize`: records per invocation, 1..10000. Default 100. */
   readonly kafkaBatchSize: number;
   /** Context `kafkaBatchingWindowSeconds`: wait for a fuller batch, 0..300 s. Default 1. */
@@ -262,6 +292,25 @@ export function readConfig(source: ContextSource): DeployConfig {
   const securityGroupId = optStr('kafkaSecurityGroupId');
   const kafkaVpc = vpcId ? { vpcId, subnetIds, securityGroupId: securityGroupId ?? '' } : undefined;
 
+  if (kafkaVpc && (kafkaVpc.subnetIds.length === 0 || !kafkaVpc.securityGroupId)) {
+    throw new ConfigError('context "kafkaVpcId" needs "kafkaSubnetIds" and "kafkaSecurityGroupId" as well');
+  }
+  // CloudFormation takes these ids only in AWS's own form (8 or 17 hex digits); a typo would pass
+  // synth and fail the deploy at the Lambda's VPC configuration.
+  for (const [key, prefix, ids] of [
+    ['kafkaVpcId', 'vpc', vpcId ? [vpcId] : []],
+    ['kafkaSubnetIds', 'subnet', subnetIds],
+    ['kafkaSecurityGroupId', 'sg', securityGroupId ? [securityGroupId] : []],
+  ] as const) {
+    const bad = ids.find((id) => !new RegExp(`^${prefix}-([0-9a-f]{8}|[0-9a-f]{17})$`).test(id));
+    if (bad !== undefined) throw new ConfigError(`context "${key}" must hold ${prefix}-<8 or 17 hex digits> ids; got "${bad}"`);
+  }
+  if (!kafkaVpc && (subnetIds.length > 0 || securityGroupId)) {
+    throw new ConfigError('context "kafkaSubnetIds" and "kafkaSecurityGroupId" need "kafkaVpcId" (the VPC they belong to) as well');
+  }
+  const kafkaReplay = oneOf<KafkaReplay>('kafkaReplay', ['auto', 'on', 'off'], 'auto');
+  let replayReader: DeployConfig['replayReader'];
+  let replayReaderMissing: string | undefined;
   if (kafkaSource === 'msk') {
     if (!['iam', 'sasl-scram-512'].includes(kafkaAuth)) {
       throw new ConfigError(`context "kafkaAuth" for MSK must be iam or sasl-scram-512; got "${kafkaAuth}"`);
@@ -269,20 +318,44 @@ export function readConfig(source: ContextSource): DeployConfig {
     if (!/^arn:aws[a-z-]*:kafka:[a-z0-9-]+:\d{12}:cluster\/[^/]+\/[^/]+$/.test(mskClusterArn)) {
       throw new ConfigError(`context "mskClusterArn" must be arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>; got "${mskClusterArn}"`);
     }
+    // MSK listens for each auth on ports of its own (private, public); a string of another
+    // listener would connect and then fail every SASL handshake.
+    const ports = kafkaAuth === 'iam' ? ['9098', '9198'] : ['9096', '9196'];
+    const listener = kafkaAuth === 'iam' ? 'BootstrapBrokerStringSaslIam' : 'BootstrapBrokerStringSaslScram';
+    const wrong = kafkaBootstrapServers.find((server) => !ports.includes(/^[^\s:]+:(\d+)$/.exec(server)?.[1] ?? ''));
+    if (wrong !== undefined) {
+      throw new ConfigError(
+        `context "kafkaBootstrapServers" for MSK with kafkaAuth ${kafkaAuth} must be host:port on port ${ports.join(' or ')}, ` +
+          `the ${listener} of aws kafka get-bootstrap-brokers --cluster-arn <arn>; got "${wrong}"`,
+      );
+    }
+    if (kafkaBootstrapServers.length > 0 && kafkaVpc) {
+      replayReader = { bootstrapServers: kafkaBootstrapServers, vpc: kafkaVpc };
+    } else {
+      replayReaderMissing =
+        'MSK brokers are reachable only inside the cluster\'s VPC: set kafkaBootstrapServers (the ' +
+        `${listener} of aws kafka get-bootstrap-brokers --cluster-arn <arn>), and kafkaVpcId, kafkaSubnetIds and ` +
+        "kafkaSecurityGroupId (the cluster's VPC, its client subnets and a security group the brokers admit: " +
+        'aws kafka describe-cluster-v2 --cluster-arn <arn>)';
+    }
   } else {
     if (kafkaAuth === 'iam') throw new ConfigError('context "kafkaAuth" iam is for MSK only; use sasl-scram-512, sasl-scram-256, basic or none');
     if (kafkaBootstrapServers.length === 0) {
       throw new ConfigError('context "kafkaBootstrapServers" (host:port,...) is required when kafkaSource is self-managed');
     }
-    if (kafkaVpc && (kafkaVpc.subnetIds.length === 0 || !kafkaVpc.securityGroupId)) {
-      throw new ConfigError('context "kafkaVpcId" needs "kafkaSubnetIds" and "kafkaSecurityGroupId" as well');
-    }
+    replayReader = { bootstrapServers: kafkaBootstrapServers, vpc: kafkaVpc };
     if (kafkaAuth === 'none' && !kafkaVpc) {
       throw new ConfigError('context "kafkaAuth" none needs brokers in a VPC: set kafkaVpcId, kafkaSubnetIds, kafkaSecurityGroupId');
     }
   }
   if (!['iam', 'none'].includes(kafkaAuth) && !kafkaSecretArn) {
     throw new ConfigError(`context "kafkaSecretArn" is required when kafkaAuth is ${kafkaAuth}`);
+  }
+  if (kafkaReplay === 'off') {
+    replayReader = undefined;
+    replayReaderMissing = 'kafkaReplay is off';
+  } else if (kafkaReplay === 'on' && !replayReader) {
+    throw new ConfigError(`context "kafkaReplay" is on, but the replay reader cannot reach the brokers: ${replayReaderMissing}`);
   }
 
   const kafkaTopics = list('kafkaTopics', ['device-data', 'alerts']);
@@ -334,6 +407,9 @@ export function readConfig(source: ContextSource): DeployConfig {
     kafkaSecretArn,
     kafkaSecretKmsKeyArn: arn('kafkaSecretKmsKeyArn', 'kms'),
     kafkaVpc,
+    kafkaReplay,
+    replayReader,
+    replayReaderMissing,
     kafkaTopics,
     kafkaConsumerGroupPrefix: str('kafkaConsumerGroupPrefix', 'iot-live-dashboard'),
     kafkaBatchSize: int('kafkaBatchSize', 100, 1, 10000),

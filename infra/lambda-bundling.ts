@@ -18,6 +18,7 @@ export const HANDLER_NAMES = [
   'authorizer',
   'metrics',
   'health',
+  'replay',
 ] as const;
 
 /** A handler entry name, the file name without `.ts`. */

@@ -28,6 +28,7 @@ export function applyNagSuppressions(stack: IotDashboardStack): void {
     stack.stream.handler,
     stack.ops.metricsFunction,
     stack.ops.healthFunction,
+    ...(stack.replay ? [stack.replay.handler] : []),
   ];
   for (const f of functions) ack(f.function, 'AwsSolutions-L1', NODE22);
 
@@ -107,6 +108,24 @@ export function applyNagSuppressions(stack: IotDashboardStack): void {
       'AwsSolutions-IAM5[Resource::*]',
     'Self-managed Kafka in a VPC: the event source mapping creates ENIs there, and the EC2 Describe*/NetworkInterface ' +
       'actions it needs do not support resource-level permissions.',
+    );
+  }
+  // The replay reader.
+  const replay = stack.replay?.handler;
+  if (replay?.function.isBoundToVpc) {
+    ack(
+      replay.role,
+      'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      'The AWS-documented policy for a Lambda function in a VPC (its ENIs in the brokers\' subnets); the EC2 network ' +
+        'interface actions it holds do not support resource-level scoping for Lambda.',
+    );
+  }
+  for (const group of stack.replay?.consumerGroupArns ?? []) {
+    ack(
+      replay!.role,
+      `AwsSolutions-IAM5[Resource::${group}]`,
+      'kafkajs cannot read partitions without joining a consumer group, so each reader container joins one of its own, ' +
+        'named <client id>-<uuid> at runtime and never committed to; the grant is limited to groups with that prefix on this cluster.',
     );
   }
   if (stack.stream.failureQueue) {

@@ -11,6 +11,7 @@ import { DataTables } from './constructs/data-tables';
 import { DashboardIdentity } from './constructs/identity';
 import { OpsApi } from './constructs/ops-api';
 import { RealtimeApi, type TokenVerification } from './constructs/realtime-api';
+import { ReplayReader } from './constructs/replay-reader';
 import type { FunctionDefaults } from './constructs/service-function';
 import { StreamConsumer } from './constructs/stream-consumer';
 import { applyNagSuppressions } from './nag';
@@ -33,6 +34,8 @@ export class IotDashboardStack extends Stack {
   public readonly realtime: RealtimeApi;
   /** The Kafka consumer. */
   public readonly stream: StreamConsumer;
+  /** The function the subscribe route reads a resume's missed records through, when the stack knows how to reach the brokers. */
+  public readonly replay?: ReplayReader;
   /** GET /metrics and GET /health. */
   public readonly ops: OpsApi;
   /** The dashboard site. */
@@ -134,6 +137,26 @@ export class IotDashboardStack extends Stack {
       postQuotaShares: config.postQuotaShares,
     });
 
+    if (config.replayReader) {
+      this.replay = new ReplayReader(this, 'Replay', {
+        functionDefaults,
+        source: this.stream.source,
+        bootstrapServers: config.replayReader.bootstrapServers,
+        vpc: config.replayReader.vpc,
+        auth: config.kafkaAuth,
+        secretArn: config.kafkaSecretArn,
+        secretKmsKeyArn: config.kafkaSecretKmsKeyArn,
+        topics: config.kafkaTopics,
+        clientId: `${config.kafkaConsumerGroupPrefix}-replay`,
+      });
+      this.replay.linkTo(this.realtime.routeFunctions.subscribe!);
+    } else if (config.kafkaReplay === 'auto') {
+      Annotations.of(this).addWarningV2(
+        'iot-dashboard:no-replay-reader',
+        `No replay reader: ${config.replayReaderMissing}. Until then a dashboard that reconnects gets the snapshot, not what it missed.`,
+      );
+    }
+
     this.ops = new OpsApi(this, 'Ops', {
       tables: this.tables,
       realtimeApi: this.realtime,
@@ -158,6 +181,7 @@ export class IotDashboardStack extends Stack {
 
     this.alarms = new OperationalAlarms(this, 'Alarms', {
       streamFunction: this.stream.handler.function,
+      replayFunction: this.replay && { function: this.replay.handler.function, timeout: this.replay.timeout },
       authorizerFunction: this.realtime.authorizer.function,
       routeFunctions: [...Object.values(this.realtime.routeFunctions), this.ops.metricsFunction, this.ops.healthFunction].map(
         (f) => f.function,

@@ -16,6 +16,11 @@ export const STALE_CONNECTIONS_METRIC = 'websocket_stale_connections_total';
 export interface OperationalAlarmsProps {
   /** The stream function (invocations, errors, offset lag). */
   readonly streamFunction: lambda.IFunction;
+  /**
+   * The replay reader and its timeout (errors, throttles, duration): when it fails, reconnecting
+   * dashboards get the snapshot instead of what they missed. @default none (no reader deployed)
+   */
+  readonly replayFunction?: { readonly function: lambda.IFunction; readonly timeout: Duration };
   /** The $connect authorizer: when it fails, nobody can connect. */
   readonly authorizerFunction: lambda.IFunction;
   /** Every other function: the WebSocket routes, /metrics and /health (errors). */
@@ -81,6 +86,10 @@ export class OperationalAlarms extends Construct {
   public readonly tableThrottles: cloudwatch.Alarm[];
   /** A function was throttled (one alarm per group of up to ten functions). */
   public readonly throttles: cloudwatch.Alarm[];
+  /** The replay reader failed; absent without a reader. */
+  public readonly replayErrors?: cloudwatch.Alarm;
+  /** Replays take most of the reader's timeout; absent without a reader. */
+  public readonly replayDuration?: cloudwatch.Alarm;
   /** Many pushes found their connection gone. */
   public readonly staleConnections: cloudwatch.Alarm;
   /** The CloudWatch dashboard of the same signals. */
@@ -98,7 +107,8 @@ export class OperationalAlarms extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     };
     const stream = props.streamFunction;
-    const allFunctions = [props.authorizerFunction, ...props.routeFunctions, stream];
+    const replay = props.replayFunction?.function;
+    const allFunctions = [props.authorizerFunction, ...props.routeFunctions, stream, ...(replay ? [replay] : [])];
 
     this.streamErrors = stream.metricErrors(sum).createAlarm(this, 'StreamErrors', {
       ...atLeastOne,
@@ -133,6 +143,24 @@ export class OperationalAlarms extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+
+    if (props.replayFunction) {
+      const { function: reader, timeout } = props.replayFunction;
+      this.replayErrors = reader.metricErrors(sum).createAlarm(this, 'ReplayErrors', {
+        ...atLeastOne,
+        alarmDescription:
+          'The replay reader failed (brokers unreachable from its subnets, security group, IAM or secret, or a read past its ' +
+          'deadline): reconnecting dashboards get the snapshot instead of the records they missed.',
+      });
+      // Most of the timeout: the subscribe route (and the operator) waits that long before a replay or a snapshot.
+      this.replayDuration = reader.metricDuration({ period: PERIOD, statistic: 'p90' }).createAlarm(this, 'ReplayDuration', {
+        alarmDescription: `Replays take over ${Math.round(timeout.toSeconds() * 0.8)} s (p90 for 10 minutes), close to the reader's timeout: brokers slow or far, or windows too large for its memory.`,
+        threshold: timeout.toMilliseconds() * 0.8,
+        evaluationPeriods: 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
 
     this.authorizerErrors = props.authorizerFunction.metricErrors(sum).createAlarm(this, 'AuthorizerErrors', {
       ...atLeastOne,
@@ -242,6 +270,15 @@ export class OperationalAlarms extends Construct {
         ...(this.failureQueueDepth ? [this.failureQueueDepth.metric] : []),
       ]),
     );
+    if (replay) {
+      this.dashboard.addWidgets(
+        graph('Replay reader: invocations, errors, throttles', [replay.metricInvocations(sum), replay.metricErrors(sum), replay.metricThrottles(sum)], 12),
+        graph('Replay reader duration (p50, p90)', [
+          replay.metricDuration({ period: PERIOD, statistic: 'p50' }),
+          replay.metricDuration({ period: PERIOD, statistic: 'p90' }),
+        ], 12),
+      );
+    }
   }
 
   /** Every alarm of the construct. */
@@ -255,6 +292,8 @@ export class OperationalAlarms extends Construct {
       this.webSocketErrors,
       this.httpServerErrors,
       ...(this.failureQueueDepth ? [this.failureQueueDepth] : []),
+      ...(this.replayErrors ? [this.replayErrors] : []),
+      ...(this.replayDuration ? [this.replayDuration] : []),
       ...this.tableThrottles,
       ...this.throttles,
       this.staleConnections,

@@ -1,4 +1,4 @@
-import { Aws, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -70,12 +70,13 @@ export class RealtimeApi extends Construct {
   constructor(scope: Construct, id: string, props: RealtimeApiProps) {
     super(scope, id);
     const { tables, functionDefaults: defaults } = props;
-    const fn = (name: HandlerName, description: string) =>
+    const fn = (name: HandlerName, description: string, timeout?: Duration) =>
       // 'Default' is a reserved construct id (it vanishes from paths and logical ids).
       new ServiceFunction(this, name === 'default' ? 'DefaultRoute' : `${name[0]!.toUpperCase()}${name.slice(1)}`, {
         handler: name,
         description,
         defaults,
+        timeout,
       });
 
     this.authorizer = fn('authorizer', 'WebSocket $connect authorizer: verifies the token query parameter');
@@ -101,7 +102,9 @@ export class RealtimeApi extends Construct {
       .linkTable(ENV.connectionsTable, tables.connections, ['DeleteItem'])
       .linkTable(ENV.subscriptionsTable, tables.subscriptions, ['UpdateItem'])
       .linkTable(ENV.metricsTable, tables.metrics, ['UpdateItem']);
-    const subscribe = fn('subscribe', 'WebSocket subscribe route: stores a subscription filter');
+    // A resume waits for the replay reader (up to its 15 s timeout), then posts what it missed:
+    // API Gateway stops waiting for the route at 29 s, the posts go on until the function's end.
+    const subscribe = fn('subscribe', 'WebSocket subscribe route: stores a subscription filter', Duration.seconds(40));
     const unsubscribe = fn('unsubscribe', 'WebSocket unsubscribe route: removes a subscription');
     // Both run the one message handler, which answers whichever action arrives.
     for (const f of [subscribe, unsubscribe]) {

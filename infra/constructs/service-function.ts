@@ -1,5 +1,6 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { ITableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -49,6 +50,15 @@ export interface ServiceFunctionProps {
   readonly memorySize?: number;
   /** Timeout. @default 10 seconds */
   readonly timeout?: Duration;
+  /**
+   * Run in these subnets of a VPC with these security groups; the role then gets the ENI
+   * permissions Lambda needs (AWSLambdaVPCAccessExecutionRole). @default not in a VPC
+   */
+  readonly network?: {
+    readonly vpc: ec2.IVpc;
+    readonly subnets: ec2.ISubnet[];
+    readonly securityGroups: ec2.ISecurityGroup[];
+  };
 }
 
 /**
@@ -83,6 +93,9 @@ export class ServiceFunction extends Construct {
       description: `Execution role of the ${props.handler} Lambda`,
     });
     this.logGroup.grantWrite(this.role);
+    // With a role of its own, a function in a VPC does not get this policy from aws-cdk-lib, and
+    // Lambda refuses to create it without the ENI actions.
+    if (props.network) this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
 
     this.function = new NodejsFunction(this, 'Function', {
       entry: handlerEntry(props.handler),
@@ -97,6 +110,9 @@ export class ServiceFunction extends Construct {
       reservedConcurrentExecutions: props.defaults.reservedConcurrency?.[props.handler],
       role: this.role,
       logGroup: this.logGroup,
+      ...(props.network
+        ? { vpc: props.network.vpc, vpcSubnets: { subnets: props.network.subnets }, securityGroups: props.network.securityGroups }
+        : {}),
       loggingFormat: lambda.LoggingFormat.JSON,
       // With JSON logs Lambda filters lines by their "level" (INFO unless set): without this,
       // logLevel=DEBUG would reach Powertools and then be dropped by Lambda.

@@ -8,7 +8,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../lambdas/config/env-names';
-import type { FailureDestination, KafkaAuth, StartingPosition } from '../config';
+import type { FailureDestination, KafkaAuth, KafkaVpc, StartingPosition } from '../config';
 import type { DataTables } from './data-tables';
 import type { RealtimeApi } from './realtime-api';
 import { ServiceFunction, type FunctionDefaults } from './service-function';
@@ -26,7 +26,7 @@ export interface SelfManagedSource {
   /** `host:port` of the bootstrap brokers. */
   readonly bootstrapServers: string[];
   /** The VPC, subnets and security group through which the brokers are reachable. @default over the internet */
-  readonly vpc?: { readonly vpcId: string; readonly subnetIds: string[]; readonly securityGroupId: string };
+  readonly vpc?: KafkaVpc;
 }
 
 /** Properties of {@link StreamConsumer}. */
@@ -199,7 +199,7 @@ export class StreamConsumer extends Construct {
    * consumer groups. The resource ARNs follow MSK's cluster/topic/group ARN scheme.
    */
   private grantMskIam(clusterArn: string, topics: string[], groupPrefix: string): void {
-    const [head, clusterPath] = splitClusterArn(clusterArn);
+    const arns = mskResourceArns(clusterArn);
     this.handler.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['kafka-cluster:Connect', 'kafka-cluster:DescribeClusterDynamicConfiguration'],
@@ -209,13 +209,13 @@ export class StreamConsumer extends Construct {
     this.handler.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
-        resources: topics.map((t) => `${head}:topic/${clusterPath}/${t}`),
+        resources: topics.map(arns.topic),
       }),
     );
     this.handler.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
-        resources: topics.map((t) => `${head}:group/${clusterPath}/${groupPrefix}-${t}`),
+        resources: topics.map((t) => arns.group(`${groupPrefix}-${t}`)),
       }),
     );
   }
@@ -261,11 +261,17 @@ function newMapping(fn: lambda.IFunction, before: Set<unknown>): lambda.IEventSo
   return found;
 }
 
-/** Splits `arn:aws:kafka:r:a:cluster/name/uuid` into `arn:aws:kafka:r:a` and `name/uuid`. */
-function splitClusterArn(clusterArn: string): [string, string] {
+/**
+ * The ARNs MSK IAM access control names a cluster's topics and consumer groups by: for
+ * `arn:aws:kafka:r:a:cluster/name/uuid`, `arn:aws:kafka:r:a:topic/name/uuid/<topic>` and
+ * `arn:aws:kafka:r:a:group/name/uuid/<group>` (a trailing `*` matches a prefix).
+ */
+export function mskResourceArns(clusterArn: string): { topic: (name: string) => string; group: (name: string) => string } {
   const i = clusterArn.indexOf(':cluster/');
   if (i < 0) throw new Error(`not an MSK cluster ARN: ${clusterArn}`);
-  return [clusterArn.slice(0, i), clusterArn.slice(i + ':cluster/'.length)];
+  const head = clusterArn.slice(0, i);
+  const clusterPath = clusterArn.slice(i + ':cluster/'.length);
+  return { topic: (name) => `${head}:topic/${clusterPath}/${name}`, group: (name) => `${head}:group/${clusterPath}/${name}` };
 }
 
 function selfManagedAuth(auth: KafkaAuth): sources.AuthenticationMethod | undefined {

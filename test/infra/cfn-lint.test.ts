@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO_ROOT, buildStack } from './stack-fixture';
+import { REPLAY_CONTEXT, REPO_ROOT, buildStack } from './stack-fixture';
 
 const VENV = path.join(REPO_ROOT, '.venv-lint');
 const VENV_CFN_LINT = path.join(VENV, 'bin', 'cfn-lint');
@@ -64,14 +64,15 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
     alarmOkActions: true,
     alarmEmail: 'ops@example.com',
   },
+  'defaults with the replay reader in the MSK cluster VPC': REPLAY_CONTEXT,
   'hs256, self-managed Kafka in a VPC without auth': {
     authMode: 'hs256',
     kafkaSource: 'self-managed',
     kafkaBootstrapServers: 'b1:9092,b2:9092',
     kafkaAuth: 'none',
-    kafkaVpcId: 'vpc-0123',
-    kafkaSubnetIds: 'subnet-1,subnet-2',
-    kafkaSecurityGroupId: 'sg-1',
+    kafkaVpcId: 'vpc-0123456789abcdef0',
+    kafkaSubnetIds: 'subnet-0123456789abcdef1,subnet-0123456789abcdef2',
+    kafkaSecurityGroupId: 'sg-0123456789abcdef0',
   },
 };
 

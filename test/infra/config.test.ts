@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from '../../lambdas/core/errors';
 import { PLACEHOLDER_MSK_CLUSTER_ARN, readConfig } from '../../infra/config';
-import { REPO_ROOT, cdkJsonContext } from './stack-fixture';
+import { REPLAY_CONTEXT, REPO_ROOT, cdkJsonContext } from './stack-fixture';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf';
 
@@ -73,8 +73,48 @@ describe('readConfig', () => {
     [{ tags: { Owner: 42 } }, /tags.Owner/],
     [{ streamIdleMinutes: -5 }, /streamIdleMinutes/],
     [{ healthThrottleRate: 0 }, /healthThrottleRate/],
+    [{ kafkaReplay: 'on' }, /kafkaReplay" is on.*kafkaBootstrapServers.*get-bootstrap-brokers.*kafkaVpcId/],
+    [{ kafkaReplay: 'yes' }, /kafkaReplay/],
+    [{ ...REPLAY_CONTEXT, kafkaBootstrapServers: 'b-1.plant.kafka.eu-west-1.amazonaws.com:9092' }, /port 9098 or 9198.*BootstrapBrokerStringSaslIam/],
+    [
+      { ...REPLAY_CONTEXT, kafkaAuth: 'sasl-scram-512', kafkaSecretArn: SECRET, kafkaBootstrapServers: 'b-1:9098' },
+      /port 9096 or 9196.*BootstrapBrokerStringSaslScram/,
+    ],
+    [{ ...REPLAY_CONTEXT, kafkaBootstrapServers: 'b-1.plant.kafka.eu-west-1.amazonaws.com' }, /host:port/],
+    [{ ...REPLAY_CONTEXT, kafkaSecurityGroupId: 'sg-1' }, /kafkaSecurityGroupId.*sg-<8 or 17 hex digits>/],
+    [{ ...REPLAY_CONTEXT, kafkaSubnetIds: 'subnet-0a1b2c3d,subnet-x' }, /kafkaSubnetIds.*"subnet-x"/],
+    [{ kafkaSubnetIds: 'subnet-0a1b2c3d', kafkaSecurityGroupId: 'sg-0a1b2c3d' }, /need "kafkaVpcId"/],
   ])('rejects %j naming the key to fix', (context, message) => {
     expect(() => readConfig(context)).toThrow(ConfigError);
     expect(() => readConfig(context)).toThrow(message);
+  });
+
+  describe('the replay reader', () => {
+    it('is left out of the defaults (MSK brokers are reachable only in the cluster VPC), saying what to set', () => {
+      const c = readConfig({});
+      expect(c.kafkaReplay).toBe('auto');
+      expect(c.replayReader).toBeUndefined();
+      expect(c.replayReaderMissing).toMatch(/kafkaBootstrapServers.*BootstrapBrokerStringSaslIam.*kafkaVpcId, kafkaSubnetIds and kafkaSecurityGroupId/);
+    });
+
+    it('reaches MSK through the given brokers and VPC', () => {
+      const c = readConfig({ ...REPLAY_CONTEXT, kafkaReplay: 'on' });
+      expect(c.replayReader).toEqual({
+        bootstrapServers: REPLAY_CONTEXT.kafkaBootstrapServers.split(','),
+        vpc: { vpcId: REPLAY_CONTEXT.kafkaVpcId, subnetIds: REPLAY_CONTEXT.kafkaSubnetIds.split(','), securityGroupId: REPLAY_CONTEXT.kafkaSecurityGroupId },
+      });
+      expect(c.replayReaderMissing).toBeUndefined();
+    });
+
+    it('reaches self-managed brokers where the event source mapping does, in a VPC or not', () => {
+      const overInternet = readConfig({ kafkaSource: 'self-managed', kafkaBootstrapServers: 'kafka.example.com:9096', kafkaSecretArn: SECRET });
+      expect(overInternet.replayReader).toEqual({ bootstrapServers: ['kafka.example.com:9096'], vpc: undefined });
+    });
+
+    it('is left out when off, whatever else is set', () => {
+      const c = readConfig({ ...REPLAY_CONTEXT, kafkaReplay: 'off' });
+      expect(c.replayReader).toBeUndefined();
+      expect(c.replayReaderMissing).toBe('kafkaReplay is off');
+    });
   });
 });

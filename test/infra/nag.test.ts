@@ -1,7 +1,7 @@
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { buildStack } from './stack-fixture';
+import { REPLAY_CONTEXT, buildStack } from './stack-fixture';
 
 const ACCOUNT = '123456789012';
 
@@ -31,15 +31,26 @@ describe('cdk-nag AwsSolutions', () => {
         metricsTokenSecretArn: `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:metrics-AbCdEf`,
       },
     ],
+    ['MSK IAM with the replay reader in the cluster VPC', REPLAY_CONTEXT],
+    [
+      'MSK SASL/SCRAM with the replay reader in the cluster VPC',
+      {
+        ...REPLAY_CONTEXT,
+        kafkaBootstrapServers: 'b-1.plant.abc123.c2.kafka.eu-west-1.amazonaws.com:9096',
+        kafkaAuth: 'sasl-scram-512',
+        kafkaSecretArn: `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:AmazonMSK_iot-AbCdEf`,
+        kafkaSecretKmsKeyArn: `arn:aws:kms:eu-west-1:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,
+      },
+    ],
     [
       'self-managed Kafka in a VPC without auth',
       {
         kafkaSource: 'self-managed',
         kafkaBootstrapServers: 'b1:9092,b2:9092',
         kafkaAuth: 'none',
-        kafkaVpcId: 'vpc-0123',
-        kafkaSubnetIds: 'subnet-1,subnet-2',
-        kafkaSecurityGroupId: 'sg-1',
+        kafkaVpcId: 'vpc-0123456789abcdef0',
+        kafkaSubnetIds: 'subnet-0123456789abcdef1,subnet-0123456789abcdef2',
+        kafkaSecurityGroupId: 'sg-0123456789abcdef0',
       },
     ],
     [

@@ -63,3 +63,17 @@ export const FUNCTIONS = {
   metrics: 'OpsMetricsFunction',
   health: 'OpsHealthFunction',
 } as const;
+
+/**
+ * Context that gives the MSK stack what its replay reader needs: the IAM listener's brokers and
+ * the cluster's VPC, client subnets and a security group the brokers admit.
+ */
+export const REPLAY_CONTEXT = {
+  kafkaBootstrapServers: 'b-1.plant.abc123.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.plant.abc123.c2.kafka.eu-west-1.amazonaws.com:9098',
+  kafkaVpcId: 'vpc-0a1b2c3d4e5f60718',
+  kafkaSubnetIds: 'subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002,subnet-0a1b2c3d4e5f60003',
+  kafkaSecurityGroupId: 'sg-0a1b2c3d4e5f60718',
+} as const;
+
+/** Logical-id prefix of the replay reader function, deployed only with {@link REPLAY_CONTEXT} (or self-managed Kafka). */
+export const REPLAY_FUNCTION = 'ReplayReaderFunction';

@@ -6,7 +6,7 @@ import { accountUniqueName } from '../../infra/names';
 import { ENV } from '../../lambdas/config/env-names';
 import { ConfigError } from '../../lambdas/core/errors';
 import { PLACEHOLDER_MSK_CLUSTER_ARN } from '../../infra/config';
-import { FUNCTIONS, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
+import { FUNCTIONS, REPLAY_CONTEXT, REPLAY_FUNCTION, REPO_ROOT, TEST_MSK_CLUSTER_ARN, buildStack } from './stack-fixture';
 
 const { template } = buildStack();
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
@@ -537,6 +537,163 @@ describe('alarms', () => {
   });
 });
 
+describe('replay reader (resume)', () => {
+  const built = buildStack(REPLAY_CONTEXT);
+  const t = built.template;
+  const res = t.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
+  const idIn = (type: string, prefix: string) => {
+    const ids = Object.keys(t.findResources(type)).filter((id) => id.startsWith(prefix));
+    expect(ids).toHaveLength(1);
+    return ids[0]!;
+  };
+  const replayId = idIn('AWS::Lambda::Function', REPLAY_FUNCTION);
+  const subscribeId = idIn('AWS::Lambda::Function', FUNCTIONS.subscribe);
+  const roleIdOf = (functionId: string) => res[functionId]!.Properties.Role['Fn::GetAtt'][0] as string;
+  const statementsIn = (roleId: string): Array<{ Action: string | string[]; Resource: unknown; Condition?: unknown }> =>
+    Object.values(t.findResources('AWS::IAM::Policy'))
+      .filter((p: any) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
+      .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  const resourcesFor = (roleId: string, action: string) =>
+    statementsIn(roleId)
+      .filter((st) => [st.Action].flat().includes(action))
+      .flatMap((st) => [st.Resource].flat());
+
+  it('runs the replay handler in the cluster\'s client subnets with the brokers\' security group', () => {
+    const props = res[replayId]!.Properties;
+    expect(props).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'], MemorySize: 1024, Timeout: 15 });
+    expect(props.VpcConfig).toEqual({
+      SubnetIds: REPLAY_CONTEXT.kafkaSubnetIds.split(','),
+      SecurityGroupIds: [REPLAY_CONTEXT.kafkaSecurityGroupId],
+    });
+    const managed = JSON.stringify(res[roleIdOf(replayId)]!.Properties.ManagedPolicyArns);
+    expect(managed).toContain('service-role/AWSLambdaVPCAccessExecutionRole');
+    // The stack changes nothing about the brokers' security group.
+    t.resourceCountIs('AWS::EC2::SecurityGroup', 0);
+    t.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0);
+  });
+
+  it('tells it the brokers of the IAM listener, the auth and its client id, and nothing else', () => {
+    const vars = res[replayId]!.Properties.Environment.Variables;
+    const own = Object.fromEntries(Object.entries(vars).filter(([k]) => !k.startsWith('POWERTOOLS_') && k !== 'LOG_LEVEL' && k !== 'NODE_OPTIONS'));
+    expect(own).toEqual({
+      [ENV.kafkaBrokers]: REPLAY_CONTEXT.kafkaBootstrapServers,
+      [ENV.kafkaAuth]: 'iam',
+      [ENV.kafkaClientId]: 'iot-live-dashboard-replay',
+    });
+  });
+
+  it('may connect to the cluster, describe and read the two topics, and use only its own consumer groups', () => {
+    const head = TEST_MSK_CLUSTER_ARN.slice(0, TEST_MSK_CLUSTER_ARN.indexOf(':cluster/'));
+    const clusterPath = TEST_MSK_CLUSTER_ARN.slice(TEST_MSK_CLUSTER_ARN.indexOf(':cluster/') + 9);
+    const role = roleIdOf(replayId);
+    expect(resourcesFor(role, 'kafka-cluster:Connect')).toEqual([TEST_MSK_CLUSTER_ARN]);
+    const topics = [`${head}:topic/${clusterPath}/alerts`, `${head}:topic/${clusterPath}/device-data`];
+    expect(resourcesFor(role, 'kafka-cluster:DescribeTopic').sort()).toEqual(topics);
+    expect(resourcesFor(role, 'kafka-cluster:ReadData').sort()).toEqual(topics);
+    for (const action of ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup']) {
+      expect(resourcesFor(role, action)).toEqual([`${head}:group/${clusterPath}/iot-live-dashboard-replay-*`]);
+    }
+    // Read only: no writes to Kafka, no tables, no Management API, no secrets.
+    const actions = statementsIn(role).flatMap((st) => [st.Action].flat());
+    expect(actions.filter((a) => !a.startsWith('logs:')).sort()).toEqual([
+      'kafka-cluster:AlterGroup',
+      'kafka-cluster:Connect',
+      'kafka-cluster:DescribeGroup',
+      'kafka-cluster:DescribeTopic',
+      'kafka-cluster:ReadData',
+    ]);
+  });
+
+  it('is named to the subscribe route, which alone may invoke it, the function itself and no version or alias', () => {
+    expect(res[subscribeId]!.Properties.Environment.Variables[ENV.replayFunctionName]).toEqual({ Ref: replayId });
+    expect(resourcesFor(roleIdOf(subscribeId), 'lambda:InvokeFunction')).toEqual([{ 'Fn::GetAtt': [replayId, 'Arn'] }]);
+    const invokers = Object.keys(t.findResources('AWS::Lambda::Function')).filter((id) =>
+      statementsIn(roleIdOf(id)).some((st) => [st.Action].flat().some((a) => a.startsWith('lambda:'))),
+    );
+    expect(invokers).toEqual([subscribeId]);
+    // Long enough to wait for the reader's 15 s and then post what was missed.
+    expect(res[subscribeId]!.Properties.Timeout).toBe(40);
+  });
+
+  it('alarms on its errors, throttles and duration', () => {
+    const alarmsOf = Object.entries(t.findResources('AWS::CloudWatch::Alarm')).map(([id, a]: [string, any]) => ({ id, ...a.Properties }));
+    const one = (prefix: string) => {
+      const found = alarmsOf.filter((a) => a.id.startsWith(`Alarms${prefix}`));
+      expect(found).toHaveLength(1);
+      return found[0]!;
+    };
+    expect(one('ReplayErrors')).toMatchObject({
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: replayId } }],
+      Threshold: 1,
+      TreatMissingData: 'notBreaching',
+    });
+    expect(one('ReplayDuration')).toMatchObject({
+      MetricName: 'Duration',
+      ExtendedStatistic: 'p90',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: replayId } }],
+      Threshold: 12_000,
+      EvaluationPeriods: 2,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    const throttled = alarmsOf
+      .filter((a) => /^AlarmsThrottles\d*[0-9A-F]{8}$/.test(a.id))
+      .flatMap((a) => a.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric.Dimensions[0].Value.Ref));
+    expect(throttled).toContain(replayId);
+    const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    for (const name of ['ReplayErrors', 'ReplayDuration']) expect(docs).toContain(`| \`${name}\` |`);
+  });
+
+  it('is left out when the brokers cannot be reached, with a synth warning saying what to set, and resumes get the snapshot', () => {
+    expect(Object.keys(template.findResources('AWS::Lambda::Function')).filter((id) => id.startsWith(REPLAY_FUNCTION))).toEqual([]);
+    expect(resources[fnId(FUNCTIONS.subscribe)]!.Properties.Environment.Variables[ENV.replayFunctionName]).toBeUndefined();
+    const warningsOf = (stack: Stack) => stack.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
+    const { stack } = buildStack();
+    expect(warningsOf(stack).filter((w) => w.includes('No replay reader'))).toEqual([
+      expect.stringMatching(/kafkaBootstrapServers.*kafkaVpcId, kafkaSubnetIds and kafkaSecurityGroupId.*snapshot/),
+    ]);
+    expect(warningsOf(buildStack({ kafkaReplay: 'off' }).stack).filter((w) => w.includes('No replay reader'))).toEqual([]);
+    expect(warningsOf(built.stack).filter((w) => w.includes('No replay reader'))).toEqual([]);
+  });
+
+  it('with MSK SASL/SCRAM reads the secret (and its key) instead of holding kafka-cluster actions', () => {
+    const secret = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_iot-AbCdEf';
+    const key = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    const scram = buildStack({
+      ...REPLAY_CONTEXT,
+      kafkaBootstrapServers: 'b-1.plant.abc123.c2.kafka.eu-west-1.amazonaws.com:9096',
+      kafkaAuth: 'sasl-scram-512',
+      kafkaSecretArn: secret,
+      kafkaSecretKmsKeyArn: key,
+    }).template;
+    const [id, fn] = Object.entries(scram.findResources('AWS::Lambda::Function')).find(([i]) => i.startsWith(REPLAY_FUNCTION))! as [string, any];
+    expect(fn.Properties.Environment.Variables).toMatchObject({ [ENV.kafkaAuth]: 'sasl-scram-512', [ENV.kafkaSecretArn]: secret });
+    const roleId = fn.Properties.Role['Fn::GetAtt'][0];
+    const statements = Object.values(scram.findResources('AWS::IAM::Policy'))
+      .filter((p: any) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
+      .flatMap((p: any) => p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown }>);
+    const text = JSON.stringify(statements);
+    expect(text).toContain('secretsmanager:GetSecretValue');
+    expect(text).toContain(secret);
+    expect(text).toContain(key);
+    expect(text).not.toContain('kafka-cluster:');
+    expect(id).toBeDefined();
+  });
+
+  it('with self-managed brokers reachable from the internet runs outside any VPC', () => {
+    const open = buildStack({
+      kafkaSource: 'self-managed',
+      kafkaBootstrapServers: 'kafka.example.com:9096',
+      kafkaAuth: 'sasl-scram-256',
+      kafkaSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf',
+    }).template;
+    const [, fn] = Object.entries(open.findResources('AWS::Lambda::Function')).find(([i]) => i.startsWith(REPLAY_FUNCTION))! as [string, any];
+    expect(fn.Properties.VpcConfig).toBeUndefined();
+    expect(fn.Properties.Environment.Variables).toMatchObject({ [ENV.kafkaBrokers]: 'kafka.example.com:9096', [ENV.kafkaAuth]: 'sasl-scram-256' });
+    expect(JSON.stringify(open.findResources('AWS::IAM::Role'))).not.toContain('AWSLambdaVPCAccessExecutionRole');
+  });
+});
+
 describe('account and region', () => {
   it('names the CloudFront policy and origin access control with the stack name and region', () => {
     const policy = resources[idOf('AWS::CloudFront::ResponseHeadersPolicy', 'DashboardSecurityHeaders')]!.Properties;
@@ -573,9 +730,9 @@ describe('account and region', () => {
       kafkaSource: 'self-managed',
       kafkaBootstrapServers: 'b1:9092',
       kafkaAuth: 'none',
-      kafkaVpcId: 'vpc-0123',
-      kafkaSubnetIds: 'subnet-1,subnet-2',
-      kafkaSecurityGroupId: 'sg-1',
+      kafkaVpcId: 'vpc-0123456789abcdef0',
+      kafkaSubnetIds: 'subnet-0123456789abcdef1,subnet-0123456789abcdef2',
+      kafkaSecurityGroupId: 'sg-0123456789abcdef0',
     });
     // A context lookup (AZs of the account) would need credentials and fail offline.
     expect(app.synth().manifest.missing ?? []).toEqual([]);
