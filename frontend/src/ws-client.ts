@@ -16,10 +16,9 @@
  * - with a URL function, every open, reopen and renewal asks for the URL (a fresh token) first,
  *   and a handshake the server refuses (told apart by `probe`) stops the retries.
  */
-import type { z } from 'zod';
 import {
   parseServerFrame,
-  type clientFrameSchema,
+  type ClientFrameInput,
   type AckedFrame,
   type AlertFrame,
   type AlertStateFrame,
@@ -106,7 +105,7 @@ export interface SocketLike {
 export type SocketFactory = (url: string) => SocketLike;
 
 /** A client frame as it goes on the wire (`resume` as a JSON object), typed by the protocol module. */
-type WireFrame = z.input<typeof clientFrameSchema>;
+type WireFrame = ClientFrameInput;
 
 /** Options of {@link LiveSocket}. Durations are milliseconds. */
 export interface LiveSocketOptions {

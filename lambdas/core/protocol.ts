@@ -194,6 +194,8 @@ export const clientFrameSchema = z.discriminatedUnion('action', [
   ackFrameSchema,
 ]);
 export type ClientFrame = z.output<typeof clientFrameSchema>;
+/** A client frame as sent on the wire, before parsing (`resume` an object, not a `Map`). */
+export type ClientFrameInput = z.input<typeof clientFrameSchema>;
 export type SubscribeFrame = z.output<typeof subscribeFrameSchema>;
 export type UnsubscribeFrame = z.output<typeof unsubscribeFrameSchema>;
 export type AckFrame = z.output<typeof ackFrameSchema>;
