@@ -42,7 +42,13 @@ export interface KafkaRecordLogOptions {
   readTimeoutMs?: number;
   /** The consumer is closed after this many ms without a read; the next read joins again. Default 5 minutes. */
   idleCloseMs?: number;
-  /** The consumer's session timeout, ms: heartbeats missing for longer mean it was evicted. Default 30,000. */
+  /**
+   * The consumer's session timeout, ms: heartbeats missing for longer mean it was evicted. Long by
+   * default, because the group is this instance's alone: a long session delays no one, and a
+   * container frozen for less keeps its member and reads without a new join (on MSK a new group's
+   * first join waits `group.initial.rebalance.delay.ms`, 3 s by default). At most the brokers'
+   * `group.max.session.timeout.ms`. Default 120,000.
+   */
   sessionTimeoutMs?: number;
   /** Ranges of one partition less than this many offsets apart are read as one. Default 2,000. */
   mergeGap?: number;
@@ -58,7 +64,7 @@ const DEFAULTS = {
   connectionTimeoutMs: 3000,
   readTimeoutMs: 10_000,
   idleCloseMs: 5 * 60_000,
-  sessionTimeoutMs: 30_000,
+  sessionTimeoutMs: 120_000,
   mergeGap: 2000,
 } as const;
 
