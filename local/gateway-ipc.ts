@@ -61,18 +61,51 @@ export interface GatewayState {
   stats: ManagementStats;
 }
 
-/** Parent to child. */
+/**
+ * One invocation asked for, by its id: the call whole, or a message route's call with only the
+ * parts of its `requestContext` that differ from the connection's previous message (ids, times),
+ * which the parent completes from that one: about a third of the bytes to write and parse.
+ */
+export type InvocationRequest =
+  | { id: number; call: Invocation }
+  | {
+      id: number;
+      message: {
+        routeKey: string;
+        connectionId: string;
+        /** The `requestContext` fields that changed. */
+        changed: Record<string, unknown>;
+        body?: string;
+        isBase64Encoded: boolean;
+      };
+    };
+
+/** How the invocation `id` ended: its value, or its error's message. */
+export interface InvocationOutcome {
+  id: number;
+  value?: InvocationResult;
+  error?: string;
+}
+
+/**
+ * Parent to child. Results travel in batches, as invocations do: every result that finished in
+ * one turn of the parent's loop crosses in one message.
+ */
 export type ParentMessage =
   | { t: 'start'; settings: GatewaySettings }
-  | { t: 'result'; id: number; value?: InvocationResult; error?: string }
+  | { t: 'results'; results: InvocationOutcome[] }
   | { t: 'query'; id: number }
   | { t: 'stop' };
 
-/** Child to parent. */
+/**
+ * Child to parent. Invocations travel in batches: every message that one turn of the child's loop
+ * read (a flood brings dozens at once) crosses in one IPC message, not one each, since each
+ * crossing costs both processes a system call and a wake-up.
+ */
 export type ChildMessage =
   | { t: 'listening'; port: number }
   | { t: 'failed'; error: string; code?: string }
-  | { t: 'invoke'; id: number; call: Invocation }
+  | { t: 'invoke'; calls: InvocationRequest[] }
   | { t: 'open'; count: number }
   | { t: 'stats'; stats: ManagementStats }
   | { t: 'state'; id: number; state: GatewayState }

@@ -18,7 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { APIGatewayAuthorizerResult } from 'aws-lambda';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -49,9 +49,26 @@ interface Connection {
   sourceIp: string;
   userAgent: string;
   authorizer?: Record<string, unknown>;
-  queue: Promise<void>;
+  /** Its messages not yet answered, in the order they came: a reply leaves once those before it have. */
+  replies: ReplySlot[];
+  /** Its $disconnect, once the socket has closed, run when the last reply is in. */
+  onAnswered?: () => void;
+  /** Whether its socket is corked until the end of this turn of the loop ({@link GatewayServer.reply}). */
+  corked: boolean;
   idleTimer?: NodeJS.Timeout;
   maxTimer?: NodeJS.Timeout;
+}
+
+/** A message's place in its connection's reply order. */
+interface ReplySlot {
+  done: boolean;
+  /** The route response's body, if any. */
+  text?: string;
+}
+
+/** The TCP socket under a `ws` connection (`ws` keeps it as `_socket`), if it still has one. */
+function rawSocket(ws: WebSocket): Socket | undefined {
+  return (ws as unknown as { _socket?: Socket })._socket;
 }
 
 /** Loopback host names, as `URL.hostname` spells them. */
@@ -108,6 +125,9 @@ export class GatewayServer {
   private wss?: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
   private readonly pending = new Set<Promise<unknown>>();
+  /** Message invocations under way, all connections (counted, not tracked: a flood has thousands). */
+  private messagesInFlight = 0;
+  private idleWaiters: (() => void)[] = [];
   /** Upgrades between their request and their `open` or refusal. */
   private handshakes = 0;
   private readonly routes: ReadonlySet<string>;
@@ -128,7 +148,7 @@ export class GatewayServer {
 
   /** What the facade mirrors: unfinished work, open sockets, Management API counts. */
   get state(): GatewayState {
-    return { pending: this.pending.size + this.closing(), open: this.connections.size, stats: { ...this.stats } };
+    return { pending: this.pending.size + this.messagesInFlight + this.closing(), open: this.connections.size, stats: { ...this.stats } };
   }
 
   /**
@@ -198,7 +218,10 @@ export class GatewayServer {
   /** Resolves when every invocation, connection queue and close handshake under way has finished. */
   async settle(): Promise<void> {
     for (;;) {
-      while (this.pending.size) await Promise.allSettled([...this.pending]);
+      while (this.pending.size || this.messagesInFlight) {
+        if (this.messagesInFlight) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+        await Promise.allSettled([...this.pending]);
+      }
       if (!this.closing()) return;
       await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
     }
@@ -327,7 +350,8 @@ export class GatewayServer {
       sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
       userAgent: String(req.headers['user-agent'] ?? ''),
       authorizer,
-      queue: Promise.resolve(),
+      replies: [],
+      corked: false,
     };
     this.connections.set(id, connection);
     this.host.openChanged(this.connections.size);
@@ -341,11 +365,10 @@ export class GatewayServer {
       clearTimeout(connection.idleTimer);
       clearTimeout(connection.maxTimer);
       this.forget(connection);
-      // $disconnect runs after the messages already queued for this connection.
-      connection.queue = connection.queue.then(() =>
-        this.invokeDisconnect(id, connectedAt, authorizer, code, reason.toString()),
-      );
-      void this.track(connection.queue);
+      // $disconnect runs after the messages already under way for this connection.
+      const disconnect = () => void this.track(this.invokeDisconnect(id, connectedAt, authorizer, code, reason.toString()));
+      if (connection.replies.length) connection.onAnswered = disconnect;
+      else disconnect();
     });
   }
 
@@ -367,10 +390,22 @@ export class GatewayServer {
     }
   }
 
+  /**
+   * Marks the connection active. Its idle timer is not moved on every message (a flood's
+   * thousands a second each re-armed a timer): when it fires, it looks at the last activity and
+   * waits again for the rest of the timeout if there was some.
+   */
   private resetIdle(connection: Connection): void {
     connection.lastActiveAt = Date.now();
-    clearTimeout(connection.idleTimer);
-    connection.idleTimer = setTimeout(() => connection.ws.close(1001, 'Going away'), this.settings.idleTimeoutMs);
+    if (!connection.idleTimer) this.armIdle(connection, this.settings.idleTimeoutMs);
+  }
+
+  private armIdle(connection: Connection, ms: number): void {
+    connection.idleTimer = setTimeout(() => {
+      const left = connection.lastActiveAt + this.settings.idleTimeoutMs - Date.now();
+      if (left > 0) this.armIdle(connection, left);
+      else connection.ws.close(1001, 'Going away');
+    }, ms);
     connection.idleTimer.unref();
   }
 
@@ -387,24 +422,55 @@ export class GatewayServer {
       }
     }
     const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
-    // API Gateway runs messages concurrently; one at a time per connection keeps replies in the
-    // order the client sent its messages, which is what clients assume.
-    connection.queue = connection.queue.then(async () => {
-      let reply: string | undefined;
-      try {
-        const result = (await this.host.invoke({ kind: 'route', routeKey, event })) as WebSocketResult | undefined;
-        reply = result?.body;
-      } catch (error) {
+    // Invoked at once, as API Gateway invokes a connection's messages concurrently: one at a time,
+    // a flood's messages queued here and were refused seconds late, each behind the round trip of
+    // the one before. The replies still go in the order the messages came, which clients assume:
+    // a reply that is ready early waits for the ones before it.
+    const slot: ReplySlot = { done: false };
+    connection.replies.push(slot);
+    this.messagesInFlight++;
+    this.host.invoke({ kind: 'route', routeKey, event }).then(
+      (result) => this.answered(connection, slot, (result as WebSocketResult | undefined)?.body),
+      (error: unknown) => {
         this.host.log(`route ${routeKey} failed: ${errorMessage(error)}`);
-        reply = JSON.stringify({
-          message: 'Internal server error',
-          connectionId: connection.id,
-          requestId: event.requestContext.requestId,
-        });
-      }
-      if (reply !== undefined && connection.ws.readyState === connection.ws.OPEN) connection.ws.send(reply);
-    });
-    void this.track(connection.queue);
+        const requestId = event.requestContext.requestId;
+        this.answered(connection, slot, JSON.stringify({ message: 'Internal server error', connectionId: connection.id, requestId }));
+      },
+    );
+  }
+
+  /** A message's invocation ended: sends every reply now due, in order. */
+  private answered(connection: Connection, slot: ReplySlot, text: string | undefined): void {
+    slot.done = true;
+    slot.text = text;
+    const replies = connection.replies;
+    while (replies.length && replies[0].done) {
+      const next = replies.shift()!;
+      if (next.text !== undefined && connection.ws.readyState === connection.ws.OPEN) this.reply(connection, next.text);
+    }
+    if (!replies.length && connection.onAnswered) {
+      const disconnect = connection.onAnswered;
+      connection.onAnswered = undefined;
+      disconnect();
+    }
+    if (--this.messagesInFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
+  }
+
+  /**
+   * Sends a route response. The replies sent in one turn of the loop (a batch of results) leave
+   * in one write: the socket is corked until the turn ends, instead of a system call per frame.
+   */
+  private reply(connection: Connection, text: string): void {
+    const socket = rawSocket(connection.ws);
+    if (socket && !connection.corked) {
+      connection.corked = true;
+      socket.cork();
+      setImmediate(() => {
+        connection.corked = false;
+        socket.uncork();
+      });
+    }
+    connection.ws.send(text);
   }
 
   private onHttp(req: IncomingMessage, res: ServerResponse): void {

@@ -101,8 +101,9 @@ export class LocalGateway {
   private live = false;
   private boundPort = 0;
   private openCount = 0;
-  /** Handler invocations under way here. */
-  private readonly pending = new Set<Promise<unknown>>();
+  /** Handler invocations under way here (counted, not tracked one by one: a flood has thousands). */
+  private invoking = 0;
+  private idleWaiters: (() => void)[] = [];
   /**
    * Management API posts answered, and refused with 429: the child's counts, mirrored at most
    * 50 ms late, and exactly after {@link settle}.
@@ -201,7 +202,7 @@ export class LocalGateway {
    */
   async settle(): Promise<void> {
     for (;;) {
-      while (this.pending.size) await Promise.allSettled([...this.pending]);
+      while (this.invoking) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       if (this.server) return this.server.settle();
       if (!this.child) return;
       let childPending: number;
@@ -210,15 +211,18 @@ export class LocalGateway {
       } catch {
         return;
       }
-      if (childPending === 0 && this.pending.size === 0) return;
+      if (childPending === 0 && this.invoking === 0) return;
       // Work there that is not an invocation here (a close handshake finishing): look again soon.
-      if (this.pending.size === 0) await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+      if (this.invoking === 0) await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
     }
   }
 
   private track<T>(promise: Promise<T>): Promise<T> {
-    this.pending.add(promise);
-    void promise.finally(() => this.pending.delete(promise)).catch(() => {});
+    this.invoking++;
+    const done = () => {
+      if (--this.invoking === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
+    };
+    promise.then(done, done);
     return promise;
   }
 

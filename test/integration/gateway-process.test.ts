@@ -134,10 +134,76 @@ describe('the gateway process', () => {
     await client.closed;
   });
 
+  it("invokes a connection's messages at once, as API Gateway does, and still replies in order; $disconnect waits for them", async () => {
+    const started: number[] = [];
+    const held: (() => void)[] = [];
+    const { handlers, disconnects } = recordingHandlers({
+      routes: {
+        $default: async (event) => {
+          const { n } = JSON.parse(event.body!) as { n: number };
+          started.push(n);
+          // The first message is held until every other one has started: one at a time, it never would.
+          if (n === 0) await new Promise<void>((release) => held.push(release));
+          if (started.length === 50) held.forEach((release) => release());
+          return { statusCode: 200, body: String(n) };
+        },
+      },
+    });
+    const gateway = await startGateway(handlers);
+    const client = await open(`${gateway.url}/?token=good`);
+    for (let n = 0; n < 50; n++) client.ws.send(JSON.stringify({ n }));
+    expect(await client.received(50)).toEqual(Array.from({ length: 50 }, (_, n) => String(n)));
+    expect(started.slice(0, 2)).toEqual([0, 1]);
+    // A close while messages are under way: its $disconnect comes after their replies.
+    for (let n = 0; n < 3; n++) client.ws.send(JSON.stringify({ n: 100 + n }));
+    client.ws.close();
+    await client.closed;
+    await gateway.settle();
+    expect(started).toHaveLength(53);
+    expect(disconnects).toHaveLength(1);
+  });
+
+  it('hands every message route the event API Gateway would send, the hundredth as the first', async () => {
+    const events: WebSocketEvent[] = [];
+    const { handlers } = recordingHandlers({
+      routes: {
+        $default: async (event) => {
+          events.push(event);
+          return { statusCode: 200, body: 'ok' };
+        },
+      },
+    });
+    const gateway = await startGateway(handlers);
+    const client = await open(`${gateway.url}/?token=good`);
+    for (let n = 0; n < 100; n++) client.ws.send(n % 2 ? `{"n":${n}}` : Buffer.from([n]));
+    await client.received(100);
+    const ids = new Set(events.map((event) => event.requestContext.requestId));
+    expect(ids.size).toBe(100);
+    for (const [n, event] of events.entries()) {
+      expect(Object.keys(event.requestContext).sort()).toEqual(Object.keys(events[0].requestContext).sort());
+      expect(event.requestContext).toMatchObject({
+        eventType: 'MESSAGE',
+        routeKey: '$default',
+        connectionId: events[0].requestContext.connectionId,
+        connectedAt: events[0].requestContext.connectedAt,
+        authorizer: { sub: 'operator-7', principalId: 'tester' },
+      });
+      expect(event.requestContext.messageId).not.toBe(n ? events[0].requestContext.messageId : undefined);
+      expect(event.body).toBe(n % 2 ? `{"n":${n}}` : Buffer.from([n]).toString('base64'));
+      expect(event.isBase64Encoded).toBe(n % 2 === 0);
+    }
+    // Each event's authorizer context is its own object, as each event from AWS is.
+    expect(events[1].requestContext.authorizer).not.toBe(events[2].requestContext.authorizer);
+    client.ws.close();
+    await client.closed;
+  });
+
   it('runs $disconnect with the close code when a client leaves, and mirrors the open count', async () => {
     const { handlers, connects, disconnects } = recordingHandlers();
     const gateway = await startGateway(handlers);
-    const clients = await Promise.all([1, 2, 3].map(() => open(`${gateway.url}/?token=good`)));
+    // One after the other, so that the i-th $connect is the i-th client's.
+    const clients: Client[] = [];
+    for (let i = 0; i < 3; i++) clients.push(await open(`${gateway.url}/?token=good`));
     await gateway.settle();
     expect(gateway.connectionCount).toBe(3);
     clients[0].ws.close(4000, 'bye');
