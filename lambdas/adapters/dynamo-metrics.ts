@@ -45,6 +45,15 @@ export interface DynamoMetricsStoreOptions {
    * lose at most one interval of one container. Default 0: every batch is written (local runtime).
    */
   flushIntervalMs?: number;
+  /**
+   * Counters that arrive while a write is under way are written at least this many ms after it
+   * began, by a timer (so nothing waits for a later flush), with everything else that arrives
+   * until then; counters of a store at rest are written at once. Without it the local runtime
+   * (interval 0) wrote back to back under a flood of refused messages, each write the 2-3 KB shard
+   * item, and those writes were most of the table's work while other users' lookups queued behind
+   * them. A gauge's change is never held. Default 100.
+   */
+  minWriteSpacingMs?: number;
   /** Clock, for tests. Default `Date.now`. */
   now?: () => number;
 }
@@ -58,7 +67,10 @@ export class DynamoMetricsStore implements MetricsSink {
   metricWrites = 0;
   private readonly shards: number;
   private readonly flushIntervalMs: number;
+  private readonly minWriteSpacingMs: number;
   private readonly now: () => number;
+  /** The timer that writes counters held by the spacing. */
+  private trailing?: NodeJS.Timeout;
   private pending = new Map<string, number>();
   private lastWriteAt = -Infinity;
   /** The write in flight, if any. */
@@ -73,6 +85,7 @@ export class DynamoMetricsStore implements MetricsSink {
   ) {
     this.shards = options.shards ?? 8;
     this.flushIntervalMs = options.flushIntervalMs ?? 0;
+    this.minWriteSpacingMs = options.minWriteSpacingMs ?? 100;
     this.now = options.now ?? Date.now;
   }
 
@@ -84,21 +97,42 @@ export class DynamoMetricsStore implements MetricsSink {
     }
     const now = this.now();
     if (this.pending.size === 0 || (!movesGauge && now - this.lastWriteAt < this.flushIntervalMs)) return;
+    if (!movesGauge) {
+      // A counter's change is not awaited once a write is under way or due soon: a message
+      // refused under a flood must not wait for a write round trip, and a counter may lose at most
+      // one write anyway. A read from this store writes it first ({@link read}).
+      if (this.writing || this.next || this.trailing) return this.writeLater(Math.max(0, this.lastWriteAt + this.minWriteSpacingMs - now));
+      return this.writeNow();
+    }
     if (!this.writing) return this.writeNow();
-    // Flushes that run concurrently (the local runtime's handlers share one store) write one at a
-    // time: what arrives while a write is in flight goes in the next one, so a burst of 500
-    // connects is a few writes, not 500 on the same few shard items.
-    this.next ??= this.writing
+    return this.writeNext();
+  }
+
+  /**
+   * The write that takes what is pending once the one in flight ends. Flushes that run
+   * concurrently (the local runtime's handlers share one store) write one at a time: what arrives
+   * while a write is in flight goes in the next one, so a burst of 500 connects is a few writes,
+   * not 500 on the same few shard items.
+   */
+  private writeNext(): Promise<void> {
+    this.next ??= (this.writing ?? Promise.resolve())
       .catch(() => {})
       .then(() => {
         this.next = undefined;
         return this.writeNow();
       });
-    // A gauge's change is awaited; a counter's is not: a message refused under a flood must not
-    // wait for a write round trip, and a counter may lose at most one write anyway. A read from
-    // this store waits for it ({@link read}).
-    if (movesGauge) return this.next;
-    this.next.catch(() => {});
+    return this.next;
+  }
+
+  /** Writes what is pending after `delayMs`, behind any write under way; at most one timer waits. */
+  private writeLater(delayMs: number): void {
+    if (this.trailing) return;
+    this.trailing = setTimeout(() => {
+      this.trailing = undefined;
+      if (this.pending.size) this.writeNext().catch(() => {});
+    }, delayMs);
+    // A process (or a Lambda container) is not kept alive for a counter.
+    this.trailing.unref();
   }
 
   /** Writes everything pending. */
@@ -179,6 +213,7 @@ export class DynamoMetricsStore implements MetricsSink {
   /** Sums every shard: series key to value, after this store's writes under way. */
   async read(): Promise<Map<string, number>> {
     await Promise.allSettled([this.writing, this.next]);
+    if (this.pending.size) await this.writeNext().catch(() => {});
     const totals = new Map<string, number>();
     let start: Record<string, unknown> | undefined;
     do {
