@@ -1,0 +1,316 @@
+/**
+ * Issue 19's noisy neighbour: while 8 connections of one token flood at 1,000 messages a second
+ * each (pings, subscribes, unknown actions, garbage) and the machine runs a CPU-heavy process,
+ * another user's record-to-client latency, beside its quiet value in the same run (the busy
+ * process runs through both phases); how soon each flooder gets its first `rate_limited`; the
+ * flooders' pongs against their refusals; whether they kept their connections; and the table
+ * writes the flood cost.
+ *
+ *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--no-busy] [--rounds 1] [--json FILE]
+ *
+ * With PROF_DIR set, the runtime's process and the gateway's write CPU profiles there (the
+ * gateway's through NODE_OPTIONS, which every child inherits).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
+import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
+import { mintToken } from '../lambdas/core/auth';
+import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
+import { startLocalRuntime } from '../local/runtime';
+import { startFlooder, type FloodConnectionResult } from '../test/support/flooder';
+import { LatencyHistogram } from './stats';
+
+/** Options of {@link runFloodBench}. */
+export interface FloodBenchOptions {
+  /** Flooding connections. Default 8. */
+  connections?: number;
+  /** Messages a second per flooding connection. Default 1000. */
+  perSecond?: number;
+  /** Length of the quiet phase and of the flood, each, ms. Default 10000. */
+  phaseMs?: number;
+  /** Run a busy-looping process through both phases. Default true. */
+  busyLoop?: boolean;
+  /** Records a second to the watching user. Default 50. */
+  recordsPerSecond?: number;
+  log?: (line: string) => void;
+}
+
+/** Latency figures of one phase, ms. */
+export interface PhaseFigures {
+  records: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  /** CPU of the runtime's process over the phase, % of one core. */
+  runtimeCpuPercent: number;
+  /** Requests of the connections store and metric writes over the phase. */
+  connectionCalls: number;
+  metricWrites: number;
+  /** CPU of the other processes over the phase (gateway, dynalite, flooder, busy loop), % of one core. */
+  processCpuPercent: Record<string, number>;
+}
+
+/** What one run measured. */
+export interface FloodBenchReport {
+  options: Required<Omit<FloodBenchOptions, 'log'>>;
+  quiet: PhaseFigures;
+  flood: PhaseFigures;
+  /** flood p95 / quiet p95. */
+  p95Ratio: number;
+  /**
+   * CPU each process spent per flood message beyond its quiet rate, µs: what the flood costs
+   * (the runtime's process holds the handlers; the gateway's the sockets).
+   */
+  cpuPerFloodMessageUs: Record<string, number>;
+  flooders: {
+    sent: number;
+    pongs: number;
+    served: number;
+    rateLimited: number;
+    gatewayErrors: number;
+    /** Slowest connection's time to its first `rate_limited`, ms (-1: one got none). */
+    firstRefusalMaxMs: number;
+    firstRefusalMs: number[];
+    repliesBeforeFirstRefusal: number[];
+    /** Slowest connection's time from its last message to its last reply, ms. */
+    drainMaxMs: number;
+    replyP95MaxMs: number;
+    unanswered: number;
+    kept: number;
+    ordered: boolean;
+  };
+}
+
+const VICTIM_DEVICE = 'victim-pump';
+
+/** CPU time (ms) of this process's children (the gateway, dynalite, ...) by a short name, from /proc. */
+function childCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return out;
+  }
+  for (const pid of entries) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== process.pid) continue;
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      const name = cmdline.includes('--gateway-child')
+        ? 'gateway'
+        : cmdline.includes('--dynalite-child')
+          ? 'dynalite'
+          : cmdline.includes('flooder')
+            ? 'flooder'
+            : cmdline.includes('for (;;)')
+              ? 'busy'
+              : `pid ${pid}`;
+      // utime + stime, in clock ticks of 10 ms.
+      out.set(name, (Number(fields[11]) + Number(fields[12])) * 10);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** Runs the quiet phase, then the flood, on one local runtime; see the module's comment. */
+export async function runFloodBench(options: FloodBenchOptions = {}): Promise<FloodBenchReport> {
+  const opts = {
+    connections: options.connections ?? 8,
+    perSecond: options.perSecond ?? 1000,
+    phaseMs: options.phaseMs ?? 10_000,
+    busyLoop: options.busyLoop ?? true,
+    recordsPerSecond: options.recordsPerSecond ?? 50,
+  };
+  const log = options.log ?? (() => {});
+  const secret = 'flood-bench-secret-0123456789abcdef';
+  // The stores the runtime builds, caught as they are made, for their request counts.
+  const connectionStores: DynamoConnectionStore[] = [];
+  const metricStores: DynamoMetricsStore[] = [];
+  const runtime = await startLocalRuntime({
+    dashboardPort: 0,
+    wsPort: 0,
+    simulator: false,
+    frontendDir: __dirname,
+    statusIntervalMs: 0,
+    jwtSecret: secret,
+  });
+  const busy = opts.busyLoop ? spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }) : undefined;
+  let flooder: Awaited<ReturnType<typeof startFlooder>> | undefined;
+  try {
+    const victimToken = await mintToken(secret, { sub: 'victim', sites: ['plant-a'] }, '1h');
+    const victim = new WebSocket(`${runtime.wsUrl}/?token=${encodeURIComponent(victimToken)}`);
+    await new Promise((resolve, reject) => victim.once('open', resolve).once('error', reject));
+    let phase: LatencyHistogram | undefined;
+    let subscribed!: () => void;
+    const ready = new Promise<void>((resolve) => (subscribed = resolve));
+    victim.on('message', (data) => {
+      const at = Date.now();
+      for (const frame of unpackFrame(parseServerFrame(data.toString()))) {
+        if (frame.type === 'subscribed') subscribed();
+        if (frame.type === 'device_data') phase?.add(at - frame.data.timestamp);
+      }
+    });
+    victim.send(JSON.stringify({ action: 'subscribe', id: 'v', filter: { deviceIds: [VICTIM_DEVICE] } }));
+    await ready;
+
+    // One reading for the watcher every 1000/rate ms, stamped when produced, on a clock of its
+    // own; a partition's poller sends what has arrived as soon as its previous batch is done. A
+    // slow batch makes the next one wait and grow: the wait counts in each record's latency.
+    const every = 1000 / opts.recordsPerSecond;
+    let pending: { topic: string; key: string; value: unknown }[] = [];
+    let publishing: Promise<unknown> | undefined;
+    const poll = () => {
+      if (publishing || !pending.length) return;
+      const records = pending;
+      pending = [];
+      publishing = runtime
+        .publish(records)
+        .catch(() => {})
+        .finally(() => {
+          publishing = undefined;
+          poll();
+        });
+    };
+    const producer = setInterval(() => {
+      const value = { deviceId: VICTIM_DEVICE, deviceType: 'pump', location: 'plant-a/line-1', timestamp: Date.now(), status: 'online', metrics: { temperature: 70 } };
+      pending.push({ topic: 'device-data', key: VICTIM_DEVICE, value });
+      poll();
+    }, every);
+
+    const floodToken = await mintToken(secret, { sub: 'flooder', sites: '*' }, '1h');
+    flooder = await startFlooder({
+      url: `${runtime.wsUrl}/?token=${encodeURIComponent(floodToken)}`,
+      connections: opts.connections,
+      perSecond: opts.perSecond,
+      durationMs: opts.phaseMs,
+      drainTimeoutMs: 30_000,
+    });
+    // Catch the stores the runtime uses, from the calls it makes.
+    const changeSpy = DynamoConnectionStore.prototype.change;
+    const flushSpy = DynamoMetricsStore.prototype.flush;
+    DynamoConnectionStore.prototype.change = function (this: DynamoConnectionStore, ...args) {
+      if (!connectionStores.includes(this)) connectionStores.push(this);
+      return changeSpy.apply(this, args);
+    };
+    DynamoMetricsStore.prototype.flush = function (this: DynamoMetricsStore, ...args) {
+      if (!metricStores.includes(this)) metricStores.push(this);
+      return flushSpy.apply(this, args);
+    };
+    const ping = () => victim.send('{"action":"ping"}');
+    ping();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    DynamoConnectionStore.prototype.change = changeSpy;
+    DynamoMetricsStore.prototype.flush = flushSpy;
+
+    const counts = () => ({
+      connectionCalls: connectionStores.reduce((n, s) => n + s.calls, 0),
+      metricWrites: metricStores.reduce((n, s) => n + s.metricWrites, 0),
+    });
+    const measure = async (during: () => Promise<unknown>): Promise<PhaseFigures & { value: unknown }> => {
+      const histogram = new LatencyHistogram();
+      phase = histogram;
+      const before = counts();
+      const cpu = process.cpuUsage();
+      const children = childCpu();
+      const started = performance.now();
+      const value = await during();
+      const used = process.cpuUsage(cpu);
+      const wall = performance.now() - started;
+      const processCpuPercent: Record<string, number> = {};
+      for (const [name, ms] of childCpu()) processCpuPercent[name] = Math.round(((ms - (children.get(name) ?? 0)) / wall) * 1000) / 10;
+      phase = undefined;
+      const after = counts();
+      return {
+        value,
+        records: histogram.count,
+        p50: histogram.percentile(50),
+        p95: histogram.percentile(95),
+        p99: histogram.percentile(99),
+        max: histogram.max,
+        runtimeCpuPercent: Math.round(((used.user + used.system) / 1000 / wall) * 1000) / 10,
+        connectionCalls: after.connectionCalls - before.connectionCalls,
+        metricWrites: after.metricWrites - before.metricWrites,
+        processCpuPercent,
+      };
+    };
+    log(`flood bench: quiet phase, ${opts.phaseMs} ms${opts.busyLoop ? ', beside a busy loop' : ''}`);
+    const { value: _q, ...quiet } = await measure(() => new Promise((resolve) => setTimeout(resolve, opts.phaseMs)));
+    log(`flood bench: quiet p95 ${quiet.p95} ms; flood of ${opts.connections} × ${opts.perSecond}/s`);
+    const floodRun = flooder.flood();
+    const { value: _f, ...flood } = await measure(() => new Promise((resolve) => setTimeout(resolve, opts.phaseMs)));
+    const result = await floodRun;
+    clearInterval(producer);
+    await publishing;
+    victim.close();
+    const all: FloodConnectionResult[] = result.connections;
+    const sum = (pick: (c: FloodConnectionResult) => number) => all.reduce((n, c) => n + pick(c), 0);
+    const firstRefusalMs = all.map((c) => c.firstRefusalMs);
+    const report: FloodBenchReport = {
+      options: opts,
+      quiet,
+      flood,
+      p95Ratio: Math.round((flood.p95 / Math.max(1, quiet.p95)) * 100) / 100,
+      cpuPerFloodMessageUs: Object.fromEntries(
+        [['runtime', flood.runtimeCpuPercent - quiet.runtimeCpuPercent] as const, ...['gateway', 'dynalite', 'flooder'].map(
+          (name) => [name, (flood.processCpuPercent[name] ?? 0) - (quiet.processCpuPercent[name] ?? 0)] as const,
+        )].map(([name, percent]) => [name, Math.round(((percent / 100) * opts.phaseMs * 1000) / sum((c) => c.sent))]),
+      ),
+      flooders: {
+        sent: sum((c) => c.sent),
+        pongs: sum((c) => c.pongs),
+        served: sum((c) => c.served),
+        rateLimited: sum((c) => c.rateLimited),
+        gatewayErrors: sum((c) => c.gatewayErrors),
+        firstRefusalMaxMs: firstRefusalMs.includes(-1) ? -1 : Math.max(...firstRefusalMs),
+        firstRefusalMs,
+        repliesBeforeFirstRefusal: all.map((c) => c.repliesBeforeFirstRefusal),
+        drainMaxMs: Math.max(...all.map((c) => c.drainMs)),
+        replyP95MaxMs: Math.max(...all.map((c) => c.replyP95)),
+        unanswered: sum((c) => c.sent - c.replies),
+        kept: all.filter((c) => c.open).length,
+        ordered: all.every((c) => c.ordered),
+      },
+    };
+    log(`flood bench: ${JSON.stringify(report)}`);
+    return report;
+  } finally {
+    flooder?.kill();
+    busy?.kill();
+    await runtime.stop();
+  }
+}
+
+if (require.main === module) {
+  const args = process.argv.slice(2);
+  const value = (name: string) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const rounds = Number(value('rounds') ?? 1);
+  (async () => {
+    const reports: FloodBenchReport[] = [];
+    for (let round = 0; round < rounds; round++) {
+      reports.push(
+        await runFloodBench({
+          phaseMs: Number(value('seconds') ?? 10) * 1000,
+          connections: Number(value('connections') ?? 8),
+          perSecond: Number(value('rate') ?? 1000),
+          busyLoop: !args.includes('--no-busy'),
+          log: (line) => process.stdout.write(`${line}\n`),
+        }),
+      );
+    }
+    const file = value('json');
+    if (file) writeFileSync(file, JSON.stringify(reports, null, 2));
+  })().catch((error: unknown) => {
+    process.stderr.write(`${String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
