@@ -111,6 +111,18 @@ interface Reader {
 
 const partitionKey = (topic: string, partition: number): string => `${topic}:${partition}`;
 
+/**
+ * How long bounds read by {@link KafkaRecordLog.partitions} serve a read whose ranges lie within
+ * them, ms: a replay reads right after asking for them, and a high watermark only grows.
+ */
+const BOUNDS_REUSE_MS = 10_000;
+
+/** A topic's partitions and their bounds, as last read. */
+interface TopicBounds {
+  at: number;
+  partitions: Map<number, { low: number; high: number }>;
+}
+
 /** A {@link RecordLog} over a Kafka cluster; see the module comment. */
 export class KafkaRecordLog implements RecordLog {
   private readonly kafka: Kafka;
@@ -130,6 +142,7 @@ export class KafkaRecordLog implements RecordLog {
   private readerLock: Promise<unknown> = Promise.resolve();
   private idleTimer?: NodeJS.Timeout;
   private lastUsed = Date.now();
+  private readonly boundsByTopic = new Map<string, TopicBounds>();
   /** Figures for tests and benchmarks. */
   readonly stats = { joins: 0, passes: 0, reads: 0, consumers: 0, recordsRead: 0 };
 
@@ -157,12 +170,44 @@ export class KafkaRecordLog implements RecordLog {
     // The replay reads right after these bounds: the consumer's group join overlaps this call.
     this.warm(topics);
     const admin = await this.adminClient();
-    const all = await Promise.all(
-      topics.map(async (topic) =>
-        (await admin.fetchTopicOffsets(topic)).map((held) => ({ topic, partition: held.partition, low: Number(held.low), high: Number(held.high) })),
-      ),
-    );
-    return all.flat();
+    const all = await Promise.all(topics.map((topic) => this.fetchBounds(admin, topic)));
+    return all.flatMap((bounds, i) => [...bounds.partitions].map(([partition, { low, high }]) => ({ topic: topics[i], partition, low, high })));
+  }
+
+  private async fetchBounds(admin: Admin, topic: string): Promise<TopicBounds> {
+    const at = Date.now();
+    // kafkajs's admin keeps a topic's partitions for 5 minutes; the metadata asked for here is fresh.
+    const [fresh, cached] = await Promise.all([admin.fetchTopicMetadata({ topics: [topic] }), admin.fetchTopicOffsets(topic)]);
+    let offsets = cached;
+    if ((fresh.topics[0]?.partitions.length ?? 0) > offsets.length) {
+      // Partitions were added: a new admin client reads them.
+      await this.dropAdmin(admin);
+      offsets = await (await this.adminClient()).fetchTopicOffsets(topic);
+    }
+    const bounds = { at, partitions: new Map(offsets.map((held) => [held.partition, { low: Number(held.low), high: Number(held.high) }])) };
+    this.boundsByTopic.set(topic, bounds);
+    return bounds;
+  }
+
+  /** The bounds of a read's topics: read again unless recent ones hold every range. */
+  private async boundsFor(topics: Set<string>, ranges: readonly OffsetRange[]): Promise<Map<string, TopicBounds>> {
+    const now = Date.now();
+    const out = new Map<string, TopicBounds>();
+    const stale: string[] = [];
+    for (const topic of topics) {
+      const known = this.boundsByTopic.get(topic);
+      const holds = (range: OffsetRange) => {
+        const held = known!.partitions.get(range.partition);
+        return held !== undefined && range.from >= held.low && range.to <= held.high;
+      };
+      if (known && now - known.at < BOUNDS_REUSE_MS && ranges.every((range) => range.topic !== topic || holds(range))) out.set(topic, known);
+      else stale.push(topic);
+    }
+    if (stale.length) {
+      const admin = await this.adminClient();
+      await Promise.all(stale.map(async (topic) => out.set(topic, await this.fetchBounds(admin, topic))));
+    }
+    return out;
   }
 
   async offsetsAt(topics: readonly string[], time: number): Promise<Map<string, number>> {
@@ -217,6 +262,13 @@ export class KafkaRecordLog implements RecordLog {
     const admin = this.admin;
     this.admin = undefined;
     await Promise.allSettled([this.dropReader(), admin?.then((client) => client.disconnect())]);
+  }
+
+  private async dropAdmin(stale: Admin): Promise<void> {
+    const current = this.admin;
+    if (!current || (await current.catch(() => undefined)) !== stale) return;
+    if (this.admin === current) this.admin = undefined;
+    await stale.disconnect().catch(() => undefined);
   }
 
   private adminClient(): Promise<Admin> {
@@ -303,8 +355,9 @@ export class KafkaRecordLog implements RecordLog {
       sessionTimeout: this.settings.sessionTimeoutMs,
       heartbeatInterval: 3000,
       allowAutoTopicCreation: false,
-      // Bounds an idle poll, so a read that starts while every partition is paused waits little.
-      maxWaitTimeInMs: 100,
+      // With every partition paused kafkajs sleeps this long between polls: a read that starts
+      // then waits at most this. Reads never fetch past the high watermark, so no fetch waits it.
+      maxWaitTimeInMs: 20,
       maxBytesPerPartition: 4 * 1024 * 1024,
       maxBytes: 32 * 1024 * 1024,
       retry: { retries: 5, initialRetryTime: 200 },
@@ -407,7 +460,10 @@ export class KafkaRecordLog implements RecordLog {
     const topics = new Set(requests.flatMap((request) => request.ranges.map((range) => range.topic)));
     const started = Promise.all([
       this.readerFor(topics),
-      this.adminClient().then((admin) => Promise.all([...topics].map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) })))),
+      this.boundsFor(
+        topics,
+        requests.flatMap((request) => request.ranges),
+      ),
     ]);
     started.catch(() => undefined);
     // A join that never completes (no broker) must not hold later reads once these gave up.
@@ -416,8 +472,8 @@ export class KafkaRecordLog implements RecordLog {
     let [reader] = ready;
     const [, bounds] = ready;
     const held = new Map<string, { low: number; high: number }>();
-    for (const { topic, offsets } of bounds) {
-      for (const entry of offsets) held.set(partitionKey(topic, entry.partition), { low: Number(entry.low), high: Number(entry.high) });
+    for (const [topic, { partitions }] of bounds) {
+      for (const [partition, limits] of partitions) held.set(partitionKey(topic, partition), limits);
     }
     if ([...held.keys()].some((key) => !reader.assigned.has(key))) {
       // Partitions were added since the consumer joined: kafkajs would see them only at its next

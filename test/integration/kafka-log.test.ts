@@ -225,6 +225,18 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
     expect(log.stats.consumers).toBe(2);
   });
 
+  it('keeps a consumer frozen for less than its session timeout: the next read needs no new join', async () => {
+    const topic = await newTopic(1);
+    await fill(topic, 1, 4, Date.now() - 10_000);
+    const log = open({ sessionTimeoutMs: 30_000 });
+    expect(values(await log.read([{ topic, partition: 0, from: 0, to: 1 }]))).toEqual(['0:0:p0-0']);
+    const frozenUntil = Date.now() + 7000;
+    while (Date.now() < frozenUntil);
+    expect(values(await log.read([{ topic, partition: 0, from: 2, to: 4 }]))).toEqual(['0:2:p0-2', '0:3:p0-3']);
+    expect(log.stats.consumers).toBe(1);
+    expect(log.stats.joins).toBe(1);
+  });
+
   it('adds a topic a read names to the consumer', async () => {
     const [one, two] = [await newTopic(1), await newTopic(1)];
     await fill(one, 1, 3, Date.now() - 10_000);
