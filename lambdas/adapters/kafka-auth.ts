@@ -2,15 +2,14 @@
  * How a function that reads Kafka itself (the replay reader, ../handlers/replay.ts) signs in to
  * the brokers, for each way the stack's event source mapping does (infra/config.ts `kafkaAuth`):
  * - `iam` (MSK): SASL/OAUTHBEARER with an MSK IAM token, a SigV4-presigned
- *   `kafka-cluster:Connect` URL signed with the function role's credentials (what AWS's
- *   aws-msk-iam-sasl-signer-js makes; kafkajs's own `aws` mechanism is not MSK's and is refused);
+ *   `kafka-cluster:Connect` URL signed with the function role's credentials by AWS's
+ *   aws-msk-iam-sasl-signer-js (kafkajs's own `aws` mechanism is not MSK's and is refused);
  * - `sasl-scram-512`, `sasl-scram-256`, `basic` (SASL/PLAIN): the `username` and `password` of the
  *   Secrets Manager secret the event source mapping uses;
  * - `none`: no SASL and no TLS (brokers reachable only inside a VPC).
  * Every SASL mode runs over TLS, as Lambda's event source mapping requires.
  */
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
+import { generateAuthTokenFromCredentialsProvider } from 'aws-msk-iam-sasl-signer-js';
 import type { SASLOptions } from 'kafkajs';
 import { ConfigError } from '../core/errors';
 import type { Credentials } from './signed-http';
@@ -79,47 +78,19 @@ export function kafkaSecurity(auth: KafkaAuthMode, inputs: KafkaSecurityInputs):
   return { ssl: true, sasl: { mechanism, username: credentials.username, password: credentials.password } };
 }
 
-/** Longest life of an MSK IAM token, seconds (MSK's and the AWS signer library's). */
-const TOKEN_MAX_SECONDS = 900;
-
 /** Options of {@link mskIamToken}. */
 export interface MskIamTokenOptions {
   /** The cluster's region. */
   region: string;
   /** The signing credentials (the function role's). */
   credentials: Credentials;
-  /** Signing time, epoch ms. Default now. */
-  now?: number;
-  /** Sent as the `User-Agent` query parameter, which MSK logs. Default `iot-live-dashboard-replay`. */
-  userAgent?: string;
-}
-
-/** RFC 3986 escaping, as the SDK's `escapeUri` (encodeURIComponent leaves `!'()*`). */
-function escapeUri(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /**
- * An MSK IAM token: `GET https://kafka.{region}.amazonaws.com/?Action=kafka-cluster:Connect`
- * presigned with SigV4 for service `kafka-cluster`, for at most 15 minutes and never past the
- * credentials' expiry, then a `User-Agent` parameter, the URL base64url-encoded without padding.
+ * An MSK IAM token: a `kafka-cluster:Connect` URL presigned with SigV4 for 15 minutes,
+ * base64url-encoded, made by AWS's signer library for MSK IAM.
  */
 export async function mskIamToken(options: MskIamTokenOptions): Promise<string> {
-  const now = options.now ?? Date.now();
-  const { credentials, region } = options;
-  const hostname = `kafka.${region}.amazonaws.com`;
-  const left = credentials.expiration ? Math.floor((credentials.expiration.getTime() - now) / 1000) : TOKEN_MAX_SECONDS;
-  const expiresIn = Math.max(1, Math.min(TOKEN_MAX_SECONDS, left));
-  const signer = new SignatureV4({ service: 'kafka-cluster', region, credentials, sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
-  const signed = await signer.presign(
-    { method: 'GET', protocol: 'https:', hostname, path: '/', headers: { host: hostname }, query: { Action: 'kafka-cluster:Connect' } },
-    { expiresIn, signingDate: new Date(now) },
-  );
-  const query: Record<string, string> = {};
-  for (const [key, value] of Object.entries(signed.query ?? {})) if (typeof value === 'string') query[key] = value;
-  query['User-Agent'] = options.userAgent ?? 'iot-live-dashboard-replay';
-  const search = Object.entries(query)
-    .map(([key, value]) => `${escapeUri(key)}=${escapeUri(value)}`)
-    .join('&');
-  return Buffer.from(`https://${hostname}/?${search}`, 'utf8').toString('base64url');
+  const { token } = await generateAuthTokenFromCredentialsProvider({ region: options.region, awsCredentialsProvider: async () => options.credentials });
+  return token;
 }
