@@ -29,6 +29,7 @@ import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions, type St
 import { DeviceSimulator } from '../local/simulator';
 import { runResumeClients, type ResumeOutcome, type ResumeWorkerCommand, type ResumeWorkerReply } from './resume-clients';
 import { summariseProfile, type ProfileSummary } from './resume-profile';
+import { runReplayCost, type ReplayCostReport } from './replay-cost';
 import { round, sleep } from './stats';
 import { DEFAULT_MIX, makeClients, mixSummary, type BenchDevice } from './workload';
 
@@ -116,8 +117,13 @@ export interface ResumeReport {
   duplicatesTotal: number;
   resumersWithDuplicates: number;
   liveDuplicates: number;
-  /** Against each resumer's never-cut twin over the records stamped from the before phase to the end. */
+  /**
+   * Against each resumer's never-cut twin over the records stamped from the before phase to the
+   * end, for the resumers replayed to (a resumer told it was too far behind gets the snapshot, not
+   * the gap: its records lacking are {@link missedPastWindow}, by contract).
+   */
   missedTotal: number;
+  missedPastWindow: number;
   resumersMissing: number;
   extraTotal: number;
   comparedRecords: number;
@@ -445,6 +451,8 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
       for (let i = 0; i < flat.length; i += 2) out.set(flat[i], flat[i + 1]);
       return out;
     };
+    const pastWindow = new Set(resumeReport.outcomes.filter((o) => o.tooFarBehind > 0).map((o) => o.index - 1000));
+    let missedPastWindow = 0;
     for (const index of twins) {
       const twin = liveReport.offsets[index] ?? {};
       const resumer = resumeReport.offsets[1000 + index] ?? {};
@@ -455,6 +463,10 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
         comparedRecords += should.size;
         for (const [offset, stamp] of should) {
           if (had.has(offset)) continue;
+          if (pastWindow.has(index)) {
+            missedPastWindow++;
+            continue;
+          }
           missed++;
           count(missedBy, name, stamp);
           if (missedExamples.length < 5) missedExamples.push(`resumer ${index} lacks ${name}:${offset} stamped ${stamp - reconnectAt} ms from the reconnect`);
@@ -526,6 +538,7 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
       resumersWithDuplicates: duplicates.filter((d) => d > 0).length,
       liveDuplicates: liveReport.liveDuplicates,
       missedTotal,
+      missedPastWindow,
       resumersMissing,
       extraTotal,
       comparedRecords,
@@ -579,11 +592,18 @@ export interface ResumeCasesOptions {
   log?: (line: string) => void;
 }
 
+/** The resume scenario's results: the cases, and the replay core's CPU against the prototype (bench/replay-cost.ts). */
+export interface ResumeResults {
+  cases: ResumeReport[];
+  replayCore: ReplayCostReport[];
+}
+
 /**
  * The cases of issue 20: cuts of 10 and 30 s on the embedded feed, each again beside a
- * busy-looping process, and the same on Kafka when brokers are given. A quick run: one small case.
+ * busy-looping process, and the same on Kafka when brokers are given; then the replay core's CPU
+ * alone for cuts of 10 and 20 s. A quick run: one small case.
  */
-export async function runResumeCases(options: ResumeCasesOptions = {}): Promise<ResumeReport[]> {
+export async function runResumeCases(options: ResumeCasesOptions = {}): Promise<ResumeResults> {
   const feeds: (string[] | undefined)[] = [undefined, ...(options.kafka ? [options.kafka] : [])];
   const plan: ResumeBenchOptions[] = options.quick
     ? [{ live: 40, resumers: 20, rate: 200, devices: 100, cutS: 3, phaseS: 3 }]
@@ -593,16 +613,22 @@ export async function runResumeCases(options: ResumeCasesOptions = {}): Promise<
           { cutS, kafka, neighbour: true },
         ]),
       );
-  const reports: ResumeReport[] = [];
-  for (const c of plan) reports.push(await runResumeBench({ ...c, log: options.log }));
-  return reports;
+  const cases: ResumeReport[] = [];
+  for (const c of plan) cases.push(await runResumeBench({ ...c, log: options.log }));
+  const replayCore: ReplayCostReport[] = [];
+  for (const cutS of options.quick ? [3] : [10, 20]) {
+    replayCore.push(await runReplayCost(cutS, options.quick ? 20 : 100, options.quick ? 1 : 5));
+    const r = replayCore[replayCore.length - 1];
+    options.log?.(`resume: replay core, cut ${cutS} s: ${r.medianCurrentMs} ms CPU for ${r.resumes} resumes, prototype ${r.medianPrototypeMs} ms, same records ${r.sameRecordsInOrder}`);
+  }
+  return { cases, replayCore };
 }
 
 const fmt = (n: number) => (Number.isFinite(n) ? n.toLocaleString('en-US') : '–');
 const spread = (s: Summary) => `${fmt(s.p50)} / ${fmt(s.p95)} / ${fmt(s.max)}`;
 
-/** The markdown section of the resume cases. */
-export function resumeMarkdown(reports: readonly ResumeReport[]): string[] {
+/** The markdown section of the resume scenario. */
+export function resumeMarkdown({ cases: reports, replayCore }: ResumeResults): string[] {
   if (!reports.length) return [];
   const r0 = reports[0];
   const lines = [
@@ -626,7 +652,7 @@ export function resumeMarkdown(reports: readonly ResumeReport[]): string[] {
       `| ${r.label} | ${fmt(r.resumed)} of ${fmt(r.resumers)}${r.tooFarBehind ? ` (${fmt(r.tooFarBehind)} too far behind)` : ''} | ${spread(r.resumedMs)} | ${spread(r.caughtUpMs)} | ` +
         `${spread(r.replayedPerClient)} | ${fmt(r.replayedTotal)} (${fmt(r.scannedTotal)}) | ${fmt(r.replayedPerSecond)} | ` +
         `${fmt(l.before.p95)} / ${fmt(l.away.p95)} / ${fmt(l.burst.p95)} / ${fmt(l.after.p95)} | ${fmt(round(l.burst.p95 / l.before.p95, 1))}× | ` +
-        `${fmt(r.duplicatesTotal)} (${fmt(r.resumersWithDuplicates)}) | ${fmt(r.missedTotal)} / ${fmt(r.comparedRecords)} | ${fmt(r.load.before.runtimeCpuPercent)} / ${fmt(r.load.burst.runtimeCpuPercent)} | ` +
+        `${fmt(r.duplicatesTotal)} (${fmt(r.resumersWithDuplicates)}) | ${fmt(r.missedTotal)} / ${fmt(r.comparedRecords)}${r.missedPastWindow ? ` (+ ${fmt(r.missedPastWindow)} of clients too far behind, by contract)` : ''} | ${fmt(r.load.before.runtimeCpuPercent)} / ${fmt(r.load.burst.runtimeCpuPercent)} | ` +
         `${fmt(r.load.burst.descendantsCpuPercent)} | ${fmt(r.load.burst.loopDelayMaxMs)} | ${fmt(r.rssBeforeMB)} / ${fmt(r.rssPeakMB)} | ${fmt(r.load.before.machineBusyPercent)} / ${fmt(r.load.burst.machineBusyPercent)}, ${r.loadAverage.join(' → ')} |`,
     );
   }
@@ -669,6 +695,22 @@ export function resumeMarkdown(reports: readonly ResumeReport[]): string[] {
         p.phases.slice(0, 8).map((row) => `${row.name} ${row.percent} %`).join(', ') + '.',
     );
   }
+  if (replayCore.length) {
+    lines.push(
+      '',
+      'The replay core alone (bench/replay-cost.ts): CPU of one process for the resumes of the default mix at once against the embedded window filled at ' +
+        '1,000 readings/s, `replayAfter` as it is (decoded records shared) against a prototype that keeps decoded records by partition and offset (no log ' +
+        'read and no cursor string for a held record) and filters each partition before merging; median of the rounds.',
+      '',
+      '| Cut | resumes | records scanned / replayed (a round) | replayAfter ms (per resume) | prototype ms (per resume) | same records, same order |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...replayCore.map(
+        (r) =>
+          `| ${r.cutS} s | ${fmt(r.resumes)} | ${fmt(r.rounds[0].scanned)} / ${fmt(r.rounds[0].replayed)} | ${fmt(r.medianCurrentMs)} (${fmt(r.perResumeCurrentMs)}) | ` +
+          `${fmt(r.medianPrototypeMs)} (${fmt(r.perResumePrototypeMs)}) | ${r.sameRecordsInOrder ? 'yes' : '**no**'} |`,
+      ),
+    );
+  }
   lines.push('');
   return lines;
 }
@@ -697,10 +739,23 @@ function parseArgs(argv: string[]): ResumeBenchOptions {
   return options;
 }
 
+const argAfter = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? Number(process.argv[at + 1]) : fallback;
+};
+
 if (process.argv[2] === '--runtime-child') {
   runtimeChild(JSON.parse(process.argv[3] ?? '{}') as Omit<LocalRuntimeOptions, 'log'>);
 } else if (process.argv[2] === '--clients-child') {
   runResumeClients();
+} else if (process.argv[2] === '--replay-cost' && require.main === module) {
+  runReplayCost(argAfter('--cut', 10), argAfter('--clients', 100), argAfter('--rounds', 5)).then(
+    (report) => console.log(JSON.stringify(report, null, 2)),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
 } else if (require.main === module) {
   let options: ResumeBenchOptions;
   try {

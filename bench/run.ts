@@ -30,7 +30,7 @@ import { runIsolated } from './isolated';
 import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
 import { runOperatorsBench, type OperatorsReport, type OperatorsRuntimeOptions } from './operators';
-import { resumeMarkdown, runResumeCases, type ResumeReport } from './resume';
+import { resumeMarkdown, runResumeCases, type ResumeResults } from './resume';
 import type { PostCostReport } from './post-cost';
 import type { DynamoCostReport } from './dynamo-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
@@ -84,7 +84,7 @@ export interface BenchResults {
   /** Issue 18: 1,000 operators opened at 500/s, each with its own subscriptions, then the steady state. */
   operators?: { cases: OperatorsCase[]; targets: TargetCheck[] };
   /** Issue 20: 100 clients resuming at once beside live ones, after cuts of 10 and 30 s. */
-  resume?: ResumeReport[];
+  resume?: ResumeResults;
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
