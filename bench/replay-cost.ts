@@ -39,9 +39,20 @@ interface Lane {
 /** The prototype's cache: by partition, then offset. */
 class DecodedByOffset {
   readonly lanes = new Map<string, Lane>();
+  private filling: Promise<void> = Promise.resolve();
 
-  /** Decodes what the ranges hold that is not held yet (only the tail here: replays read up to the high watermark). */
-  async fill(log: RecordLog, ranges: readonly OffsetRange[]): Promise<void> {
+  /**
+   * Decodes what the ranges hold that is not held yet. One fill at a time: concurrent resumes
+   * wait for the read under way and then find their ranges held, instead of each reading them.
+   */
+  fill(log: RecordLog, ranges: readonly OffsetRange[]): Promise<void> {
+    const run = this.filling.then(() => this.fillNow(log, ranges));
+    this.filling = run.catch(() => {});
+    return run;
+  }
+
+  /** Only the tail is read when a lane is held: replays read up to the high watermark. */
+  private async fillNow(log: RecordLog, ranges: readonly OffsetRange[]): Promise<void> {
     const missing: OffsetRange[] = [];
     for (const range of ranges) {
       const lane = this.lanes.get(`${range.topic}:${range.partition}`);
