@@ -248,7 +248,11 @@ function openClient(url: string, client: Client, timeoutMs: number, resume?: Rec
       response.resume();
     });
     socket.on('error', (error: Error & { code?: string }) => finish(`error ${error.code ?? error.message}`));
-    socket.on('close', (code) => finish(`close ${code}`));
+    socket.on('close', (code) => {
+      finish(`close ${code}`);
+      // A resumer's socket closed before every `resumed` (the gateway cuts a client that stops reading).
+      if (client.outcome && client.socket === socket && client.outcome.resumedMs === undefined) client.outcome.failure ??= `close ${code} before resumed`;
+    });
     socket.on('message', (data) => {
       const text = data.toString();
       onFrame(client, text);
