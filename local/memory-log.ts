@@ -43,7 +43,8 @@ export class MemoryRecordLog implements RecordLog {
       for (const record of list) {
         const held = this.partitionOf(record.topic, record.partition);
         if (record.offset < held.high) continue;
-        held.records.push({ offset: record.offset, timestamp: record.timestamp, value: record.value });
+        // Decoded once here, not on every read: many resumes read the same records.
+        held.records.push({ offset: record.offset, timestamp: record.timestamp, value: Buffer.from(record.value, 'base64').toString('utf8') });
         held.high = record.offset + 1;
       }
     }
@@ -84,7 +85,7 @@ export class MemoryRecordLog implements RecordLog {
           partition: held.partition,
           offset,
           timestamp: record.timestamp,
-          value: Buffer.from(record.value, 'base64').toString('utf8'),
+          value: record.value,
         });
       }
     }

@@ -52,6 +52,29 @@ import { KafkaRecordLog } from '../lambdas/adapters/kafka-log';
 
 /** How often the simulated devices read, ms: the embedded feed's batches are no further apart. */
 const EMBEDDED_TICK_MS = 20;
+/** Replays read at once in this process; the others wait their turn. */
+const MAX_CONCURRENT_REPLAYS = 4;
+
+/** Runs at most `limit` tasks at once, the others in the order they came. */
+class Semaphore {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
 /** Partitions of each topic of the embedded feed. */
 const EMBEDDED_PARTITIONS = 3;
 
@@ -247,10 +270,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     let recordLog: RecordLog | undefined = memoryLog;
     // Records decoded once for every client that resumes over them.
     const cache = new DecodedRecords();
-    const replay: Replayer = async (request) =>
-      recordLog
-        ? replayAfter(recordLog, request, { windowMs: window.ms, windowRecords: window.records, cache })
-        : { tooFarBehind: true, reason: 'the log is not ready' };
+    // A few replays at a time: the stream handler shares this process, and a burst of resumes
+    // (a plant's Wi-Fi coming back) must not hold its batches back.
+    const replaying = new Semaphore(MAX_CONCURRENT_REPLAYS);
+    const replay: Replayer = async (request) => {
+      if (!recordLog) return { tooFarBehind: true, reason: 'the log is not ready' };
+      const log = recordLog;
+      return replaying.run(() => replayAfter(log, request, { windowMs: window.ms, windowRecords: window.records, cache }));
+    };
     const sessions = {
       connections,
       index,
@@ -509,6 +536,8 @@ function startEmbeddedFeed(
   let running: Promise<unknown> = Promise.resolve();
   let alertsRunning: Promise<unknown> = Promise.resolve();
   let busy = false;
+  let alertsPending: KafkaRecordInput[] = [];
+  let alertsBusy = false;
   const partitions = EMBEDDED_PARTITIONS;
   const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
   const failed = (error: unknown) => log.warn('simulated batch failed', { error: errorMessage(error) });
@@ -524,6 +553,20 @@ function startEmbeddedFeed(
         flush();
       });
   };
+  // Alerts the same way on their own lane: one invocation at a time, with every alert that came
+  // meanwhile, so that a slow lane grows its batches instead of a queue of invocations.
+  const flushAlerts = () => {
+    if (alertsBusy || alertsPending.length === 0) return;
+    const records = alertsPending;
+    alertsPending = [];
+    alertsBusy = true;
+    alertsRunning = publish(records)
+      .catch(failed)
+      .finally(() => {
+        alertsBusy = false;
+        flushAlerts();
+      });
+  };
   const timer = setInterval(() => {
     carry += (readingsPerSecond * tickMs) / 1000;
     const count = Math.floor(carry);
@@ -531,16 +574,15 @@ function startEmbeddedFeed(
     carry -= count;
     const { readings, alerts } = simulator.next(count);
     for (const r of readings) pending.push({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) });
-    if (alerts.length) {
-      const records = alerts.map((a) => ({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) }));
-      alertsRunning = publish(records).catch(failed);
-    }
+    for (const a of alerts) alertsPending.push({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) });
+    flushAlerts();
     flush();
   }, tickMs);
   timer.unref();
   return async () => {
     clearInterval(timer);
     pending = [];
+    alertsPending = [];
     await Promise.all([running, alertsRunning]);
   };
 }

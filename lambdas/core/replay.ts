@@ -4,12 +4,14 @@
  * subscription's filter and sites applied, in order per partition.
  *
  * Where each partition's replay starts:
- * - a partition the client names starts after its cursor;
- * - every partition, named or not, starts no earlier than when the client was last current: the
- *   newest record it names, less {@link DEFAULT_SKEW_MS} for partitions read at different paces.
- *   Before that the connection was receiving, so a partition the client does not name (it never
- *   got a record of it) had nothing for it, and a named one that was quiet for this filter is not
- *   read back from its old cursor.
+ * - a partition the client names starts after its cursor: every record after it, however late its
+ *   partition was delivered compared with the others;
+ * - a partition the client does not name (it never got a record of it, or none lately) starts when
+ *   the client was last current: the newest record it names, less {@link DEFAULT_SKEW_MS} for
+ *   partitions delivered at different paces. Before that the connection was receiving, so such a
+ *   partition had nothing for it;
+ * - a named partition whose cursor is older than the window, but whose records since the client
+ *   was last current are inside it, was only quiet for this filter: it starts as an unnamed one.
  *
  * A replay ends at each partition's high watermark read after the subscription's index entries
  * were written: every later record is found by the stream's index lookup, so nothing falls in
@@ -48,34 +50,98 @@ export interface ReplayOptions {
   cache?: DecodedRecords;
 }
 
+/** One partition's decoded records from `base` on, with their log times. */
+interface Lane {
+  base: number;
+  records: (StreamRecord | null)[];
+  times: number[];
+}
+
 /**
- * Decoded records by cursor, the oldest forgotten first. A Kafka record never changes, so when many
- * clients resume at once (a plant's Wi-Fi comes back) each record is parsed and validated once.
+ * Decoded records by partition, each a run of consecutive offsets, the oldest forgotten first. A
+ * Kafka record never changes, so when many clients resume at once (a plant's Wi-Fi comes back) each
+ * record is read, parsed and validated once: a resume reads from the log only the offsets no
+ * earlier resume has, and fills run one at a time so that concurrent resumes wait for one read
+ * instead of each making its own.
  */
 export class DecodedRecords {
-  private readonly byCursor = new Map<string, StreamRecord | null>();
+  private readonly lanes = new Map<string, Lane>();
+  private filling: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly capacity = 50_000) {}
+  /** `perPartition`: records kept per partition; default twice the window's. */
+  constructor(private readonly perPartition = 2 * LIMITS.resumeWindowRecords) {}
 
-  get size(): number {
-    return this.byCursor.size;
+  /** Makes every offset of `ranges` held, reading what is not. */
+  fill(log: RecordLog, ranges: readonly OffsetRange[]): Promise<void> {
+    const run = this.filling.then(async () => {
+      const missing: OffsetRange[] = [];
+      for (const range of ranges) {
+        const lane = this.lanes.get(`${range.topic}:${range.partition}`);
+        const end = lane ? lane.base + lane.records.length : -1;
+        // Held runs grow at their end; a range before or past a run starts a new one.
+        const from = lane && range.from >= lane.base && range.from <= end ? end : range.from;
+        if (from < range.to) missing.push({ ...range, from });
+      }
+      if (!missing.length) return;
+      const logged = await log.read(missing);
+      let decoded = 0;
+      for (const range of missing) {
+        const name = `${range.topic}:${range.partition}`;
+        let lane = this.lanes.get(name);
+        if (!lane || lane.base + lane.records.length !== range.from) this.lanes.set(name, (lane = { base: range.from, records: [], times: [] }));
+      }
+      for (const entry of logged) {
+        const lane = this.lanes.get(`${entry.topic}:${entry.partition}`)!;
+        // An offset the log skipped (a transaction marker, a compacted record) holds nothing.
+        while (lane.base + lane.records.length < entry.offset) {
+          lane.records.push(null);
+          lane.times.push(entry.timestamp);
+        }
+        if (lane.base + lane.records.length !== entry.offset) continue;
+        lane.records.push(decode(entry) ?? null);
+        lane.times.push(entry.timestamp);
+        if (++decoded % YIELD_EVERY === 0) await yieldToLoop();
+      }
+      for (const range of missing) this.trim(this.lanes.get(`${range.topic}:${range.partition}`)!);
+    });
+    this.filling = run.catch(() => undefined);
+    return run;
   }
 
-  /** The record at this cursor, decoding it on first use; undefined for a value that is not a valid record. */
-  of(logged: LoggedRecord): StreamRecord | undefined {
-    const cursor = cursorOf(logged.topic, logged.partition, logged.offset);
-    let record = this.byCursor.get(cursor);
-    if (record === undefined) {
-      record = decode(logged, cursor) ?? null;
-      this.byCursor.set(cursor, record);
-      if (this.byCursor.size > this.capacity) this.byCursor.delete(this.byCursor.keys().next().value!);
+  /** The held records of `range` that match `filter`, with their log times. */
+  async matches(range: OffsetRange, filter: NormalisedFilter, out: Match[]): Promise<number> {
+    const lane = this.lanes.get(`${range.topic}:${range.partition}`);
+    if (!lane) return 0;
+    const name = `${range.topic}:${range.partition}`;
+    const from = Math.max(range.from, lane.base);
+    const to = Math.min(range.to, lane.base + lane.records.length);
+    for (let offset = from; offset < to; offset++) {
+      const record = lane.records[offset - lane.base];
+      if (record && matchesFilter(filter, record)) out.push({ record, timestamp: lane.times[offset - lane.base], lane: name });
+      if ((offset - from + 1) % YIELD_EVERY === 0) await yieldToLoop();
     }
-    return record ?? undefined;
+    return Math.max(0, to - from);
+  }
+
+  private trim(lane: Lane): void {
+    const over = lane.records.length - this.perPartition;
+    if (over <= 0) return;
+    lane.records = lane.records.slice(over);
+    lane.times = lane.times.slice(over);
+    lane.base += over;
   }
 }
 
+/** Lets the event loop run: decoding a window is tens of milliseconds, and live frames may be waiting. */
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** How far apart in time two partitions may be delivered; see the module comment. */
-export const DEFAULT_SKEW_MS = 5000;
+export const DEFAULT_SKEW_MS = 30_000;
+
+/** Records decoded between two yields to the event loop, which may be carrying live traffic too. */
+const YIELD_EVERY = 2000;
 
 const TOPIC_OF_TYPE = { device_data: TOPICS.deviceData, alert: TOPICS.alerts } as const;
 
@@ -89,7 +155,7 @@ function splitName(name: string): { topic: string; partition: number } {
 }
 
 /** A logged record as a pushed record, or undefined when its value is not a valid record. */
-function decode(logged: LoggedRecord, cursor: string): StreamRecord | undefined {
+function decode(logged: LoggedRecord): StreamRecord | undefined {
   let value: unknown;
   try {
     value = JSON.parse(logged.value ?? '');
@@ -98,30 +164,36 @@ function decode(logged: LoggedRecord, cursor: string): StreamRecord | undefined 
   }
   const parsed = parseRecord(logged.topic, value);
   if (!parsed.ok) return undefined;
-  parsed.record.cursor = cursor;
+  parsed.record.cursor = cursorOf(logged.topic, logged.partition, logged.offset);
   return parsed.record;
+}
+
+/** A record to replay, with its log time and partition. */
+interface Match {
+  record: StreamRecord;
+  timestamp: number;
+  lane: string;
 }
 
 /**
  * Merges partitions by record time, each partition's records staying in offset order: a client
  * sees the replay roughly as it would have seen it live.
  */
-function mergeByTime(records: readonly LoggedRecord[]): LoggedRecord[] {
-  const lanes = new Map<string, LoggedRecord[]>();
-  for (const record of records) {
-    const name = `${record.topic}:${record.partition}`;
-    let lane = lanes.get(name);
-    if (!lane) lanes.set(name, (lane = []));
-    lane.push(record);
+function mergeByTime(matches: readonly Match[]): StreamRecord[] {
+  const lanes = new Map<string, Match[]>();
+  for (const match of matches) {
+    let lane = lanes.get(match.lane);
+    if (!lane) lanes.set(match.lane, (lane = []));
+    lane.push(match);
   }
   const heads = [...lanes.values()].map((lane) => ({ lane, at: 0 }));
-  const out: LoggedRecord[] = [];
-  while (out.length < records.length) {
+  const out: StreamRecord[] = [];
+  while (out.length < matches.length) {
     let best: (typeof heads)[number] | undefined;
     for (const head of heads) {
       if (head.at < head.lane.length && (!best || head.lane[head.at].timestamp < best.lane[best.at].timestamp)) best = head;
     }
-    out.push(best!.lane[best!.at++]);
+    out.push(best!.lane[best!.at++].record);
   }
   return out;
 }
@@ -158,21 +230,23 @@ export async function replayAfter(log: RecordLog, request: ReplayRequest, option
   for (const held of bounds) {
     if (!wanted.includes(held.topic)) continue;
     const name = `${held.topic}:${held.partition}`;
-    const cursor = resume.get(name);
-    const start = Math.max(cursor === undefined ? held.low : cursor + 1, sinceAt.get(name) ?? held.low);
-    if (start >= held.high) continue;
     const windowStart = Math.max(held.low, held.high - windowRecords, windowAt.get(name) ?? held.low);
+    const cursor = resume.get(name);
+    const fromSince = Math.max(held.low, sinceAt.get(name) ?? held.low);
+    let start = cursor === undefined ? fromSince : cursor + 1;
+    // A cursor past the window on a partition that has nothing since the client was last current
+    // outside the window was only quiet for this filter.
+    if (start < windowStart && cursor !== undefined && fromSince >= windowStart) start = fromSince;
+    if (start >= held.high) continue;
     if (start < windowStart) {
       return tooFar(`${name} is ${held.high - start} records behind; the window holds ${held.high - windowStart}`);
     }
     ranges.push({ topic: held.topic, partition: held.partition, from: start, to: held.high });
   }
-  const logged = ranges.length ? await log.read(ranges) : [];
-  const records: StreamRecord[] = [];
-  const cache = options.cache ?? new DecodedRecords(logged.length);
-  for (const entry of mergeByTime(logged)) {
-    const record = cache.of(entry);
-    if (record && matchesFilter(filter, record)) records.push(record);
-  }
-  return { tooFarBehind: false, records, scanned: logged.length };
+  const cache = options.cache ?? new DecodedRecords();
+  await cache.fill(log, ranges);
+  const matches: Match[] = [];
+  let scanned = 0;
+  for (const range of ranges) scanned += await cache.matches(range, filter, matches);
+  return { tooFarBehind: false, records: mergeByTime(matches), scanned };
 }

@@ -3,7 +3,8 @@
  * (local/memory-log.ts): where each partition's replay starts, the recovery window, the filter
  * and sites, and the order.
  */
-import { replayAfter, type ReplayResult } from '../../lambdas/core/replay';
+import { DecodedRecords, replayAfter, type ReplayResult } from '../../lambdas/core/replay';
+import type { OffsetRange, RecordLog } from '../../lambdas/core/ports';
 import { normaliseFilter, narrowToSites } from '../../lambdas/core/filter';
 import type { Filter, StreamRecord } from '../../lambdas/core/protocol';
 import { MemoryRecordLog } from '../../local/memory-log';
@@ -61,7 +62,7 @@ describe('replayAfter', () => {
   it('starts a partition the client never named when the client was last current, not at its beginning', async () => {
     const { clock, produce, reading, replay } = setUp();
     produce([reading(2)]);
-    clock.now += 30_000;
+    clock.now += 60_000;
     produce([reading(0)]);
     // The client last saw device-data:0:0; partition 2's old record came before that.
     produce([reading(2), reading(1)]);
@@ -111,5 +112,35 @@ describe('replayAfter', () => {
     const result = await replay({}, { 'device-data:0': 0 });
     expect(cursors(result)).toEqual(['device-data:0:3']);
     expect(result).toMatchObject({ scanned: 3 });
+  });
+
+  it('replays every record after a named cursor, even of a partition delivered far behind the others', async () => {
+    const { clock, produce, reading, replay } = setUp();
+    produce([{ topic: 'alerts', partition: 0, value: alertRecord('pump-1') }]);
+    // Alerts logged long before the newest reading the client got, delivered late by their lane.
+    produce([{ topic: 'alerts', partition: 0, value: alertRecord('pump-1') }, { topic: 'alerts', partition: 0, value: alertRecord('pump-1') }]);
+    clock.now += 90_000;
+    produce([reading(0)]);
+    expect(cursors(await replay({}, { 'alerts:0': 0, 'device-data:0': 0 }))).toEqual(['alerts:0:1', 'alerts:0:2']);
+  });
+
+  it('reads each record from the log once for resumes that share their decoded records', async () => {
+    const { clock, log, produce, reading, replay } = setUp();
+    produce([reading(0), reading(1)]);
+    produce(Array.from({ length: 300 }, (_, i) => reading(i % 3)));
+    const reads: OffsetRange[][] = [];
+    const counting: RecordLog = { ...log, partitions: (t) => log.partitions(t), offsetsAt: (t, at) => log.offsetsAt(t, at), read: (r) => (reads.push([...r]), log.read(r)) };
+    const cache = new DecodedRecords();
+    const filter = narrowToSites(normaliseFilter({ types: ['device_data'] }), ['*'])!;
+    const once = (resume: Record<string, number>) => replayAfter(counting, { filter, resume: new Map(Object.entries(resume)) }, { cache, now: clock.now });
+    const results = await Promise.all(Array.from({ length: 20 }, () => once({ 'device-data:0': 0, 'device-data:1': 0 })));
+    for (const result of results) expect(cursors(result)).toEqual(cursors(await replay({ types: ['device_data'] }, { 'device-data:0': 0, 'device-data:1': 0 })));
+    // Each resume reads its cursor records; the window's records were read once for all twenty.
+    const bulk = reads.filter((ranges) => ranges.some((range) => range.to - range.from > 1));
+    expect(bulk).toHaveLength(1);
+    produce([reading(2)]);
+    await once({ 'device-data:0': 0, 'device-data:1': 0 });
+    // A later resume reads only what was logged since.
+    expect(reads.at(-1)).toEqual([{ topic: 'device-data', partition: 2, from: 100, to: 101 }]);
   });
 });
