@@ -107,7 +107,7 @@ function childCpu(): Map<string, number> {
           ? 'dynalite'
           : cmdline.includes('flooder')
             ? 'flooder'
-            : cmdline.includes('for (;;)')
+            : cmdline.includes('process.ppid')
               ? 'busy'
               : `pid ${pid}`;
       // utime + stime, in clock ticks of 10 ms.
@@ -141,7 +141,11 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     statusIntervalMs: 0,
     jwtSecret: secret,
   });
-  const busy = opts.busyLoop ? spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }) : undefined;
+  // The busy loop ends itself once orphaned (this process crashed or was killed): it checks its
+  // parent every ten million turns, so it stays a pure CPU load.
+  const busy = opts.busyLoop
+    ? spawn(process.execPath, ['-e', 'for (let i = 0; ; i++) if (i % 1e7 === 0 && process.ppid === 1) process.exit(0);'], { stdio: 'ignore' })
+    : undefined;
   let flooder: Awaited<ReturnType<typeof startFlooder>> | undefined;
   try {
     const victimToken = await mintToken(secret, { sub: 'victim', sites: ['plant-a'] }, '1h');

@@ -210,6 +210,8 @@ export async function startFlooder(plan: FloodPlan): Promise<Flooder> {
 }
 
 if (require.main === module) {
+  // The process that started this one is gone (its end of stdin closed): so is the flood.
+  process.stdin.once('end', () => process.exit(0));
   run(JSON.parse(process.argv[2]) as FloodPlan).then(
     (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
     (error: unknown) => {
