@@ -71,38 +71,62 @@ export class DecodedRecords {
   /** `perPartition`: records kept per partition; default twice the window's. */
   constructor(private readonly perPartition = 2 * LIMITS.resumeWindowRecords) {}
 
-  /** Makes every offset of `ranges` held, reading what is not. */
+  /**
+   * Makes every offset of `ranges` held, reading what is not. A partition's run only grows, at
+   * either end, so that a resume still reading its records never finds them gone.
+   */
   fill(log: RecordLog, ranges: readonly OffsetRange[]): Promise<void> {
     const run = this.filling.then(async () => {
       const missing: OffsetRange[] = [];
       for (const range of ranges) {
-        const lane = this.lanes.get(`${range.topic}:${range.partition}`);
-        const end = lane ? lane.base + lane.records.length : -1;
-        // Held runs grow at their end; a range before or past a run starts a new one.
-        const from = lane && range.from >= lane.base && range.from <= end ? end : range.from;
-        if (from < range.to) missing.push({ ...range, from });
+        if (range.from >= range.to) continue;
+        const name = `${range.topic}:${range.partition}`;
+        let lane = this.lanes.get(name);
+        // A run far behind the range is of no use to any resume in the window: start afresh.
+        if (lane && range.from > lane.base + lane.records.length + this.perPartition) lane = undefined;
+        if (!lane) {
+          this.lanes.set(name, { base: range.from, records: [], times: [] });
+          missing.push(range);
+          continue;
+        }
+        const end = lane.base + lane.records.length;
+        if (range.from < lane.base) missing.push({ ...range, to: lane.base });
+        if (range.to > end) missing.push({ ...range, from: end });
       }
       if (!missing.length) return;
       const logged = await log.read(missing);
+      const before = new Map<string, { records: (StreamRecord | null)[]; times: number[]; from: number }>();
       let decoded = 0;
+      for (const entry of logged) {
+        const name = `${entry.topic}:${entry.partition}`;
+        const lane = this.lanes.get(name)!;
+        const record = decode(entry) ?? null;
+        if (++decoded % YIELD_EVERY === 0) await yieldToLoop();
+        if (entry.offset < lane.base) {
+          let head = before.get(name);
+          if (!head) before.set(name, (head = { records: [], times: [], from: entry.offset }));
+          while (head.from + head.records.length < entry.offset) head.records.push(null), head.times.push(entry.timestamp);
+          if (head.from + head.records.length === entry.offset) head.records.push(record), head.times.push(entry.timestamp);
+          continue;
+        }
+        // An offset the log skipped (a transaction marker, a compacted record) holds nothing.
+        while (lane.base + lane.records.length < entry.offset) lane.records.push(null), lane.times.push(entry.timestamp);
+        if (lane.base + lane.records.length === entry.offset) lane.records.push(record), lane.times.push(entry.timestamp);
+      }
       for (const range of missing) {
         const name = `${range.topic}:${range.partition}`;
-        let lane = this.lanes.get(name);
-        if (!lane || lane.base + lane.records.length !== range.from) this.lanes.set(name, (lane = { base: range.from, records: [], times: [] }));
-      }
-      for (const entry of logged) {
-        const lane = this.lanes.get(`${entry.topic}:${entry.partition}`)!;
-        // An offset the log skipped (a transaction marker, a compacted record) holds nothing.
-        while (lane.base + lane.records.length < entry.offset) {
-          lane.records.push(null);
-          lane.times.push(entry.timestamp);
+        const lane = this.lanes.get(name)!;
+        const head = before.get(name);
+        if (head && range.to === lane.base) {
+          before.delete(name);
+          // Offsets the log no longer holds between the two hold nothing.
+          while (head.from + head.records.length < lane.base) head.records.push(null), head.times.push(lane.times[0] ?? 0);
+          lane.records = head.records.concat(lane.records);
+          lane.times = head.times.concat(lane.times);
+          lane.base = head.from;
         }
-        if (lane.base + lane.records.length !== entry.offset) continue;
-        lane.records.push(decode(entry) ?? null);
-        lane.times.push(entry.timestamp);
-        if (++decoded % YIELD_EVERY === 0) await yieldToLoop();
+        this.trim(lane);
       }
-      for (const range of missing) this.trim(this.lanes.get(`${range.topic}:${range.partition}`)!);
     });
     this.filling = run.catch(() => undefined);
     return run;

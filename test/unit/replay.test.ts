@@ -143,4 +143,20 @@ describe('replayAfter', () => {
     // A later resume reads only what was logged since.
     expect(reads.at(-1)).toEqual([{ topic: 'device-data', partition: 2, from: 100, to: 101 }]);
   });
+
+  it('keeps what a resume is reading when another fills a later or an earlier range', async () => {
+    const { log, produce, reading } = setUp();
+    produce(Array.from({ length: 300 }, () => reading(0)));
+    const cache = new DecodedRecords();
+    const filter = narrowToSites(normaliseFilter({}), ['*'])!;
+    const held = async (from: number, to: number) => {
+      const out: Parameters<DecodedRecords['matches']>[2] = [];
+      await cache.matches({ topic: 'device-data', partition: 0, from, to }, filter, out);
+      return out.map((match) => match.record.cursor);
+    };
+    await cache.fill(log, [{ topic: 'device-data', partition: 0, from: 100, to: 150 }]);
+    await cache.fill(log, [{ topic: 'device-data', partition: 0, from: 200, to: 250 }]);
+    await cache.fill(log, [{ topic: 'device-data', partition: 0, from: 50, to: 60 }]);
+    expect(await held(0, 300)).toEqual(Array.from({ length: 200 }, (_, i) => `device-data:0:${50 + i}`));
+  });
 });
