@@ -12,9 +12,10 @@
  *   npm run bench -- --scenario operators --operators-baseline '{"postConcurrency":32}'
  *                                        issue 18's 1,000 operators, with a baseline runtime beside the defaults
  *
+ *   npm run bench -- --scenario flood       issue 19's flood: a watcher's p95 quiet and beside 8 flooders and a busy loop
  *   npm run bench -- --scenario resume      issue 20's resume burst (on Kafka too when KAFKA_BROKERS is set; PROF_DIR: burst profiles)
  *
- * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, dynamo-cost, issue12, operators, resume, fanout, browser, kafka, or cN-rR),
+ * Options: --quick, --scenario NAME[,NAME] (batch-cost, post-cost, dynamo-cost, issue12, operators, resume, flood, fanout, browser, kafka, or cN-rR),
  * --connections LIST, --rate LIST, --devices N, --locations N, --duration S, --window MS,
  * --mix location=0.2,deviceType=0.05,everything=0.01,criticalAlerts=0.1,maxDevices=5,
  * --skip-naive, --skip-browser, --skip-kafka, --results-dir DIR, --operators-baseline JSON (runtime options of a
@@ -31,6 +32,7 @@ import { runKafkaLatencyBench, type KafkaLatencyReport } from './kafka-latency';
 import { runConnectRateBench, type ConnectRateReport } from './connect-rate';
 import { runOperatorsBench, type OperatorsReport, type OperatorsRuntimeOptions } from './operators';
 import { resumeMarkdown, runResumeCases, type ResumeResults } from './resume';
+import { runFloodBench, type FloodBenchReport } from './flood';
 import type { PostCostReport } from './post-cost';
 import type { DynamoCostReport } from './dynamo-cost';
 import { DEFAULT_MIX, type SubscriptionMix } from './workload';
@@ -85,6 +87,8 @@ export interface BenchResults {
   operators?: { cases: OperatorsCase[]; targets: TargetCheck[] };
   /** Issue 20: 100 clients resuming at once beside live ones, after cuts of 10 and 30 s. */
   resume?: ResumeResults;
+  /** Issue 19: 8 connections flooding beside a watcher and a busy loop, in rounds. */
+  flood?: FloodBenchReport[];
   browser?: BrowserBenchResult;
   kafka?: KafkaLatencyReport;
   skipped: string[];
@@ -282,7 +286,7 @@ function operatorsTargets(cases: OperatorsCase[]): TargetCheck[] {
   return checks;
 }
 
-function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'dynamo-cost' | 'issue12' | 'operators' | 'resume' | 'fanout' | 'browser' | 'kafka'): boolean {
+function wants(options: BenchOptions, part: 'batch-cost' | 'post-cost' | 'dynamo-cost' | 'issue12' | 'operators' | 'resume' | 'flood' | 'fanout' | 'browser' | 'kafka'): boolean {
   if (!options.scenarios) return true;
   if (options.scenarios.includes(part)) return true;
   return part === 'fanout' && options.scenarios.some((s) => /^c\d+-r\d+$/.test(s));
@@ -505,6 +509,23 @@ export function toMarkdown(results: BenchResults): string {
     lines.push('');
   }
   if (results.resume) lines.push(...resumeMarkdown(results.resume));
+  if (results.flood?.length) {
+    lines.push(
+      '## Flood (issue 19, bench/flood.ts)',
+      '',
+      "8 connections of one token send 1,000 messages a second each (pings, subscribes, garbage) beside a busy-looping process, while another user watches records; each round measures the watcher's p95 quiet, then flooded, in the same run.",
+      '',
+      '| round | watcher p95 quiet / flood ms | ratio | slowest first `rate_limited` ms | pongs / `rate_limited` of sent | kept | CPU µs a flood message by process |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    );
+    results.flood.forEach((r, i) => {
+      const cpu = Object.entries(r.cpuPerFloodMessageUs).map(([name, us]) => `${name} ${fmt(us)}`).join(', ');
+      lines.push(
+        `| ${i + 1} | ${fmt(r.quiet.p95)} / ${fmt(r.flood.p95)} | ${fmt(r.p95Ratio)}× | ${fmt(r.flooders.firstRefusalMaxMs)} | ${fmt(r.flooders.pongs)} / ${fmt(r.flooders.rateLimited)} of ${fmt(r.flooders.sent)} | ${r.flooders.kept} of 8 | ${cpu} |`,
+      );
+    });
+    lines.push('');
+  }
   if (results.operators) {
     const { cases, targets } = results.operators;
     lines.push(`## 1,000 operators (issue 18, bench/operators.ts)`, '');
@@ -645,6 +666,10 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     results.operators = { cases, targets: operatorsTargets(cases) };
   }
 
+  if (wants(options, 'flood')) {
+    results.flood = [];
+    for (let round = 0; round < (options.quick ? 1 : 3); round++) results.flood.push(await runFloodBench({ phaseMs: options.quick ? 3000 : 10_000, log }));
+  }
   if (wants(options, 'resume')) {
     const kafka = process.env.KAFKA_BROKERS?.split(',');
     results.resume = await runResumeCases({ quick: options.quick, kafka, profileDir: process.env.PROF_DIR, log });

@@ -5,6 +5,18 @@
  * are checked against AWS's documented examples in test/fixtures/apigw/.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+
+/** Random bytes drawn 4 KB at a time: a message id each, without a system call a message. */
+let idPool = Buffer.alloc(0);
+let idAt = 0;
+function nextMessageId(): string {
+  if (idAt + 8 > idPool.length) {
+    idPool = randomBytes(4096);
+    idAt = 0;
+  }
+  idAt += 8;
+  return idPool.toString('base64', idAt - 8, idAt);
+}
 import type { WebSocketEvent, WebSocketRequestContext } from '../lambdas/handlers/types';
 
 /** Which API, stage and connection an event belongs to. */
@@ -32,7 +44,7 @@ export function wsRequestContext(
   return {
     routeKey,
     eventType,
-    ...(eventType === 'MESSAGE' ? { messageId: randomBytes(8).toString('base64') } : {}),
+    ...(eventType === 'MESSAGE' ? { messageId: nextMessageId() } : {}),
     extendedRequestId: randomUUID(),
     requestTime: new Date(now).toUTCString(),
     messageDirection: 'IN',

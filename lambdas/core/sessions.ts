@@ -109,7 +109,13 @@ export async function closeConnection(
       entries.set(`${entry.indexKey}\n${subscriptionId}`, entry);
     }
   }
-  if (entries.size) await deps.index.remove([...entries.values()]);
+  try {
+    if (entries.size) await deps.index.remove([...entries.values()]);
+  } catch (error) {
+    // The connection is gone and counted by the caller; entries left are ignored by delivery
+    // once their connection answers 410, and end by TTL.
+    if (!removed) throw error;
+  }
   return removed;
 }
 

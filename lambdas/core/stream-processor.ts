@@ -6,6 +6,7 @@
  */
 import type { MSKEvent } from 'aws-lambda';
 import { mapWithConcurrency, sleep } from './concurrency';
+import { errorMessage } from './errors';
 import { createMessageBuilder, groupByRecords, recordSetKey, routeRecords, type SubscriptionEntry } from './fanout';
 import { indexKeysForRecord } from './filter';
 import { METRIC, MetricsBatch } from './metrics';
@@ -217,7 +218,14 @@ export async function processStreamEvent(event: Pick<MSKEvent, 'records'>, deps:
         list.push(entry);
       }
     }
-    const removed = await mapWithConcurrency([...gone], 8, (id) => deps.removeConnection(id, entriesOf.get(id) ?? []));
+    // Each removal on its own: one that fails (its item stays until TTL or the next 410) must not
+    // lose the gauge's -1 of the others.
+    const removed = await mapWithConcurrency([...gone], 8, (id) =>
+      deps.removeConnection(id, entriesOf.get(id) ?? []).catch((error: unknown) => {
+        deps.log?.warn('gone connection not removed', { connectionId: id, error: errorMessage(error) });
+        return undefined;
+      }),
+    );
     stale = gone.size;
     const ended = removed.filter((item): item is { connectedAt: number } => item !== undefined);
     // Only the path that actually deleted the item moves the gauge, so it is counted once.

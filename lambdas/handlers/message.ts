@@ -36,7 +36,8 @@ export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
     const caller = principal && connectedAt ? { sites: principal.sites, expiresAt: connectionExpiry(connectedAt) } : undefined;
     const { reply, followUps, metrics, resumed } = await handleClientMessage(deps.sessions, connectionId, body, caller);
     if (resumed) deps.log.info('resume', { connectionId, ...resumed });
-    if (reply.type === 'error') {
+    // A refusal over the rate limit is not logged: a flood would make a log line a message.
+    if (reply.type === 'error' && reply.code !== 'rate_limited') {
       deps.log.info('client message rejected', {
         connectionId: event.requestContext.connectionId,
         code: reply.code,
