@@ -1,7 +1,17 @@
 /**
  * The Kafka log read by offset, for resumes (lambdas/core/replay.ts), with kafkajs.
  *
- * - Bounds and offsets by time come from the admin client (ListOffsets).
+ * - Bounds and offsets by time come from the admin client (ListOffsets). Concurrent callers share
+ *   reads: a topic's bounds (or its offsets at a time) are read once at a time, and every caller
+ *   that asks while a read runs shares the next one, which starts after it asked (a replay needs a
+ *   high watermark read after its own start).
+ * - kafkajs's admin client keeps one metadata for every topic it was asked about, and
+ *   `fetchTopicMetadata` for some topics replaces it with theirs alone: a concurrent call about
+ *   another topic then finds no partitions (`Cannot destructure property 'partitions' of
+ *   'high.pop(...)'`). So an admin client serves a fixed set of topics, loaded one after the
+ *   other before any other call, and metadata is only ever asked for that whole set. A client that
+ *   must be replaced (a new topic, partitions added) is swapped for a new one at once, but
+ *   disconnected only when the last call using it is done.
  * - Reads go through one consumer, reused: kafkajs has no manual partition assignment, so the
  *   consumer joins a group of its own (one per instance, never committed to), subscribes to the
  *   topics read, keeps every partition paused, and for a read seeks each partition it needs to the
@@ -109,6 +119,46 @@ interface Reader {
   assigned: Set<string>;
 }
 
+/** An admin client, the topics it serves and the calls using it; see the module comment. */
+interface AdminHandle {
+  client: Admin;
+  /** Connected, with every topic of `topics` loaded. */
+  ready: Promise<Admin>;
+  topics: ReadonlySet<string>;
+  /** Calls using it now. */
+  users: number;
+  /** Replaced: new calls use another; this one is disconnected when `users` drops to 0. */
+  retired: boolean;
+}
+
+const ignore = (): void => undefined;
+
+/**
+ * Reads shared by concurrent callers, one at a time per key: a caller gets a read that starts no
+ * earlier than its call, the one under way only if it had not started yet, so every caller that
+ * asks while a read runs shares the next one.
+ */
+class SharedReads<V> {
+  private readonly slots = new Map<string, { running: Promise<V>; next?: Promise<V> }>();
+
+  get(key: string, read: () => Promise<V>): Promise<V> {
+    const slot = this.slots.get(key);
+    if (!slot) return this.start(key, read);
+    slot.next ??= slot.running.then(ignore, ignore).then(() => this.start(key, read));
+    return slot.next;
+  }
+
+  private start(key: string, read: () => Promise<V>): Promise<V> {
+    const running = read();
+    const slot = { running };
+    this.slots.set(key, slot);
+    void running.then(ignore, ignore).then(() => {
+      if (this.slots.get(key) === slot) this.slots.delete(key);
+    });
+    return running;
+  }
+}
+
 const partitionKey = (topic: string, partition: number): string => `${topic}:${partition}`;
 
 /**
@@ -127,7 +177,12 @@ interface TopicBounds {
 export class KafkaRecordLog implements RecordLog {
   private readonly kafka: Kafka;
   private readonly settings: Required<Omit<KafkaRecordLogOptions, 'brokers' | 'ssl' | 'sasl'>>;
-  private admin?: Promise<Admin>;
+  /** The admin client new calls use. */
+  private admin?: AdminHandle;
+  /** Every admin client not yet disconnected, the current one and retired ones still in use. */
+  private readonly admins = new Set<AdminHandle>();
+  private readonly boundsReads = new SharedReads<TopicBounds>();
+  private readonly offsetReads = new SharedReads<Array<{ partition: number; offset: string }>>();
   private reader?: Reader;
   private readonly queue: ReadRequest[] = [];
   private passing = false;
@@ -169,24 +224,30 @@ export class KafkaRecordLog implements RecordLog {
   async partitions(topics: readonly string[]): Promise<PartitionBounds[]> {
     // The replay reads right after these bounds: the consumer's group join overlaps this call.
     this.warm(topics);
-    const admin = await this.adminClient();
-    const all = await Promise.all(topics.map((topic) => this.fetchBounds(admin, topic)));
+    const all = await Promise.all(topics.map((topic) => this.readBounds(topic)));
     return all.flatMap((bounds, i) => [...bounds.partitions].map(([partition, { low, high }]) => ({ topic: topics[i], partition, low, high })));
   }
 
-  private async fetchBounds(admin: Admin, topic: string): Promise<TopicBounds> {
+  /** A topic's bounds, read after this call; shared with the callers asking meanwhile. */
+  private readBounds(topic: string): Promise<TopicBounds> {
+    return this.boundsReads.get(topic, () => this.fetchBounds(topic));
+  }
+
+  private fetchBounds(topic: string): Promise<TopicBounds> {
     const at = Date.now();
-    // kafkajs's admin keeps a topic's partitions for 5 minutes; the metadata asked for here is fresh.
-    const [fresh, cached] = await Promise.all([admin.fetchTopicMetadata({ topics: [topic] }), admin.fetchTopicOffsets(topic)]);
-    let offsets = cached;
-    if ((fresh.topics[0]?.partitions.length ?? 0) > offsets.length) {
-      // Partitions were added: a new admin client reads them.
-      await this.dropAdmin(admin);
-      offsets = await (await this.adminClient()).fetchTopicOffsets(topic);
-    }
-    const bounds = { at, partitions: new Map(offsets.map((held) => [held.partition, { low: Number(held.low), high: Number(held.high) }])) };
-    this.boundsByTopic.set(topic, bounds);
-    return bounds;
+    return this.withAdmin([topic], async (admin, handle) => {
+      // kafkajs's admin keeps a topic's partitions for 5 minutes; the metadata asked for here is
+      // fresh. It names every topic of this client: see the module comment.
+      const [fresh, cached] = await Promise.all([admin.fetchTopicMetadata({ topics: [...handle.topics] }), admin.fetchTopicOffsets(topic)]);
+      let offsets = cached;
+      if ((fresh.topics.find((each) => each.name === topic)?.partitions.length ?? 0) > offsets.length) {
+        // Partitions were added: a new admin client reads them; this one serves its calls under way.
+        offsets = await this.withAdmin([topic], (next) => next.fetchTopicOffsets(topic), handle);
+      }
+      const bounds = { at, partitions: new Map(offsets.map((held) => [held.partition, { low: Number(held.low), high: Number(held.high) }])) };
+      this.boundsByTopic.set(topic, bounds);
+      return bounds;
+    });
   }
 
   /** The bounds of a read's topics: read again unless recent ones hold every range. */
@@ -203,24 +264,17 @@ export class KafkaRecordLog implements RecordLog {
       if (known && now - known.at < BOUNDS_REUSE_MS && ranges.every((range) => range.topic !== topic || holds(range))) out.set(topic, known);
       else stale.push(topic);
     }
-    if (stale.length) {
-      const admin = await this.adminClient();
-      await Promise.all(stale.map(async (topic) => out.set(topic, await this.fetchBounds(admin, topic))));
-    }
+    await Promise.all(stale.map(async (topic) => out.set(topic, await this.readBounds(topic))));
     return out;
   }
 
   async offsetsAt(topics: readonly string[], time: number): Promise<Map<string, number>> {
-    const admin = await this.adminClient();
     const out = new Map<string, number>();
     await Promise.all(
       topics.map(async (topic) => {
-        const [highs, found] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchTopicOffsetsByTimestamp(topic, time)]);
-        for (const held of highs) {
-          const at = Number(found.find((entry) => entry.partition === held.partition)?.offset ?? -1);
-          // -1: no record at or after `time`; the next one will be.
-          out.set(partitionKey(topic, held.partition), at >= 0 ? at : Number(held.high));
-        }
+        // kafkajs answers the high watermark for a partition with no record at or after `time`.
+        const found = await this.offsetReads.get(`${time}@${topic}`, () => this.withAdmin([topic], (admin) => admin.fetchTopicOffsetsByTimestamp(topic, time)));
+        for (const { partition, offset } of found) out.set(partitionKey(topic, partition), Number(offset));
       }),
     );
     return out;
@@ -259,30 +313,65 @@ export class KafkaRecordLog implements RecordLog {
     clearTimeout(this.idleTimer);
     const closing = new KafkaRecordLogError('the Kafka record log was closed');
     for (const request of [...this.queue.splice(0), ...(this.current?.requests ?? [])]) this.settle(request, closing);
-    const admin = this.admin;
     this.admin = undefined;
-    await Promise.allSettled([this.dropReader(), admin?.then((client) => client.disconnect())]);
+    const admins = [...this.admins];
+    this.admins.clear();
+    await Promise.allSettled([this.dropReader(), ...admins.map((handle) => handle.client.disconnect())]);
   }
 
-  private async dropAdmin(stale: Admin): Promise<void> {
-    const current = this.admin;
-    if (!current || (await current.catch(() => undefined)) !== stale) return;
-    if (this.admin === current) this.admin = undefined;
-    await stale.disconnect().catch(() => undefined);
-  }
-
-  private adminClient(): Promise<Admin> {
-    if (this.closed) return Promise.reject(new KafkaRecordLogError('the Kafka record log is closed'));
-    if (!this.admin) {
-      const admin = this.kafka.admin();
-      const connecting = admin.connect().then(() => admin);
-      this.admin = connecting;
-      // A failed connect is not cached: the next call tries again.
-      connecting.catch(() => {
-        if (this.admin === connecting) this.admin = undefined;
-      });
+  /**
+   * Runs `use` with an admin client serving these topics, and keeps that client connected until it
+   * is done. The current client serves unless it lacks a topic or is `stale` (then a new one
+   * replaces it for the calls that follow).
+   */
+  private async withAdmin<T>(topics: readonly string[], use: (admin: Admin, handle: AdminHandle) => Promise<T>, stale?: AdminHandle): Promise<T> {
+    if (this.closed) throw new KafkaRecordLogError('the Kafka record log is closed');
+    let handle = this.admin;
+    if (!handle || handle === stale || topics.some((topic) => !handle!.topics.has(topic))) handle = this.newAdmin(topics);
+    handle.users++;
+    try {
+      return await use(await handle.ready, handle);
+    } finally {
+      handle.users--;
+      if (handle.retired && handle.users === 0) this.disconnectAdmin(handle);
     }
-    return this.admin;
+  }
+
+  /** A new current admin client for these topics and the current one's; the current one is retired. */
+  private newAdmin(topics: readonly string[]): AdminHandle {
+    const previous = this.admin;
+    const all = new Set([...(previous?.topics ?? []), ...topics]);
+    if (previous) this.retireAdmin(previous);
+    const client = this.kafka.admin();
+    const handle: AdminHandle = {
+      client,
+      topics: all,
+      users: 0,
+      retired: false,
+      ready: (async () => {
+        await client.connect();
+        // One topic after the other, before any other call: each joins what kafkajs's metadata holds.
+        for (const topic of all) await client.fetchTopicOffsets(topic);
+        return client;
+      })(),
+    };
+    // A client that fails to start is not kept: the next call starts another.
+    handle.ready.catch(() => this.retireAdmin(handle));
+    this.admin = handle;
+    this.admins.add(handle);
+    return handle;
+  }
+
+  private retireAdmin(handle: AdminHandle): void {
+    if (this.admin === handle) this.admin = undefined;
+    if (handle.retired) return;
+    handle.retired = true;
+    if (handle.users === 0) this.disconnectAdmin(handle);
+  }
+
+  private disconnectAdmin(handle: AdminHandle): void {
+    if (!this.admins.delete(handle)) return;
+    handle.client.disconnect().catch(ignore);
   }
 
   private settle(request: ReadRequest, outcome: LoggedRecord[] | Error): void {

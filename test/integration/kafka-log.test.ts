@@ -6,8 +6,30 @@
  */
 import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
 import { KafkaRecordLog, KafkaRecordLogError } from '../../lambdas/adapters/kafka-log';
-import type { LoggedRecord, OffsetRange } from '../../lambdas/core/ports';
+import { narrowToSites, normaliseFilter } from '../../lambdas/core/filter';
+import type { LoggedRecord, OffsetRange, RecordLog } from '../../lambdas/core/ports';
+import { TOPICS, type AlertRecord, type DeviceRecord, type Filter } from '../../lambdas/core/protocol';
+import { replayAfter } from '../../lambdas/core/replay';
+import { alertRecord, deviceRecord } from '../support/records';
 import { describeKafka, runId } from './kafka-support';
+
+/**
+ * The log under the product's topic names, read from topics of the test's own: replayAfter asks for
+ * `device-data` and `alerts`, and the product's topics on the shared broker stay untouched.
+ */
+function renamedLog(log: RecordLog, names: Record<string, string>): RecordLog {
+  const back = new Map(Object.entries(names).map(([product, own]) => [own, product]));
+  const own = (topic: string) => names[topic] ?? topic;
+  const product = (topic: string) => back.get(topic) ?? topic;
+  return {
+    partitions: async (topics) => (await log.partitions(topics.map(own))).map((bounds) => ({ ...bounds, topic: product(bounds.topic) })),
+    offsetsAt: async (topics, time) => {
+      const found = await log.offsetsAt(topics.map(own), time);
+      return new Map([...found].map(([name, offset]) => [`${product(name.slice(0, name.lastIndexOf(':')))}${name.slice(name.lastIndexOf(':'))}`, offset]));
+    },
+    read: async (ranges) => (await log.read(ranges.map((range) => ({ ...range, topic: own(range.topic) })))).map((record) => ({ ...record, topic: product(record.topic) })),
+  };
+}
 
 describeKafka('KafkaRecordLog on a real broker', (brokers) => {
   const id = runId();
@@ -174,6 +196,91 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
         `${log.stats.passes - 1} passes and ${log.stats.joins} join; ${partitions * perPartition} records read in ${wholeMs.toFixed(0)} ms ` +
         `(${Math.round((partitions * perPartition) / (wholeMs / 1000))} records/s)`,
     );
+  });
+
+  it('serves 100 concurrent replays (bounds, offsets by time, cursor records, ranges) on two topics, one just given more partitions, each with exactly its records', async () => {
+    const devicePartitions = 4;
+    const alertPartitions = 2;
+    const perDevicePartition = 300;
+    const perAlertPartition = 100;
+    const [deviceTopic, alertTopic] = [await newTopic(devicePartitions), await newTopic(alertPartitions)];
+    // Every record 2 ms after the one before, all within 5 s (the replay's skew): each partition's
+    // replay then starts right after its cursor, or at the start for a partition the client does not name.
+    const base = Date.now() - 20_000;
+    let seq = 0;
+    const logged: { topic: string; partition: number; offset: number; timestamp: number; record: DeviceRecord | AlertRecord }[] = [];
+    const messages = new Map<string, Message[]>([[deviceTopic, []], [alertTopic, []]]);
+    const put = (topic: string, partition: number, offset: number, record: DeviceRecord | AlertRecord) => {
+      logged.push({ topic: topic === deviceTopic ? TOPICS.deviceData : TOPICS.alerts, partition, offset, timestamp: record.timestamp, record });
+      messages.get(topic)!.push({ partition, key: record.deviceId, value: JSON.stringify(record), timestamp: String(record.timestamp) });
+    };
+    for (let i = 0; i < perDevicePartition; i++) {
+      for (let partition = 0; partition < devicePartitions; partition++) {
+        const deviceId = `pump-${(i + partition) % 6}`;
+        put(deviceTopic, partition, i, deviceRecord(deviceId, { timestamp: base + 2 * seq++, location: `plant-${i % 2 ? 'a' : 'b'}/line-1` }));
+      }
+      if (i % 3 === 0) {
+        const offset = i / 3;
+        for (let partition = 0; partition < alertPartitions && offset < perAlertPartition; partition++) {
+          put(alertTopic, partition, offset, alertRecord(`pump-${offset % 6}`, { timestamp: base + 2 * seq++, level: offset % 2 ? 'warning' : 'critical' }));
+        }
+      }
+    }
+    const producer = kafka.producer();
+    await producer.connect();
+    for (const [topic, batch] of messages) await producer.send({ topic, messages: batch.splice(0) });
+    const log = open();
+    const product = renamedLog(log, { [TOPICS.deviceData]: deviceTopic, [TOPICS.alerts]: alertTopic });
+    // A log in use for a while (its admin client has loaded the topics) when partitions are added,
+    // as when device-data is raised for more throughput: the burst finds them first.
+    const warmup = await replayAfter(product, { filter: normaliseFilter({}), resume: new Map([[`${TOPICS.deviceData}:0`, 10]]) }, { now: base + 30_000 });
+    expect(warmup.tooFarBehind).toBe(false);
+    const added = 2;
+    await admin.createPartitions({ topicPartitions: [{ topic: deviceTopic, count: devicePartitions + added }] });
+    for (let i = 0; i < 50; i++) {
+      for (let partition = devicePartitions; partition < devicePartitions + added; partition++) {
+        put(deviceTopic, partition, i, deviceRecord(`pump-${i % 6}`, { timestamp: base + 2 * seq++, location: 'plant-a/line-2' }));
+      }
+    }
+    await producer.disconnect();
+    // A new producer: one that loaded the topic before knows no partition added since.
+    const again = kafka.producer();
+    await again.connect();
+    await again.send({ topic: deviceTopic, messages: messages.get(deviceTopic)! });
+    await again.disconnect();
+
+    const filters: Filter[] = [{}, { types: ['device_data'] }, { types: ['alert'], alertLevels: ['critical'] }, { deviceIds: ['pump-2', 'pump-5'] }, { sites: ['plant-a'] }];
+    const clients = Array.from({ length: 100 }, (_, i) => {
+      const filter = narrowToSites(normaliseFilter(filters[i % filters.length]), i % 7 === 0 ? ['plant-a'] : ['*'])!;
+      const resume = new Map<string, number>();
+      for (let partition = 0; partition < devicePartitions; partition++) resume.set(`${TOPICS.deviceData}:${partition}`, 20 + ((i * 37 + partition * 11) % 250));
+      // Some name no alert partition: those are replayed from their start.
+      if (i % 4 !== 0) for (let partition = 0; partition < alertPartitions; partition++) resume.set(`${TOPICS.alerts}:${partition}`, (i * 13 + partition) % 90);
+      const expected = logged
+        .filter(({ topic, partition, offset, record }) => {
+          const type = topic === TOPICS.alerts ? 'alert' : 'device_data';
+          if (!filter.types.includes(type)) return false;
+          if (!filter.sites.includes('*') && !filter.sites.includes(record.location.split('/')[0])) return false;
+          if (filter.deviceIds.length && !filter.deviceIds.includes(record.deviceId)) return false;
+          if (type === 'alert' && filter.alertLevels.length && !filter.alertLevels.includes((record as AlertRecord).level)) return false;
+          return offset > (resume.get(`${topic}:${partition}`) ?? -1);
+        })
+        .sort((a, b) => a.timestamp - b.timestamp)
+        .map(({ topic, partition, offset }) => `${topic}:${partition}:${offset}`);
+      return { filter, resume, expected };
+    });
+
+    const outcomes = await Promise.allSettled(clients.map(({ filter, resume }) => replayAfter(product, { filter, resume }, { now: base + 30_000 })));
+    const failures = outcomes.flatMap((outcome) =>
+      outcome.status === 'rejected' ? [String(outcome.reason)] : outcome.value.tooFarBehind ? [`too far behind: ${outcome.value.reason}`] : [],
+    );
+    expect({ failed: failures.length, first: failures.slice(0, 3) }).toEqual({ failed: 0, first: [] });
+    outcomes.forEach((outcome, i) => {
+      const result = (outcome as PromiseFulfilledResult<Awaited<ReturnType<typeof replayAfter>>>).value;
+      if (result.tooFarBehind) throw new Error('unreachable');
+      expect(clients[i].expected.length).toBeGreaterThan(0);
+      expect(result.records.map((record) => record.cursor)).toEqual(clients[i].expected);
+    });
   });
 
   it('reads partitions added after the consumer joined (a new consumer joins for them)', async () => {
