@@ -313,7 +313,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           };
     const verifier = createTokenVerifier(verifierOptions);
 
-    const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log });
+    // Follow-ups (snapshots, replays) draw from the post budget the stream paces under, made below.
+    let followUpBudget: PostBudget | undefined;
+    const messageHandler = createMessageHandler({
+      sessions,
+      poster: lazyPoster,
+      metrics: metricsStore,
+      log,
+      budget: { msUntil: (posts) => followUpBudget?.msUntil(posts) ?? 0, take: (posts) => followUpBudget?.take(posts) },
+    });
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
@@ -353,6 +361,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const poster = lean ?? new ManagementApiPoster(management);
     // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
     const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
+    // Replays and snapshots take from the same budget: a burst of resumes stays under the quota.
+    if (!baseline) followUpBudget = pacer.budget;
     // Replies and snapshots take the lean path too: under a burst of subscribes they are most of the posts.
     const routeLean = new SignedPoster(management, { maxSockets: 64 });
     stops.push(() => routeLean.destroy());

@@ -4,6 +4,8 @@
  * message again, so a message that reached the wrong route still gets the right answer.
  */
 import type { Poster } from '../core/ports';
+import type { PostBudget } from '../core/pacing';
+import { sleep } from '../core/concurrency';
 import { principalFromContext } from '../core/auth';
 import { connectionExpiry, handleClientMessage } from '../core/sessions';
 import {
@@ -28,7 +30,19 @@ import type { WebSocketEvent, WebSocketResult } from './types';
  * the Lambda has returned, so then the reply and the follow-ups are all posted, in order, through
  * the Management API, and the route response is empty.
  */
-export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
+export function createMessageHandler(
+  deps: ConnectDeps & {
+    poster?: Poster;
+    /**
+     * The posts budget that follow-ups (a snapshot, a resume's replay) draw from, one token a post,
+     * waiting for the refill when it is spent: the account quota the stream paces under.
+     */
+    budget?: Pick<PostBudget, 'msUntil' | 'take'>;
+    /** Waits for the budget. Default: a timer. */
+    sleep?: (ms: number) => Promise<void>;
+  },
+) {
+  const wait = deps.sleep ?? sleep;
   return async (event: WebSocketEvent): Promise<WebSocketResult> => {
     const body = event.isBase64Encoded && event.body ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
     const { connectionId, connectedAt, authorizer } = event.requestContext;
@@ -49,6 +63,11 @@ export function createMessageHandler(deps: ConnectDeps & { poster?: Poster }) {
       const first = await deps.poster.post(connectionId, text);
       if (first.outcome === 'ok') {
         for (const followUp of followUps) {
+          if (deps.budget) {
+            const ms = deps.budget.msUntil(1);
+            if (ms > 0) await wait(ms);
+            deps.budget.take(1);
+          }
           const result = await deps.poster.post(connectionId, followUp);
           if (result.outcome !== 'ok') {
             deps.log.warn('snapshot not delivered', { connectionId, outcome: result.outcome, error: result.error });
