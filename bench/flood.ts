@@ -11,7 +11,6 @@
  * With PROF_DIR set, the runtime's process and the gateway's write CPU profiles there (the
  * gateway's through NODE_OPTIONS, which every child inherits).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
@@ -21,6 +20,7 @@ import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
 import { startLocalRuntime } from '../local/runtime';
 import { startFlooder, type FloodConnectionResult } from '../test/support/flooder';
 import { LatencyHistogram } from './stats';
+import { startBusyLoop } from './harness';
 
 /** Options of {@link runFloodBench}. */
 export interface FloodBenchOptions {
@@ -141,11 +141,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     statusIntervalMs: 0,
     jwtSecret: secret,
   });
-  // The busy loop ends itself once orphaned (this process crashed or was killed): it checks its
-  // parent every ten million turns, so it stays a pure CPU load.
-  const busy = opts.busyLoop
-    ? spawn(process.execPath, ['-e', 'for (let i = 0; ; i++) if (i % 1e7 === 0 && process.ppid === 1) process.exit(0);'], { stdio: 'ignore' })
-    : undefined;
+  const busy = opts.busyLoop ? startBusyLoop() : undefined;
   let flooder: Awaited<ReturnType<typeof startFlooder>> | undefined;
   try {
     const victimToken = await mintToken(secret, { sub: 'victim', sites: ['plant-a'] }, '1h');

@@ -16,8 +16,7 @@
  * prints the report as JSON. `--runtime` takes any LocalRuntimeOptions keys (JSON), passed to
  * `startLocalRuntime` over `{dashboardPort: 0, wsPort: 0, auth: 'none'}`.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fnv1a } from '../lambdas/core/hash';
 import { errorMessage } from '../lambdas/core/errors';
@@ -26,6 +25,7 @@ import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions, type St
 import { DeviceSimulator } from '../local/simulator';
 import type { OpenOutcome, OperatorsTally, PublishedRecords, WorkerCommand, WorkerReply } from './client-worker';
 import { LatencyHistogram, round, sleep } from './stats';
+import { Child, descendants, startBusyLoop, percentiles, type Summary } from './harness';
 import { DEFAULT_MIX, makeClients, mixSummary, type BenchDevice, type SubscriptionMix } from './workload';
 
 /** PROF_DIR=dir writes the runtime process's CPU profile there (the gateway and dynalite run apart). */
@@ -58,7 +58,6 @@ export interface OperatorsOptions {
   log?: (line: string) => void;
 }
 
-type Summary = { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
 
 /** What one case measured. */
 export interface OperatorsReport {
@@ -226,104 +225,6 @@ function runtimeChild(options: OperatorsRuntimeOptions): void {
   );
 }
 
-// ---------------------------------------------------------------- the harness
-
-/** A child process answering typed replies in order. */
-class Child<Reply extends { type: string }> {
-  private readonly waiting = new Map<string, { resolve: (reply: Reply) => void; reject: (error: Error) => void }[]>();
-
-  constructor(
-    readonly process: ChildProcess,
-    readonly name: string,
-  ) {
-    process.on('message', (reply: Reply) => this.waiting.get(reply.type)?.shift()?.resolve(reply));
-    process.on('exit', (code) => {
-      for (const [type, list] of this.waiting) for (const waiter of list) waiter.reject(new Error(`${name} exited (${code}) while waiting for ${type}`));
-      this.waiting.clear();
-    });
-  }
-
-  next<T extends Reply['type']>(type: T): Promise<Extract<Reply, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const list = this.waiting.get(type) ?? [];
-      list.push({ resolve: resolve as (reply: Reply) => void, reject });
-      this.waiting.set(type, list);
-    });
-  }
-
-  request<T extends Reply['type']>(command: object, type: T): Promise<Extract<Reply, { type: T }>> {
-    const answer = this.next(type);
-    this.process.send(command);
-    return answer;
-  }
-
-  async stop(command?: object): Promise<void> {
-    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
-    if (command) this.process.send(command);
-    else this.process.disconnect();
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
-const CLK_TCK = 100;
-
-/** CPU µs and RSS bytes of every descendant of `pid`, from /proc (zeros where there is none). */
-function descendants(pid: number): { cpuUs: number; rss: number; pids: number[] } {
-  const children = new Map<number, number[]>();
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
-  } catch {
-    return { cpuUs: 0, rss: 0, pids: [] };
-  }
-  const stats = new Map<number, string[]>();
-  for (const entry of entries) {
-    try {
-      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // Fields after "(comm)", which may hold spaces: state is field 3.
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      const ppid = Number(fields[1]);
-      stats.set(Number(entry), fields);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  const found: number[] = [];
-  const queue = [...(children.get(pid) ?? [])];
-  while (queue.length) {
-    const p = queue.shift()!;
-    found.push(p);
-    queue.push(...(children.get(p) ?? []));
-  }
-  let ticks = 0;
-  let rssPages = 0;
-  for (const p of found) {
-    const fields = stats.get(p)!;
-    // utime, stime are fields 14 and 15, rss field 24 (1-based, "state" = 3 = index 0 here).
-    ticks += Number(fields[11]) + Number(fields[12]);
-    rssPages += Number(fields[21]);
-  }
-  return { cpuUs: (ticks * 1e6) / CLK_TCK, rss: rssPages * 4096, pids: found };
-}
-
-function percentiles(values: number[]): Summary {
-  if (!values.length) return { count: 0, p50: NaN, p95: NaN, p99: NaN, max: NaN, mean: NaN };
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => round(sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)], 1);
-  return {
-    count: sorted.length,
-    p50: at(50),
-    p95: at(95),
-    p99: at(99),
-    max: round(sorted[sorted.length - 1], 1),
-    mean: round(sorted.reduce((s, v) => s + v, 0) / sorted.length, 1),
-  };
-}
-
 /** The simulator's devices, as the runtime will make them. */
 function simulatorDevices(runtime: OperatorsRuntimeOptions): BenchDevice[] {
   const sim = runtime.simulator === false ? undefined : runtime.simulator;
@@ -362,7 +263,7 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
   );
   let neighbour: ChildProcess | undefined;
   try {
-    if (options.neighbour) neighbour = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+    if (options.neighbour) neighbour = startBusyLoop();
     const [ready] = await Promise.all([runtime.next('ready'), ...workers.map((w) => w.next('ready'))]);
     const stats = () => runtime.request({ cmd: 'stats' } satisfies RuntimeCommand, 'stats');
     const serverCpu = async () => {

@@ -18,8 +18,8 @@
  *
  * prints the report as JSON; `npm run bench -- --scenario resume` runs the cases of issue 20.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { loadavg } from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,7 @@ import { runResumeClients, type ResumeOutcome, type ResumeWorkerCommand, type Re
 import { summariseProfile, type ProfileSummary } from './resume-profile';
 import { runReplayCost, type ReplayCostReport } from './replay-cost';
 import { round, sleep } from './stats';
+import { Child, descendants, startBusyLoop, machineTicks, percentiles, type Summary } from './harness';
 import { DEFAULT_MIX, makeClients, mixSummary, type BenchDevice } from './workload';
 
 /** Options of {@link runResumeBench}. */
@@ -59,7 +60,6 @@ export interface ResumeBenchOptions {
   log?: (line: string) => void;
 }
 
-type Summary = { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
 
 /** CPU (percent of one core) and event-loop delay of one phase. */
 export interface PhaseLoad {
@@ -242,89 +242,6 @@ function runtimeChild(options: Omit<LocalRuntimeOptions, 'log'>): void {
   );
 }
 
-// ---------------------------------------------------------------- the harness
-
-/** A child process answering typed replies in order. */
-class Child<Reply extends { type: string }> {
-  private readonly waiting = new Map<string, { resolve: (reply: Reply) => void; reject: (error: Error) => void }[]>();
-
-  constructor(
-    readonly process: ChildProcess,
-    readonly name: string,
-  ) {
-    process.on('message', (reply: Reply) => this.waiting.get(reply.type)?.shift()?.resolve(reply));
-    process.on('exit', (code) => {
-      for (const [type, list] of this.waiting) for (const waiter of list) waiter.reject(new Error(`${name} exited (${code}) while waiting for ${type}`));
-      this.waiting.clear();
-    });
-  }
-
-  next<T extends Reply['type']>(type: T): Promise<Extract<Reply, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const list = this.waiting.get(type) ?? [];
-      list.push({ resolve: resolve as (reply: Reply) => void, reject });
-      this.waiting.set(type, list);
-    });
-  }
-
-  request<T extends Reply['type']>(command: object, type: T): Promise<Extract<Reply, { type: T }>> {
-    const answer = this.next(type);
-    this.process.send(command);
-    return answer;
-  }
-
-  async stop(command?: object): Promise<void> {
-    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
-    if (command) this.process.send(command);
-    else this.process.disconnect();
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
-/** CPU µs and RSS bytes of every descendant of `pid`, from /proc. */
-function descendants(pid: number): { cpuUs: number; rss: number } {
-  const children = new Map<number, number[]>();
-  const stats = new Map<number, string[]>();
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    try {
-      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      stats.set(Number(entry), fields);
-      children.set(Number(fields[1]), [...(children.get(Number(fields[1])) ?? []), Number(entry)]);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  let ticks = 0;
-  let pages = 0;
-  for (const queue = [...(children.get(pid) ?? [])]; queue.length; ) {
-    const p = queue.shift()!;
-    queue.push(...(children.get(p) ?? []));
-    const fields = stats.get(p);
-    if (!fields) continue;
-    ticks += Number(fields[11]) + Number(fields[12]);
-    pages += Number(fields[21]);
-  }
-  return { cpuUs: ticks * 10_000, rss: pages * 4096 };
-}
-
-/** Busy and total jiffies of the whole machine, from /proc/stat. */
-function machineTicks(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = fields.reduce((s, v) => s + v, 0);
-  return { busy: total - fields[3] - fields[4], total };
-}
-
-function summary(values: number[]): Summary {
-  if (!values.length) return { count: 0, p50: NaN, p95: NaN, p99: NaN, max: NaN, mean: NaN };
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => round(sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)], 1);
-  return { count: sorted.length, p50: at(50), p95: at(95), p99: at(99), max: round(sorted[sorted.length - 1], 1), mean: round(sorted.reduce((s, v) => s + v, 0) / sorted.length, 1) };
-}
-
 /** Runs one case; see the module comment. */
 export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<ResumeReport> {
   const cutS = options.cutS ?? 10;
@@ -355,7 +272,7 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
   const resumeWorker = forkClients('resuming clients');
   let neighbour: ChildProcess | undefined;
   try {
-    if (options.neighbour) neighbour = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+    if (options.neighbour) neighbour = startBusyLoop();
     const [ready] = await Promise.all([runtime.next('ready'), liveWorker.next('ready'), resumeWorker.next('ready')]);
     const sample = async () => {
       const s = await runtime.request({ cmd: 'stats' } satisfies RuntimeCommand, 'stats');
@@ -517,12 +434,12 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
       resumed: status.resumed,
       failures: [...openFailures, ...outcomes.flatMap((o) => (o.failure ? [`resumer ${o.index - 1000}: ${o.failure}`] : []))],
       tooFarBehind: outcomes.filter((o) => o.tooFarBehind > 0).length,
-      openMs: summary(values((o) => o.openMs)),
-      subscribedMs: summary(values((o) => o.subscribedMs)),
-      resumedMs: summary(values((o) => o.resumedMs)),
-      caughtUpMs: summary(values((o) => o.caughtUpMs)),
+      openMs: percentiles(values((o) => o.openMs)),
+      subscribedMs: percentiles(values((o) => o.subscribedMs)),
+      resumedMs: percentiles(values((o) => o.resumedMs)),
+      caughtUpMs: percentiles(values((o) => o.caughtUpMs)),
       notCaughtUp: outcomes.filter((o) => o.caughtUpMs === undefined).length,
-      replayedPerClient: summary(outcomes.map((o) => o.replayed)),
+      replayedPerClient: percentiles(outcomes.map((o) => o.replayed)),
       replayedTotal,
       receivedBeforeResumedTotal: outcomes.reduce((sum, o) => sum + o.receivedBeforeResumed, 0),
       replayedPerSecond: Math.round(replayedTotal / burstS),
@@ -530,7 +447,7 @@ export async function runResumeBench(options: ResumeBenchOptions = {}): Promise<
       scannedTotal: s3.s.resumes.scanned - s2.s.resumes.scanned,
       resumesAnswered: s4.s.resumes.answered - s2.s.resumes.answered,
       tooFarReasons: s4.s.resumes.tooFar,
-      duplicatesPerResumer: summary(duplicates),
+      duplicatesPerResumer: percentiles(duplicates),
       duplicatesTotal: duplicates.reduce((s, v) => s + v, 0),
       resumersWithDuplicates: duplicates.filter((d) => d > 0).length,
       liveDuplicates: liveReport.liveDuplicates,
@@ -589,7 +506,7 @@ export interface ResumeCasesOptions {
   log?: (line: string) => void;
 }
 
-/** The resume scenario's results: the cases, and the replay core's CPU against the prototype (bench/replay-cost.ts). */
+/** The resume scenario's results: the cases, and the replay core's CPU, cold and warm (bench/replay-cost.ts). */
 export interface ResumeResults {
   cases: ResumeReport[];
   replayCore: ReplayCostReport[];
@@ -616,7 +533,7 @@ export async function runResumeCases(options: ResumeCasesOptions = {}): Promise<
   for (const cutS of options.quick ? [3] : [10, 20]) {
     replayCore.push(await runReplayCost(cutS, options.quick ? 20 : 100, options.quick ? 1 : 5));
     const r = replayCore[replayCore.length - 1];
-    options.log?.(`resume: replay core, cut ${cutS} s: ${r.medianCurrentMs} ms CPU for ${r.resumes} resumes, prototype ${r.medianPrototypeMs} ms, same records ${r.sameRecordsInOrder}`);
+    options.log?.(`resume: replay core, cut ${cutS} s: ${r.medianColdMs} ms CPU for ${r.resumes} resumes cold, ${r.medianWarmMs} ms warm, same records ${r.sameRecordsInOrder}`);
   }
   return { cases, replayCore };
 }
@@ -696,15 +613,14 @@ export function resumeMarkdown({ cases: reports, replayCore }: ResumeResults): s
     lines.push(
       '',
       'The replay core alone (bench/replay-cost.ts): CPU of one process for the resumes of the default mix at once against the embedded window filled at ' +
-        '1,000 readings/s, `replayAfter` as it is (decoded records shared) against a prototype that keeps decoded records by partition and offset (no log ' +
-        'read and no cursor string for a held record) and filters each partition before merging; median of the rounds.',
+        '1,000 readings/s, `replayAfter` with the decoded records the resumes share, cold, then again on the warm cache; median of the rounds.',
       '',
-      '| Cut | resumes | records scanned / replayed (a round) | replayAfter ms (per resume) | prototype ms (per resume) | same records, same order |',
+      '| Cut | resumes | records scanned / replayed (a round) | cold ms (per resume) | warm ms (per resume) | same records, same order |',
       '| --- | --- | --- | --- | --- | --- |',
       ...replayCore.map(
         (r) =>
-          `| ${r.cutS} s | ${fmt(r.resumes)} | ${fmt(r.rounds[0].scanned)} / ${fmt(r.rounds[0].replayed)} | ${fmt(r.medianCurrentMs)} (${fmt(r.perResumeCurrentMs)}) | ` +
-          `${fmt(r.medianPrototypeMs)} (${fmt(r.perResumePrototypeMs)}) | ${r.sameRecordsInOrder ? 'yes' : '**no**'} |`,
+          `| ${r.cutS} s | ${fmt(r.resumes)} | ${fmt(r.rounds[0].scanned)} / ${fmt(r.rounds[0].replayed)} | ${fmt(r.medianColdMs)} (${fmt(r.perResumeColdMs)}) | ` +
+          `${fmt(r.medianWarmMs)} (${fmt(r.perResumeWarmMs)}) | ${r.sameRecordsInOrder ? 'yes' : '**no**'} |`,
       ),
     );
   }

@@ -313,15 +313,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           };
     const verifier = createTokenVerifier(verifierOptions);
 
-    // Follow-ups (snapshots, replays) draw from the post budget the stream paces under, made below.
-    let followUpBudget: PostBudget | undefined;
-    const messageHandler = createMessageHandler({
-      sessions,
-      poster: lazyPoster,
-      metrics: metricsStore,
-      log,
-      budget: { msUntil: (posts) => followUpBudget?.msUntil(posts) ?? 0, take: (posts) => followUpBudget?.take(posts) },
-    });
+    const baseline = options.sdkBaseline === true;
+    // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
+    const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
+    // Replies' follow-ups (snapshots, a resume's replay) draw from the budget the stream paces
+    // under, so that a burst of resumes stays under the quota.
+    const messageHandler = createMessageHandler({ sessions, poster: lazyPoster, metrics: metricsStore, log, budget: baseline ? undefined : pacer.budget });
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
@@ -350,7 +347,6 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     await gateway.start();
     stops.push(() => gateway.stop());
 
-    const baseline = options.sdkBaseline === true;
     const concurrency = options.postConcurrency ?? (baseline ? 32 : DEFAULT_MAX_CONCURRENCY);
     const management = createManagementClient(gateway.managementUrl, LOCAL_AWS, baseline ? concurrency * 2 : 8);
     stops.push(() => management.destroy());
@@ -359,10 +355,6 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const lean = baseline ? undefined : new SignedPoster(management, { maxSockets: concurrency });
     if (lean) stops.push(() => lean.destroy());
     const poster = lean ?? new ManagementApiPoster(management);
-    // One stream invocation at a time here, so it has the whole quota (less the inbound headroom).
-    const pacer = new Pacer(PostBudget.share(options.postQuota || 10_000, 1));
-    // Replays and snapshots take from the same budget: a burst of resumes stays under the quota.
-    if (!baseline) followUpBudget = pacer.budget;
     // Replies and snapshots take the lean path too: under a burst of subscribes they are most of the posts.
     const routeLean = new SignedPoster(management, { maxSockets: 64 });
     stops.push(() => routeLean.destroy());

@@ -1,4 +1,4 @@
-import { Duration, Fn, Stack } from 'aws-cdk-lib';
+import { Duration, Fn } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -82,15 +82,7 @@ export class ReplayReader extends Construct {
     if (props.auth !== 'iam' && props.auth !== 'none') {
       if (!props.secretArn) throw new Error(`ReplayReader: kafka auth ${props.auth} needs secretArn`);
       this.handler.linkSecret(ENV.kafkaSecretArn, secretsmanager.Secret.fromSecretCompleteArn(this, 'KafkaSecret', props.secretArn));
-      if (props.secretKmsKeyArn) {
-        this.handler.function.addToRolePolicy(
-          new iam.PolicyStatement({
-            actions: ['kms:Decrypt'],
-            resources: [props.secretKmsKeyArn],
-            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
-          }),
-        );
-      }
+      if (props.secretKmsKeyArn) this.handler.allowSecretKey(props.secretKmsKeyArn);
     }
     if (props.source.kind === 'msk' && props.auth === 'iam') {
       const arns = mskResourceArns(props.source.clusterArn);

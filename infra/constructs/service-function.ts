@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type { ITableV2 } from 'aws-cdk-lib/aws-dynamodb';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -146,6 +146,21 @@ export class ServiceFunction extends Construct {
   public linkSecret(envName: EnvName, secret: ISecret): this {
     this.function.addEnvironment(envName, secret.secretArn);
     secret.grantRead(this.function);
+    return this;
+  }
+
+  /**
+   * Lets the function decrypt, through Secrets Manager only, secrets encrypted with this customer
+   * managed key (MSK SCRAM secrets must use one).
+   */
+  public allowSecretKey(keyArn: string): this {
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt'],
+        resources: [keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+      }),
+    );
     return this;
   }
 

@@ -1,4 +1,4 @@
-import { Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, Fn, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -137,15 +137,8 @@ export class StreamConsumer extends Construct {
       ? secretsmanager.Secret.fromSecretCompleteArn(this, 'KafkaSecret', props.secretArn)
       : undefined;
     if (props.secretKmsKeyArn) {
-      // MSK SCRAM secrets are encrypted with a customer managed key; the event source mapping
-      // reads the secret with the function's role, through Secrets Manager only.
-      this.handler.function.addToRolePolicy(
-        new iam.PolicyStatement({
-          actions: ['kms:Decrypt'],
-          resources: [props.secretKmsKeyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
-        }),
-      );
+      // The event source mapping reads the secret with the function's role.
+      this.handler.allowSecretKey(props.secretKmsKeyArn);
     }
 
     const topics = props.topics ?? ['device-data', 'alerts'];

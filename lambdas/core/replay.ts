@@ -162,7 +162,7 @@ function yieldToLoop(): Promise<void> {
 }
 
 /** How far apart in time two partitions may be delivered; see the module comment. */
-export const DEFAULT_SKEW_MS = 30_000;
+const DEFAULT_SKEW_MS = 30_000;
 
 /** Records decoded between two yields to the event loop, which may be carrying live traffic too. */
 const YIELD_EVERY = 2000;
