@@ -317,6 +317,9 @@ export class KafkaRecordLog implements RecordLog {
     const admins = [...this.admins];
     this.admins.clear();
     await Promise.allSettled([this.dropReader(), ...admins.map((handle) => handle.client.disconnect())]);
+    // A consumer whose start was under way (a warm-up, a replacement) is dropped once it is made.
+    await this.readerLock;
+    await this.dropReader();
   }
 
   /**
@@ -426,7 +429,9 @@ export class KafkaRecordLog implements RecordLog {
         await this.dropReader();
         reader = undefined;
       }
-      return reader ?? this.startReader([...new Set(needed)]);
+      if (reader) return reader;
+      if (this.closed) throw new KafkaRecordLogError('the Kafka record log is closed');
+      return this.startReader([...new Set(needed)]);
     });
     this.readerLock = next.catch(() => undefined);
     return next.then(async (reader) => {
