@@ -24,6 +24,10 @@
  *   heartbeats stopped for longer than the session timeout (a Lambda container frozen between
  *   invocations) was evicted from its group; it is replaced before the next read rather than left
  *   to find out. One idle for {@link KafkaRecordLogOptions.idleCloseMs} is closed.
+ * - kafkajs never restarts a consumer here: its restart is a timer that outlives `disconnect()`
+ *   when the two cross, and starts a consumer nobody holds (CI saw one run after its test file had
+ *   ended). A consumer that crashes is dead: the reads of its pass fail (a resume then gets the
+ *   snapshot), and the next read starts a new one.
  * - A read that does not finish within {@link KafkaRecordLogOptions.readTimeoutMs} is rejected with
  *   a {@link KafkaRecordLogError} (the replay then answers too far behind, with the snapshot).
  *
@@ -69,6 +73,7 @@ export class KafkaRecordLogError extends AppError {
   override name = 'KafkaRecordLogError';
 }
 
+
 const DEFAULTS = {
   clientId: 'iot-dashboard-replay',
   connectionTimeoutMs: 3000,
@@ -112,7 +117,9 @@ interface Reader {
   topics: Set<string>;
   /** Resolves on the first group join; rejects if the consumer crashes before. */
   joined: Promise<void>;
-  /** Set when the consumer crashed without restarting or was closed. */
+  /** Settles when `connect`, `subscribe` and `run` (its first join included) are over, or stopped early. */
+  started: Promise<void>;
+  /** Set when the consumer crashed or was closed. */
   dead: boolean;
   lastHeartbeat: number;
   /** The partitions of the last join, `topic:partition`. */
@@ -129,6 +136,9 @@ interface AdminHandle {
   users: number;
   /** Replaced: new calls use another; this one is disconnected when `users` drops to 0. */
   retired: boolean;
+  /** Resolves once the client is disconnected. */
+  gone: Promise<void>;
+  disconnected(): void;
 }
 
 const ignore = (): void => undefined;
@@ -313,10 +323,11 @@ export class KafkaRecordLog implements RecordLog {
     clearTimeout(this.idleTimer);
     const closing = new KafkaRecordLogError('the Kafka record log was closed');
     for (const request of [...this.queue.splice(0), ...(this.current?.requests ?? [])]) this.settle(request, closing);
-    this.admin = undefined;
+    // Every admin client is disconnected once the calls using it are over: one disconnected under a
+    // call in flight has that call open a new connection, which stays.
     const admins = [...this.admins];
-    this.admins.clear();
-    await Promise.allSettled([this.dropReader(), ...admins.map((handle) => handle.client.disconnect())]);
+    for (const handle of admins) this.retireAdmin(handle);
+    await Promise.allSettled([this.dropReader(), ...admins.map((handle) => handle.gone)]);
     // A consumer whose start was under way (a warm-up, a replacement) is dropped once it is made.
     await this.readerLock;
     await this.dropReader();
@@ -346,11 +357,14 @@ export class KafkaRecordLog implements RecordLog {
     const all = new Set([...(previous?.topics ?? []), ...topics]);
     if (previous) this.retireAdmin(previous);
     const client = this.kafka.admin();
+    let disconnected = ignore;
     const handle: AdminHandle = {
       client,
       topics: all,
       users: 0,
       retired: false,
+      gone: new Promise<void>((resolve) => (disconnected = resolve)),
+      disconnected: () => disconnected(),
       ready: (async () => {
         await client.connect();
         // One topic after the other, before any other call: each joins what kafkajs's metadata holds.
@@ -374,7 +388,12 @@ export class KafkaRecordLog implements RecordLog {
 
   private disconnectAdmin(handle: AdminHandle): void {
     if (!this.admins.delete(handle)) return;
-    handle.client.disconnect().catch(ignore);
+    // Disconnected while it still connects, a kafkajs client connects afterwards and stays open.
+    void handle.ready
+      .then(ignore, ignore)
+      .then(() => handle.client.disconnect())
+      .catch(ignore)
+      .finally(() => handle.disconnected());
   }
 
   private settle(request: ReadRequest, outcome: LoggedRecord[] | Error): void {
@@ -454,13 +473,15 @@ export class KafkaRecordLog implements RecordLog {
       maxWaitTimeInMs: 20,
       maxBytesPerPartition: 4 * 1024 * 1024,
       maxBytes: 32 * 1024 * 1024,
-      retry: { retries: 5, initialRetryTime: 200 },
+      // A crash ends this consumer; the next read starts another (see the module comment).
+      retry: { retries: 5, initialRetryTime: 200, restartOnFailure: async () => false },
     });
     let joinedOnce: { resolve(): void; reject(error: Error): void } | undefined;
     const reader: Reader = {
       consumer,
       topics: new Set(topics),
       joined: new Promise<void>((resolve, reject) => (joinedOnce = { resolve, reject })),
+      started: Promise.resolve(),
       dead: false,
       lastHeartbeat: Date.now(),
       assigned: new Set(),
@@ -479,7 +500,6 @@ export class KafkaRecordLog implements RecordLog {
     });
     consumer.on(HEARTBEAT, () => (reader.lastHeartbeat = Date.now()));
     consumer.on(CRASH, (event) => {
-      if (event.payload.restart) return;
       reader.dead = true;
       const failure = new KafkaRecordLogError(`the Kafka consumer stopped: ${errorMessage(event.payload.error)}`, { cause: event.payload.error });
       joinedOnce?.reject(failure);
@@ -487,7 +507,11 @@ export class KafkaRecordLog implements RecordLog {
     });
     const started = (async () => {
       await consumer.connect();
-      for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: false });
+      for (const topic of topics) {
+        if (reader.dead) return;
+        await consumer.subscribe({ topic, fromBeginning: false });
+      }
+      if (reader.dead) return;
       await consumer.run({
         autoCommit: false,
         // Resolving moves kafkajs's fetch position on; with autoCommit off nothing is committed.
@@ -496,6 +520,7 @@ export class KafkaRecordLog implements RecordLog {
         eachBatch: async (payload) => this.onBatch(reader, payload),
       });
     })();
+    reader.started = started.catch(ignore);
     started.catch((error: unknown) => {
       reader.dead = true;
       joinedOnce?.reject(new KafkaRecordLogError(`cannot start a Kafka consumer: ${errorMessage(error)}`, { cause: error }));
@@ -509,7 +534,10 @@ export class KafkaRecordLog implements RecordLog {
     this.reader = undefined;
     if (!reader) return;
     reader.dead = true;
-    await reader.consumer.disconnect().catch(() => undefined);
+    // A consumer disconnected while its run() is still joining goes on to fetch for ever (kafkajs's
+    // runner only stops once running, and starts running when the join ends): disconnect after.
+    await reader.started;
+    await reader.consumer.disconnect().catch(ignore);
   }
 
   private scheduleIdleClose(): void {

@@ -142,9 +142,13 @@ java_run() {
 
 format_storage() {
   if [[ -f "$DATA/meta.properties" ]]; then return 0; fi
-  # A KRaft cluster id is a base64url-encoded 16-byte UUID without padding.
-  local cluster_id
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # A KRaft cluster id is a base64url-encoded 16-byte UUID without padding. One that starts with
+  # '-' would be read by kafka-storage as an option (CI lost a run to "-k9OPRJ..."), so draw again,
+  # as Kafka's own Uuid.randomUuid does.
+  local cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   say "formatting the KRaft log dir $DATA (cluster $cluster_id)"
   if ! java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" >"$STATE/format.log" 2>&1; then
     cat "$STATE/format.log" >&2

@@ -65,9 +65,15 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
     return topic;
   };
 
+  /**
+   * Idempotent: a send retried under load (a partition just added, a busy broker) must not write
+   * its records twice, or the offsets the tests expect shift (CI once read 70 records of 60).
+   */
+  const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+
   /** Produces `count` records to each partition: value `p<partition>-<i>`, timestamp base + i seconds. */
   const fill = async (topic: string, partitions: number, count: number, base: number, extra: (partition: number, i: number) => Partial<Message> = () => ({})) => {
-    const producer = kafka.producer();
+    const producer = newProducer();
     await producer.connect();
     const messages: Message[] = [];
     for (let partition = 0; partition < partitions; partition++) {
@@ -226,7 +232,7 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
         }
       }
     }
-    const producer = kafka.producer();
+    const producer = newProducer();
     await producer.connect();
     for (const [topic, batch] of messages) await producer.send({ topic, messages: batch.splice(0) });
     const log = open();
@@ -244,7 +250,7 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
     }
     await producer.disconnect();
     // A new producer: one that loaded the topic before knows no partition added since.
-    const again = kafka.producer();
+    const again = newProducer();
     await again.connect();
     await again.send({ topic: deviceTopic, messages: messages.get(deviceTopic)! });
     await again.disconnect();
@@ -355,6 +361,35 @@ describeKafka('KafkaRecordLog on a real broker', (brokers) => {
       { topic: one, partition: 0, from: 2, to: 3 },
     ]);
     expect(both.map((r) => `${r.topic === two ? 'two' : 'one'}:${r.offset}`)).toEqual(['two:1', 'two:2', 'one:2']);
+  });
+
+  it('leaves no member in its group and no connection open when closed while connecting or joining', async () => {
+    const topic = await newTopic(2);
+    await fill(topic, 2, 3, Date.now() - 10_000);
+    const clientId = `kafka-log-test-${id}-closing`;
+    const sockets = () => process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
+    const socketsBefore = sockets();
+    // Closed at moments from before the consumer connects to after its read: one of them lands in
+    // the join, where a disconnect used to leave kafkajs's fetch loop running.
+    await Promise.all(
+      [0, 5, 10, 20, 35, 50, 75, 100, 150, 250].map(async (delay) => {
+        const log = open({ clientId });
+        const reading = log.read([{ topic, partition: 0, from: 0, to: 3 }]).catch((error: unknown) => error);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        await log.close();
+        const outcome = await reading;
+        // The read either finished before close() or failed clearly because of it.
+        if (outcome instanceof Error) expect(outcome).toBeInstanceOf(KafkaRecordLogError);
+        else expect(values(outcome as LoggedRecord[])).toEqual(['0:0:p0-0', '0:1:p0-1', '0:2:p0-2']);
+      }),
+    );
+    // A consumer that went on to join would be a member, fetching, of a group of this client id.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    // Nor is a connection left open (an admin client disconnected under a call in flight reconnected).
+    expect(sockets()).toBe(socketsBefore);
+    const groupIds = (await admin.listGroups()).groups.map((group) => group.groupId).filter((groupId) => groupId.startsWith(clientId));
+    const { groups } = await admin.describeGroups(groupIds);
+    expect(groups.flatMap((group) => group.members.map((member) => `${group.groupId}: ${member.memberId}`))).toEqual([]);
   });
 
   it('fails a read it cannot finish with a clear error, and fails after close', async () => {
