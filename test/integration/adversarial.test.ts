@@ -10,7 +10,8 @@ import fc from 'fast-check';
 import WebSocket from 'ws';
 import { mintToken } from '../../lambdas/core/auth';
 import { ERROR_CODES, LIMITS } from '../../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { deviceRecord as reading } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
 
@@ -27,7 +28,7 @@ const secret = 'adversarial-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, frontendDir: __dirname, statusIntervalMs: 0, jwtSecret: secret });
+  runtime = await startTestRuntime({ statusIntervalMs: 0, jwtSecret: secret });
 });
 afterAll(async () => {
   await runtime.stop();

@@ -4,7 +4,8 @@
  */
 import { mintToken } from '../../lambdas/core/auth';
 import { TOPICS, type AlertFrame, type Filter, type SnapshotFrame } from '../../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { closeClients, startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord as reading } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
 
@@ -42,12 +43,8 @@ const snapshotAlerts = (frames: SnapshotFrame[]) =>
   frames.flatMap((f) => f.messages).filter((m): m is AlertFrame => m.type === 'alert');
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({
-    dashboardPort: 0,
-    wsPort: 0,
+  runtime = await startTestRuntime({
     urlHost: '127.0.0.1',
-    simulator: false,
-    frontendDir: __dirname,
     statusIntervalMs: 0,
     jwtSecret: SECRET,
     latestIntervalMs: 60_000,
@@ -56,10 +53,7 @@ beforeAll(async () => {
   });
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await runtime.gateway.settle();
-});
+afterEach(() => closeClients(runtime, clients));
 
 afterAll(async () => {
   await runtime.stop();
@@ -202,12 +196,8 @@ describe('snapshot', () => {
 describe('expiry', () => {
   let short: LocalRuntime;
   beforeAll(async () => {
-    short = await startLocalRuntime({
-      dashboardPort: 0,
-      wsPort: 0,
+    short = await startTestRuntime({
       urlHost: '127.0.0.1',
-      simulator: false,
-      frontendDir: __dirname,
       statusIntervalMs: 0,
       jwtSecret: SECRET,
       alertRetentionMs: 60_000,

@@ -5,7 +5,8 @@
 import { matchesFilter, normaliseFilter } from '../../lambdas/core/filter';
 import type { Filter, StreamRecord } from '../../lambdas/core/protocol';
 import type { KafkaRecordInput } from '../../local/msk-event';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { TestClient } from '../support/ws-test-client';
 
 const CLIENTS = 1000;
@@ -43,7 +44,7 @@ const clients: TestClient[] = [];
 const opened: TestClient[] = [];
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, auth: 'none', frontendDir: __dirname });
+  runtime = await startTestRuntime({ auth: 'none' });
 });
 
 afterAll(async () => {

@@ -8,7 +8,8 @@
 import net from 'node:net';
 import { mintToken } from '../../lambdas/core/auth';
 import { LOCAL_TABLES } from '../../local/dynamo';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { deviceRecord } from '../support/records';
 import { RuntimeState } from '../support/runtime-state';
 import { TestClient } from '../support/ws-test-client';
@@ -19,7 +20,7 @@ let runtime: LocalRuntime;
 let state: RuntimeState;
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, frontendDir: __dirname, statusIntervalMs: 0, jwtSecret: secret });
+  runtime = await startTestRuntime({ statusIntervalMs: 0, jwtSecret: secret });
   state = new RuntimeState(runtime);
 });
 

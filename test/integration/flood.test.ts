@@ -10,7 +10,8 @@ import { runFloodBench } from '../../bench/flood';
 import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { mintToken } from '../../lambdas/core/auth';
 import { LIMITS } from '../../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { startFlooder, type Flooder } from '../support/flooder';
 import { deviceRecord } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
@@ -19,7 +20,7 @@ const secret = 'flood-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, frontendDir: __dirname, statusIntervalMs: 0, jwtSecret: secret });
+  runtime = await startTestRuntime({ statusIntervalMs: 0, jwtSecret: secret });
 });
 
 afterAll(async () => {

@@ -12,7 +12,8 @@ import { normaliseFilter } from '../../lambdas/core/filter';
 import { LIMITS, type ServerFrame } from '../../lambdas/core/protocol';
 import { closeConnection, handleClientMessage, openConnection } from '../../lambdas/core/sessions';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { closeClients, startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord as reading } from '../support/records';
 import { RuntimeState } from '../support/runtime-state';
 import { TestClient } from '../support/ws-test-client';
@@ -35,11 +36,7 @@ const entriesByConnection = () => state.entriesByConnection();
 const gauge = () => state.gauge();
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({
-    dashboardPort: 0,
-    wsPort: 0,
-    simulator: false,
-    frontendDir: __dirname,
+  runtime = await startTestRuntime({
     statusIntervalMs: 0,
     jwtSecret: secret,
   });
@@ -47,10 +44,7 @@ beforeAll(async () => {
   state = new RuntimeState(runtime);
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await runtime.gateway.settle();
-});
+afterEach(() => closeClients(runtime, clients));
 
 afterAll(async () => {
   doc.destroy();

@@ -9,7 +9,7 @@
  */
 import type { MSKEvent } from 'aws-lambda';
 import { startKafkaBridge, type KafkaBridge, type KafkaBridgeOptions } from '../../local/kafka-bridge';
-import { startLocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { TOPICS } from '../../lambdas/core/protocol';
 import { alertRecord, deviceRecord } from '../support/records';
 import {
@@ -20,7 +20,7 @@ import {
   type RecordFrame,
 } from './kafka-support';
 
-type Runtime = Awaited<ReturnType<typeof startLocalRuntime>>;
+type Runtime = Awaited<ReturnType<typeof startTestRuntime>>;
 type StreamReport = Awaited<ReturnType<Runtime['invokeStream']>>;
 
 /** Polls `condition` every 100 ms until it holds, or fails after `timeoutMs`. */
@@ -91,7 +91,7 @@ describeKafka('Kafka path on a real broker: kafkajs -> bridge -> stream handler 
   };
 
   beforeAll(async () => {
-    runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false });
+    runtime = await startTestRuntime();
     producer = await TestProducer.connect(brokers);
   });
 

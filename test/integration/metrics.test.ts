@@ -13,7 +13,8 @@ import { connectEvent, messageEvent } from '../../local/apigw-events';
 import { awsSource } from '../support/apigw';
 import { METRIC } from '../../lambdas/core/metrics';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
 
@@ -26,7 +27,7 @@ interface Family {
 let runtime: LocalRuntime;
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, urlHost: '127.0.0.1', simulator: false, statusIntervalMs: 0, frontendDir: __dirname });
+  runtime = await startTestRuntime({ urlHost: '127.0.0.1', statusIntervalMs: 0 });
 });
 afterAll(() => runtime.stop());
 

@@ -17,7 +17,8 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { mintToken } from '../../lambdas/core/auth';
 import { TOPICS, type Filter, type ResumedFrame, type ServerFrame } from '../../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { describeKafka, runId, TestClient, type RecordFrame } from './kafka-support';
 
 const secret = 'resume-kafka-test-secret-of-32-bytes-or-more';
@@ -208,9 +209,7 @@ describeKafka('resume through Kafka on the real broker, records flowing at 1,000
     } finally {
       await admin.disconnect();
     }
-    runtime = await startLocalRuntime({
-      dashboardPort: 0,
-      wsPort: 0,
+    runtime = await startTestRuntime({
       urlHost: '127.0.0.1',
       statusIntervalMs: 0,
       jwtSecret: secret,

@@ -6,7 +6,8 @@
  */
 import { mintToken } from '../../lambdas/core/auth';
 import { LIMITS, type ResumedFrame } from '../../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import type { KafkaRecordInput } from '../../local/msk-event';
 import { alertRecord, deviceRecord } from '../support/records';
 import { TestClient, type RecordFrame } from '../support/ws-test-client';
@@ -18,11 +19,8 @@ const clients: TestClient[] = [];
 const WINDOW_RECORDS = 300;
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({
-    dashboardPort: 0,
-    wsPort: 0,
+  runtime = await startTestRuntime({
     urlHost: '127.0.0.1',
-    simulator: false,
     statusIntervalMs: 0,
     jwtSecret: secret,
     resumeWindow: { ms: LIMITS.resumeWindowMs, records: WINDOW_RECORDS },

@@ -9,7 +9,8 @@ import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscript
 import { openConnection, handleClientMessage } from '../../lambdas/core/sessions';
 import { LIMITS } from '../../lambdas/core/protocol';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { closeClients, startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
 
@@ -34,21 +35,14 @@ async function indexedKeys(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  runtime = await startLocalRuntime({
-    dashboardPort: 0,
-    wsPort: 0,
+  runtime = await startTestRuntime({
     urlHost: '127.0.0.1',
-    simulator: false,
-    frontendDir: __dirname,
     statusIntervalMs: 0,
   });
   doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await runtime.gateway.settle();
-});
+afterEach(() => closeClients(runtime, clients));
 
 afterAll(async () => {
   doc.destroy();
@@ -224,7 +218,7 @@ describe('API Gateway behaviour', () => {
   });
 
   it('closes an idle connection after the idle timeout, and every connection at the connection limit', async () => {
-    const short = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, auth: 'none', idleTimeoutMs: 300, maxConnectionMs: 1500, frontendDir: __dirname });
+    const short = await startTestRuntime({ auth: 'none', idleTimeoutMs: 300, maxConnectionMs: 1500 });
     try {
       const idle = await TestClient.connect(short.wsUrl);
       const busy = await TestClient.connect(short.wsUrl);
@@ -258,7 +252,7 @@ describe('API Gateway behaviour', () => {
 
 describe('system status', () => {
   it('pushes system_status frames with live counts to subscribed connections only', async () => {
-    const fast = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, auth: 'none', statusIntervalMs: 100, frontendDir: __dirname });
+    const fast = await startTestRuntime({ auth: 'none', statusIntervalMs: 100 });
     try {
       const subscribed = await TestClient.connect(fast.wsUrl);
       const silent = await TestClient.connect(fast.wsUrl);

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { decodeToken } from '../../lambdas/core/token-claims';
 import { devSecret } from '../../local/dev-secret';
-import { startLocalRuntime, type LocalRuntime } from '../../local/runtime';
+import type { LocalRuntime } from '../../local/runtime';
+import { startTestRuntime } from '../support/runtime';
 import { TestClient } from '../support/ws-test-client';
 
 const ROOT = join(__dirname, '../..');
@@ -29,7 +30,7 @@ function token(args: string[], env: NodeJS.ProcessEnv = { JWT_SECRET: SECRET }):
 describe('npm run token', () => {
   let runtime: LocalRuntime;
   beforeAll(async () => {
-    runtime = await startLocalRuntime({ dashboardPort: 0, wsPort: 0, simulator: false, statusIntervalMs: 0, jwtSecret: SECRET });
+    runtime = await startTestRuntime({ statusIntervalMs: 0, jwtSecret: SECRET });
   });
   afterAll(() => runtime?.stop());
 

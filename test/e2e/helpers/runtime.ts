@@ -1,9 +1,11 @@
 /**
- * Starts the real local runtime (local/runtime.ts) for the browser tests, serving the built dashboard.
+ * Starts the real local runtime (local/runtime.ts) for the browser tests, as every suite does
+ * (test/support/runtime.ts), serving the built dashboard.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from '../../../local/runtime';
+import type { LocalRuntime, LocalRuntimeOptions } from '../../../local/runtime';
+import { startTestRuntime } from '../../support/runtime';
 
 export const ROOT = join(__dirname, '../../..');
 export const FRONTEND_DIST = join(ROOT, 'frontend/dist');
@@ -16,11 +18,8 @@ export async function startRuntime(options: Partial<LocalRuntimeOptions> = {}): 
   if (!existsSync(join(FRONTEND_DIST, 'index.html'))) {
     throw new Error('frontend/dist is missing: run `npm run build:frontend` (npm run test:e2e does)');
   }
-  return startLocalRuntime({
-    dashboardPort: 0,
-    wsPort: 0,
+  return startTestRuntime({
     urlHost: '127.0.0.1',
-    simulator: false,
     frontendDir: FRONTEND_DIST,
     ...options,
   });
