@@ -534,16 +534,39 @@ function startEmbeddedFeed(
   log: Log,
 ): () => Promise<void> {
   let carry = 0;
-  let pending: KafkaRecordInput[] = [];
-  let running: Promise<unknown> = Promise.resolve();
-  let alertsRunning: Promise<unknown> = Promise.resolve();
-  let busy = false;
-  let alertsPending: KafkaRecordInput[] = [];
-  let alertsBusy = false;
+  const failed = (error: unknown) => log.warn('simulated batch failed', { error: errorMessage(error) });
+  // Telemetry and alerts each on a lane of their own, as the topics' partition pollers are.
+  const readings = coalescingLane(publish, failed);
+  const alertLane = coalescingLane(publish, failed);
   const partitions = EMBEDDED_PARTITIONS;
   const partitionOf = (deviceId: string) => fnv1a(deviceId) % partitions;
-  const failed = (error: unknown) => log.warn('simulated batch failed', { error: errorMessage(error) });
-  const flush = () => {
+  const timer = setInterval(() => {
+    carry += (readingsPerSecond * tickMs) / 1000;
+    const count = Math.floor(carry);
+    if (count === 0) return;
+    carry -= count;
+    const next = simulator.next(count);
+    for (const r of next.readings) readings.push({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) });
+    for (const a of next.alerts) alertLane.push({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) });
+    alertLane.flush();
+    readings.flush();
+  }, tickMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await Promise.all([readings.stop(), alertLane.stop()]);
+  };
+}
+
+/**
+ * One lane of the embedded feed: one invocation at a time, with every record that came meanwhile,
+ * so that a slow lane grows its batches instead of a queue of invocations.
+ */
+function coalescingLane(publish: (records: KafkaRecordInput[]) => Promise<StreamReport>, failed: (error: unknown) => void) {
+  let pending: KafkaRecordInput[] = [];
+  let busy = false;
+  let running: Promise<unknown> = Promise.resolve();
+  const flush = (): void => {
     if (busy || pending.length === 0) return;
     const records = pending;
     pending = [];
@@ -555,36 +578,13 @@ function startEmbeddedFeed(
         flush();
       });
   };
-  // Alerts the same way on their own lane: one invocation at a time, with every alert that came
-  // meanwhile, so that a slow lane grows its batches instead of a queue of invocations.
-  const flushAlerts = () => {
-    if (alertsBusy || alertsPending.length === 0) return;
-    const records = alertsPending;
-    alertsPending = [];
-    alertsBusy = true;
-    alertsRunning = publish(records)
-      .catch(failed)
-      .finally(() => {
-        alertsBusy = false;
-        flushAlerts();
-      });
-  };
-  const timer = setInterval(() => {
-    carry += (readingsPerSecond * tickMs) / 1000;
-    const count = Math.floor(carry);
-    if (count === 0) return;
-    carry -= count;
-    const { readings, alerts } = simulator.next(count);
-    for (const r of readings) pending.push({ topic: TOPICS.deviceData, key: r.deviceId, value: r, partition: partitionOf(r.deviceId) });
-    for (const a of alerts) alertsPending.push({ topic: TOPICS.alerts, key: a.deviceId, value: a, partition: partitionOf(a.deviceId) });
-    flushAlerts();
-    flush();
-  }, tickMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    pending = [];
-    alertsPending = [];
-    await Promise.all([running, alertsRunning]);
+  return {
+    push: (record: KafkaRecordInput) => void pending.push(record),
+    flush,
+    /** Drops what is queued and waits for the invocation under way. */
+    stop: async () => {
+      pending = [];
+      await running;
+    },
   };
 }

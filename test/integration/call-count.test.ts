@@ -7,15 +7,14 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoAlertStore } from '../../lambdas/adapters/dynamo-alerts';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoLatestReadings } from '../../lambdas/adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
-import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { createConnectHandler, type ConnectDeps } from '../../lambdas/handlers/connect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../local/dynamo';
 import { connectEvent, messageEvent } from '../../local/apigw-events';
 import { awsSource } from '../support/apigw';
+import { localSessionStores } from '../support/stores';
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -62,8 +61,7 @@ describe('DynamoDB calls per connect and per subscribe', () => {
     counter = new CallCounter(doc);
     deps = {
       sessions: {
-        connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-        index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+        ...localSessionStores(doc),
         snapshot: {
           latest: new DynamoLatestReadings(doc, LOCAL_TABLES.latest),
           alerts: new DynamoAlertStore(doc, LOCAL_TABLES.alerts),

@@ -6,10 +6,8 @@
  */
 import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoAlertStore } from '../../lambdas/adapters/dynamo-alerts';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoLatestReadings } from '../../lambdas/adapters/dynamo-latest';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
-import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { PostBudget } from '../../lambdas/core/pacing';
 import type { Poster } from '../../lambdas/core/ports';
 import { parseServerFrame } from '../../lambdas/core/protocol';
@@ -22,6 +20,7 @@ import { MemoryRecordLog } from '../../local/memory-log';
 import { buildMskEvent } from '../../local/msk-event';
 import { awsSource } from '../support/apigw';
 import { deviceRecord } from '../support/records';
+import { localSessionStores } from '../support/stores';
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 let dynamo: Awaited<ReturnType<typeof startDynalite>>;
@@ -35,8 +34,7 @@ beforeAll(async () => {
   doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
   deps = {
     sessions: {
-      connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-      index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+      ...localSessionStores(doc),
       snapshot: { latest: new DynamoLatestReadings(doc, LOCAL_TABLES.latest), alerts: new DynamoAlertStore(doc, LOCAL_TABLES.alerts) },
       replay: (request) => replayAfter(recordLog, request),
     },

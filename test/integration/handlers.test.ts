@@ -9,7 +9,6 @@ import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { EmfMetricsSink } from '../../lambdas/adapters/emf-metrics';
@@ -24,6 +23,7 @@ import { LOCAL_AWS, LOCAL_TABLES, createTables, startDynalite } from '../../loca
 import { connectEvent, disconnectEvent, messageEvent } from '../../local/apigw-events';
 import connectFixture from '../fixtures/apigw/connect.json';
 import { awsSource, SUBSCRIBE_BODY } from '../support/apigw';
+import { localSessionStores } from '../support/stores';
 
 const log = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -38,8 +38,7 @@ describe('route handlers on dynalite', () => {
     doc = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
     deps = {
       sessions: {
-        connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-        index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+        ...localSessionStores(doc),
       },
       metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics),
       log,

@@ -5,7 +5,6 @@
  */
 import net from 'node:net';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
 import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { mintToken } from '../../lambdas/core/auth';
 import { normaliseFilter } from '../../lambdas/core/filter';
@@ -17,6 +16,7 @@ import { closeClients, startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord as reading } from '../support/records';
 import { RuntimeState } from '../support/runtime-state';
 import { TestClient } from '../support/ws-test-client';
+import { localSessionStores } from '../support/stores';
 
 const secret = 'isolation-test-secret-0123456789abcdef';
 let runtime: LocalRuntime;
@@ -138,8 +138,7 @@ describe('limits', () => {
 
   it('60 concurrent subscribes on one connection store at most the limit, as API Gateway runs them concurrently', async () => {
     const sessions = {
-      connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-      index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+      ...localSessionStores(doc),
     };
     const id = 'concurrent-conn=';
     await openConnection(sessions, id, { sub: 'c', sites: ['*'], roles: [] });

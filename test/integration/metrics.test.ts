@@ -4,8 +4,6 @@
  */
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
-import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { DynamoMetricsStore } from '../../lambdas/adapters/dynamo-metrics';
 import { createConnectHandler } from '../../lambdas/handlers/connect';
 import { createMessageHandler } from '../../lambdas/handlers/message';
@@ -17,6 +15,7 @@ import type { LocalRuntime } from '../../local/runtime';
 import { startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
+import { localSessionStores } from '../support/stores';
 
 interface Family {
   name: string;
@@ -66,8 +65,7 @@ it('counts what a real workload sent and received', async () => {
   const doc = createDocumentClient({ endpoint: runtime.dynamoEndpoint, ...LOCAL_AWS });
   const deps = {
     sessions: {
-      connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-      index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+      ...localSessionStores(doc),
     },
     metrics: new DynamoMetricsStore(doc, LOCAL_TABLES.metrics),
     log: { debug() {}, info() {}, warn() {}, error() {} },

@@ -4,8 +4,6 @@
  */
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
-import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
-import { DynamoSubscriptionIndex } from '../../lambdas/adapters/dynamo-subscriptions';
 import { openConnection, handleClientMessage } from '../../lambdas/core/sessions';
 import { LIMITS } from '../../lambdas/core/protocol';
 import { LOCAL_AWS, LOCAL_TABLES } from '../../local/dynamo';
@@ -13,6 +11,7 @@ import type { LocalRuntime } from '../../local/runtime';
 import { closeClients, startTestRuntime } from '../support/runtime';
 import { alertRecord, deviceRecord } from '../support/records';
 import { TestClient } from '../support/ws-test-client';
+import { localSessionStores } from '../support/stores';
 
 let runtime: LocalRuntime;
 let doc: ReturnType<typeof createDocumentClient>;
@@ -203,8 +202,7 @@ describe('API Gateway behaviour', () => {
   it('removes a connection that vanished without $disconnect when a post finds it gone (410)', async () => {
     // A connection and subscription written through the real core, for a socket that no longer exists.
     const sessions = {
-      connections: new DynamoConnectionStore(doc, LOCAL_TABLES.connections),
-      index: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions),
+      ...localSessionStores(doc),
     };
     await openConnection(sessions, 'ghost-connection=', { sub: 'ghost', sites: ['*'], roles: [] });
     await handleClientMessage(sessions, 'ghost-connection=', JSON.stringify({ action: 'subscribe', filter: { deviceIds: ['pump-404'] } }));
