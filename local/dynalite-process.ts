@@ -35,8 +35,9 @@ class DynaliteStartError extends Error {
 /** Starts dynalite in memory in a child process on `port` (0: a free port). */
 async function startDynaliteProcess(port = 0, host = '127.0.0.1'): Promise<DynaliteProcess> {
   const child: ChildProcess = fork(__filename, ['--dynalite-child', String(port), host], {
-    // The child runs this TypeScript file, as the parent does, through tsx.
-    execArgv: ['--import', 'tsx'],
+    // The child runs this TypeScript file, as the parent does, through tsx; a parent run with
+    // --cpu-prof has dynalite profiled too (NODE_OPTIONS may not carry it).
+    execArgv: [...process.execArgv.filter((flag) => flag.startsWith('--cpu-prof')), '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

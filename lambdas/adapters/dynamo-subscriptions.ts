@@ -116,11 +116,30 @@ export interface DynamoSubscriptionIndexOptions {
 
 type Bucket = { pk: string; sk: string };
 
+/** Writes asked of one bucket that wait for its write in flight. */
+interface QueuedWrite {
+  /** Sets (else removals). */
+  setting: boolean;
+  /** Entry attribute to its value (undefined for a removal). */
+  writes: Map<string, StoredEntry | undefined>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Most entries one combined write carries: each is at most about 4 KB (a bounded filter and the
+ * connection's sites), so a combined write fits an empty overflow item, and its expression stays
+ * well under DynamoDB's 4 KB expression limit.
+ */
+const MAX_COMBINED = 50;
+
 /** {@link SubscriptionIndex} over a DynamoDB table with keys `pk` (index key) and `sk` (shard). */
 export class DynamoSubscriptionIndex implements SubscriptionIndex {
   calls = 0;
   private readonly concurrency: number;
   private readonly now: () => number;
+  /** Per bucket with a write in flight: the writes waiting for it, oldest first (in the map until the bucket is idle). */
+  private readonly queues = new Map<string, QueuedWrite[]>();
 
   constructor(
     private readonly doc: DocumentSender,
@@ -220,94 +239,143 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
   }
 
   /**
-   * Sets (or, with no value, removes) entries, one UpdateItem per bucket touched; a bucket that is
-   * full spills into its overflow items, and a removal also clears the overflow items the bucket has.
+   * Sets (or, with no value, removes) entries, one UpdateItem per bucket touched. Writes to one
+   * bucket go one at a time, in call order: what is asked of a bucket while its write is in
+   * flight waits and goes in the next write, with everything else asked of it meanwhile (a group
+   * commit). An idle bucket is written at once; under a burst of subscribes that share buckets
+   * (the status recipients, a location, a busy device), each bucket costs one write per round
+   * trip instead of one per subscribe.
    */
   private async update(
     entries: readonly Pick<SubscriptionEntry, 'indexKey' | 'connectionId' | 'subscriptionId'>[],
     valueOf: ((entry: SubscriptionEntry) => StoredEntry) | undefined,
   ): Promise<void> {
-    const byBucket = new Map<string, { bucket: Bucket; entries: typeof entries[number][] }>();
+    const byBucket = new Map<string, { bucket: Bucket; writes: Map<string, StoredEntry | undefined> }>();
     for (const entry of entries) {
       const bucket = { pk: entry.indexKey, sk: shardOf(entry.indexKey, entry.connectionId) };
       const id = `${bucket.pk}\n${bucket.sk}`;
       let group = byBucket.get(id);
-      if (!group) byBucket.set(id, (group = { bucket, entries: [] }));
-      group.entries.push(entry);
+      if (!group) byBucket.set(id, (group = { bucket, writes: new Map() }));
+      group.writes.set(attributeOf(entry), valueOf?.(entry as SubscriptionEntry));
     }
-    const bucketExpiry = Math.ceil(this.now() / 1000) + BUCKET_TTL_SECONDS;
-    await mapWithConcurrency([...byBucket.values()], this.concurrency, async ({ bucket, entries: group }) => {
-      const names: Record<string, string> = {};
-      const values: Record<string, unknown> = {};
-      const parts: string[] = [];
-      group.forEach((entry, i) => {
-        names[`#e${i}`] = attributeOf(entry);
-        if (valueOf) {
-          values[`:e${i}`] = valueOf(entry as SubscriptionEntry);
-          parts.push(`#e${i} = :e${i}`);
-        } else {
-          parts.push(`#e${i}`);
-        }
-      });
-      const entriesExpression = `${valueOf ? 'SET' : 'REMOVE'} ${parts.join(', ')}`;
-      const send = (key: Bucket, expression: string, extra: Record<string, unknown> = {}, returnOverflow = false, withEntries = true) => {
-        this.calls++;
-        const allValues = { ...(withEntries ? values : {}), ...extra };
-        return this.doc.send(
-          new UpdateCommand({
-            TableName: this.tableName,
-            Key: key,
-            UpdateExpression: expression,
-            ExpressionAttributeNames: { ...(withEntries ? names : {}), ...(returnOverflow ? { '#o': 'o' } : {}) },
-            ...(Object.keys(allValues).length ? { ExpressionAttributeValues: allValues } : {}),
-            ...(returnOverflow ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
-          }),
-        );
-      };
-      // Every write to a bucket keeps `o` present at a fixed size and pushes its TTL out.
-      const base = 'expiresAt = :bx, #o = if_not_exists(#o, :none)';
-      const baseValues = { ':bx': bucketExpiry, ':none': overflowDigits(0) };
-      const overflowOf = (out: { Attributes?: Record<string, unknown> }) => Number(out.Attributes?.o ?? 0);
-      if (!valueOf) {
-        const out = await send(bucket, `${entriesExpression} SET ${base}`, baseValues, true);
-        for (let k = 1; k <= overflowOf(out); k++) await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, entriesExpression);
-        return;
+    await mapWithConcurrency([...byBucket], this.concurrency, ([id, { bucket, writes }]) => this.enqueue(id, bucket, writes, valueOf !== undefined));
+  }
+
+  /** Queues writes of one bucket behind its write in flight; resolves once they are written. */
+  private enqueue(id: string, bucket: Bucket, writes: Map<string, StoredEntry | undefined>, setting: boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const queue = this.queues.get(id);
+      if (queue) return void queue.push({ setting, writes, resolve, reject });
+      // No write in flight: this one goes at once, and what comes meanwhile queues behind it.
+      const fresh: QueuedWrite[] = [{ setting, writes, resolve, reject }];
+      this.queues.set(id, fresh);
+      void this.drain(id, bucket, fresh);
+    });
+  }
+
+  /**
+   * Writes a bucket's queue until it is empty: each write takes the oldest waiting requests of the
+   * same kind (sets, or removals), at most {@link MAX_COMBINED} entries, so that a removal never
+   * overtakes a set of the same entry asked for before it.
+   */
+  private async drain(id: string, bucket: Bucket, queue: QueuedWrite[]): Promise<void> {
+    while (queue.length) {
+      const setting = queue[0]!.setting;
+      const taken: QueuedWrite[] = [];
+      const combined = new Map<string, StoredEntry | undefined>();
+      while (queue.length && queue[0]!.setting === setting && (taken.length === 0 || combined.size + queue[0]!.writes.size <= MAX_COMBINED)) {
+        const next = queue.shift()!;
+        taken.push(next);
+        for (const [name, value] of next.writes) combined.set(name, value);
       }
       try {
-        await send(bucket, `${entriesExpression}, ${base}`, baseValues, true);
+        await this.writeBucket(bucket, combined, setting);
+        for (const request of taken) request.resolve();
+      } catch (error) {
+        for (const request of taken) request.reject(error);
+      }
+    }
+    this.queues.delete(id);
+  }
+
+  /**
+   * Sets (or removes) the named entries of one bucket in one UpdateItem; a bucket that is full
+   * spills into its overflow items, and a removal also clears the overflow items the bucket has.
+   */
+  private async writeBucket(bucket: Bucket, writes: Map<string, StoredEntry | undefined>, setting: boolean): Promise<void> {
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    const parts: string[] = [];
+    let i = 0;
+    for (const [name, value] of writes) {
+      names[`#e${i}`] = name;
+      if (setting) {
+        values[`:e${i}`] = value;
+        parts.push(`#e${i} = :e${i}`);
+      } else {
+        parts.push(`#e${i}`);
+      }
+      i++;
+    }
+    const bucketExpiry = Math.ceil(this.now() / 1000) + BUCKET_TTL_SECONDS;
+    const entriesExpression = `${setting ? 'SET' : 'REMOVE'} ${parts.join(', ')}`;
+    const send = (key: Bucket, expression: string, extra: Record<string, unknown> = {}, returnOverflow = false, withEntries = true) => {
+      this.calls++;
+      const allValues = { ...(withEntries ? values : {}), ...extra };
+      return this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: expression,
+          ExpressionAttributeNames: { ...(withEntries ? names : {}), ...(returnOverflow ? { '#o': 'o' } : {}) },
+          ...(Object.keys(allValues).length ? { ExpressionAttributeValues: allValues } : {}),
+          ...(returnOverflow ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
+        }),
+      );
+    };
+    // Every write to a bucket keeps `o` present at a fixed size and pushes its TTL out.
+    const base = 'expiresAt = :bx, #o = if_not_exists(#o, :none)';
+    const baseValues = { ':bx': bucketExpiry, ':none': overflowDigits(0) };
+    const overflowOf = (out: { Attributes?: Record<string, unknown> }) => Number(out.Attributes?.o ?? 0);
+    if (!setting) {
+      const out = await send(bucket, `${entriesExpression} SET ${base}`, baseValues, true);
+      for (let k = 1; k <= overflowOf(out); k++) await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, entriesExpression);
+      return;
+    }
+    try {
+      await send(bucket, `${entriesExpression}, ${base}`, baseValues, true);
+      return;
+    } catch (error) {
+      if (!isItemTooLarge(error)) throw error;
+    }
+    const touched = await send(bucket, `SET ${base}`, baseValues, true, false);
+    const spilled = overflowOf(touched);
+    for (let k = Math.max(1, spilled); k <= MAX_OVERFLOW; k++) {
+      if (k > spilled) {
+        // Announced before it is written, so a lookup never misses an entry in it.
+        this.calls++;
+        await this.doc
+          .send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: bucket,
+              UpdateExpression: 'SET #o = :k',
+              ConditionExpression: '#o < :k',
+              ExpressionAttributeNames: { '#o': 'o' },
+              ExpressionAttributeValues: { ':k': overflowDigits(k) },
+            }),
+          )
+          .catch((error: unknown) => {
+            if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+          });
+      }
+      try {
+        await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, `${entriesExpression}, expiresAt = :bx`, { ':bx': bucketExpiry });
         return;
       } catch (error) {
         if (!isItemTooLarge(error)) throw error;
       }
-      const touched = await send(bucket, `SET ${base}`, baseValues, true, false);
-      const spilled = overflowOf(touched);
-      for (let k = Math.max(1, spilled); k <= MAX_OVERFLOW; k++) {
-        if (k > spilled) {
-          // Announced before it is written, so a lookup never misses an entry in it.
-          this.calls++;
-          await this.doc
-            .send(
-              new UpdateCommand({
-                TableName: this.tableName,
-                Key: bucket,
-                UpdateExpression: 'SET #o = :k',
-                ConditionExpression: '#o < :k',
-                ExpressionAttributeNames: { '#o': 'o' },
-                ExpressionAttributeValues: { ':k': overflowDigits(k) },
-              }),
-            )
-            .catch((error: unknown) => {
-              if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-            });
-        }
-        try {
-          await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, `${entriesExpression}, expiresAt = :bx`, { ':bx': bucketExpiry });
-          return;
-        } catch (error) {
-          if (!isItemTooLarge(error)) throw error;
-        }
-      }
-      throw new Error(`index key ${bucket.pk} is full: ${MAX_OVERFLOW} overflow items`);
-    });
+    }
+    throw new Error(`index key ${bucket.pk} is full: ${MAX_OVERFLOW} overflow items`);
   }
 }

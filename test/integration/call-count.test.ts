@@ -4,7 +4,7 @@
  * flight to one). Under a burst of connects these calls are the cost, so the counts may not creep
  * back up: before issue 18 a connect and its first subscribe took about ten calls, in sequence.
  */
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../../lambdas/adapters/clients';
 import { DynamoAlertStore } from '../../lambdas/adapters/dynamo-alerts';
 import { DynamoLatestReadings } from '../../lambdas/adapters/dynamo-latest';
@@ -130,6 +130,38 @@ describe('DynamoDB calls per connect and per subscribe', () => {
     expect(unsubscribe.result).toEqual({ type: 'unsubscribed', id: 'p' });
     expect(unsubscribe.calls).toEqual(['UpdateItem', 'UpdateItem']);
     expect(unsubscribe.roundTrips).toBe(2);
+  });
+
+  it('a connection stored before its rate buckets were (an older deploy) subscribes after one read more', async () => {
+    // As $connect stored it before the buckets started at 0: no rateM, no rateW.
+    await doc.send(
+      new PutCommand({
+        TableName: LOCAL_TABLES.connections,
+        Item: { connectionId: 'cc-older', connectedAt: Date.now(), expiresAt: Math.ceil(Date.now() / 1000) + 3600, sub: 'operator', sites: ['*'], subscriptions: {} },
+      }),
+    );
+    const first = await send('cc-older', { action: 'subscribe', id: 'o', filter: { deviceIds: ['pump-004'] } });
+    expect(first.result).toMatchObject({ type: 'subscribed', id: 'o' });
+    // The guess (buckets at 0) fails, the read shows them missing, the second try holds.
+    expect(first.calls.filter((c) => c === 'GetItem')).toHaveLength(1);
+    const ping = await send('cc-older', { action: 'ping' });
+    expect(ping.result).toMatchObject({ type: 'pong' });
+    expect(ping.calls).toEqual(['UpdateItem']);
+  });
+
+  it('at the 20-subscription cap a subscription can be replaced but not added', async () => {
+    await connect('cc-cap');
+    for (let i = 0; i < 20; i++) {
+      const { result } = await send('cc-cap', { action: 'subscribe', id: `s${i}`, filter: { deviceIds: [`pump-${i}`] } });
+      expect(result).toMatchObject({ type: 'subscribed', id: `s${i}` });
+    }
+    const added = await send('cc-cap', { action: 'subscribe', id: 's20', filter: { deviceIds: ['pump-20'] } });
+    expect(added.result).toMatchObject({ type: 'error', code: 'too_large', id: 's20' });
+    const replaced = await send('cc-cap', { action: 'subscribe', id: 's7', filter: { deviceIds: ['pump-77'] } });
+    expect(replaced.result).toMatchObject({ type: 'subscribed', id: 's7', filter: { deviceIds: ['pump-77'] } });
+    const held = (await doc.send(new GetCommand({ TableName: LOCAL_TABLES.connections, Key: { connectionId: 'cc-cap' } }))).Item!;
+    expect(Object.keys(held.subscriptions as object)).toHaveLength(20);
+    expect((held.subscriptions as Record<string, { deviceIds: string[] }>)['s:s7']!.deviceIds).toEqual(['pump-77']);
   });
 
   it('a flood of concurrent messages costs a write per token, not one per message', async () => {

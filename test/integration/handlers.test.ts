@@ -151,6 +151,39 @@ describe('subscription index buckets on dynalite', () => {
     expect((await index.lookup(['*'])).get('*')).toBeUndefined();
   });
 
+  it('writes a burst of subscribes to one bucket in a few combined writes, and every entry lands', async () => {
+    const expires = Math.ceil(clock / 1000) + 3600;
+    const subscribers = Array.from({ length: 200 }, (_, i) => ({ indexKey: 'd#busy-pump', connectionId: `burst-${i}`, subscriptionId: 's1', filter }));
+    const before = index.calls;
+    // 200 subscribes of one device at once, as a plant's dashboards opening together.
+    await Promise.all(subscribers.map((entry) => index.put([entry], expires)));
+    const writes = index.calls - before;
+    // One write goes at once; the rest wait for it and go together, at most 50 entries a write.
+    expect(writes).toBe(1 + Math.ceil(199 / 50));
+    const found = (await index.lookup(['d#busy-pump'])).get('d#busy-pump')!;
+    expect(found.map((e) => e.connectionId).sort()).toEqual(subscribers.map((e) => e.connectionId).sort());
+    await Promise.all(subscribers.map((entry) => index.remove([entry])));
+    expect((await index.lookup(['d#busy-pump'])).get('d#busy-pump')).toBeUndefined();
+  });
+
+  it('applies concurrent writes of one entry in the order they were asked for', async () => {
+    const expires = Math.ceil(clock / 1000) + 3600;
+    const entry = { indexKey: 'l#plant-a/line-9', connectionId: 'flip', subscriptionId: 's1', filter };
+    const other = { ...entry, connectionId: 'steady' };
+    await index.put([other], expires);
+    const found = async () => ((await index.lookup([entry.indexKey])).get(entry.indexKey) ?? []).map((e) => e.connectionId).sort();
+    for (let round = 0; round < 5; round++) {
+      // Subscribe then unsubscribe, asked at once: the entry ends removed, whichever answers first.
+      await Promise.all([index.put([entry], expires), index.remove([entry]), index.put([other], expires)]);
+      expect(await found()).toEqual(['steady']);
+      // Unsubscribe then subscribe again: it ends present.
+      await Promise.all([index.remove([entry]), index.put([entry], expires)]);
+      expect(await found()).toEqual(['flip', 'steady']);
+      await index.remove([entry]);
+    }
+    await index.remove([other]);
+  });
+
   it('ignores and removes entries past their expiry, as TTL would', async () => {
     const expires = Math.ceil(clock / 1000) + 60;
     await index.put([{ indexKey: 'l#old', connectionId: 'gone', subscriptionId: 's', filter }], expires);
