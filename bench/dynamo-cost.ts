@@ -42,6 +42,46 @@ export interface DynamoCostReport {
   rounds: number;
   concurrency: number;
   operations: Record<Operation, OperationCost>;
+  /**
+   * dynalite's side: the message's conditional write of the connection item a second, in the form
+   * used before issue 18's second pass (every case in parenthesised ORs) and in today's plain AND,
+   * medians over the same interleaved rounds, lean client, {@link SERVER_IN_FLIGHT} in flight.
+   */
+  conditionForms: { orPerSecond: number; andPerSecond: number; ratio: number };
+}
+
+/** Calls in flight when dynalite's throughput is measured: enough to keep it busy. */
+const SERVER_IN_FLIGHT = 32;
+
+/**
+ * A subscribe's conditional write of the connection item: both rate buckets taken and the
+ * subscription set under the cap. `or` is the form before (a bucket missing or idle, a
+ * subscription replaced or under the cap, each an OR in parentheses); `and` is today's
+ * (lambdas/adapters/dynamo-connections.ts): buckets start at 0, the cap is one comparison.
+ */
+function subscribeWrite(form: 'or' | 'and', i: number): UpdateCommand {
+  const or = (a: string, b: string) => (form === 'or' ? `(${a} OR ${b})` : b);
+  return new UpdateCommand({
+    TableName: LOCAL_TABLES.connections,
+    Key: { connectionId: connectionItem(i % ITEMS).connectionId },
+    UpdateExpression: 'SET #b0 = :n0, #b1 = :n1, subscriptions.#id = :filter',
+    ConditionExpression: [
+      'attribute_exists(connectionId)',
+      or('attribute_not_exists(#b0)', '#b0 < :now'),
+      or('attribute_not_exists(#b1)', '#b1 < :now'),
+      or('attribute_exists(subscriptions.#id)', 'size(subscriptions) < :max'),
+    ].join(' AND '),
+    ExpressionAttributeNames: { '#b0': 'rateM', '#b1': 'rateW', '#id': 's:sub1' },
+    // Always true, as for idle buckets, yet evaluated on every call.
+    ExpressionAttributeValues: { ':n0': i, ':n1': i, ':now': 2 ** 50, ':max': 20, ':filter': connectionItem(i).subscriptions['s:sub1'] },
+    ReturnValues: 'ALL_OLD',
+  });
+}
+
+async function perSecond(doc: DocumentSender, form: 'or' | 'and', calls: number): Promise<number> {
+  const started = performance.now();
+  await mapWithConcurrency(Array.from({ length: calls }, (_, i) => i), SERVER_IN_FLIGHT, (i) => doc.send(subscribeWrite(form, i)));
+  return calls / ((performance.now() - started) / 1000);
 }
 
 /** Items the bench reads and writes: as large as a connection item with a few subscriptions. */
@@ -56,6 +96,7 @@ const connectionItem = (i: number) => ({
     Array.from({ length: 3 }, (_, s) => [`s:sub${s}`, { types: ['device_data'], deviceIds: [`pump-${(i + s) % 50}`], locations: [], deviceTypes: [], alertLevels: [], sites: ['plant-a'] }]),
   ),
   rateM: 0,
+  rateW: 0,
 });
 
 /** One call of each operation; `i` picks the item. */
@@ -124,12 +165,18 @@ export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promi
       Operation,
       Record<'sdkUs' | 'leanUs', number[]>
     >;
+    const forms = { or: [] as number[], and: [] as number[] };
     for (let r = 0; r < rounds; r++) {
       for (const operation of OPERATIONS) {
         for (const [name, doc] of clients) samples[operation][name].push(await cpuPerCall(doc, operation, calls, concurrency));
       }
       log(`dynamo-cost: round ${r + 1}: ${OPERATIONS.map((op) => `${op} sdk ${Math.round(samples[op].sdkUs[r])} µs, lean ${Math.round(samples[op].leanUs[r])} µs`).join('; ')}`);
+      forms.or.push(await perSecond(lean, 'or', calls * 2));
+      forms.and.push(await perSecond(lean, 'and', calls * 2));
+      log(`dynamo-cost: round ${r + 1}: dynalite ${Math.round(forms.or[r]!)} conditional writes/s in the OR form, ${Math.round(forms.and[r]!)} in the AND form`);
     }
+    const orPerSecond = Math.round(median(forms.or));
+    const andPerSecond = Math.round(median(forms.and));
     const operations = Object.fromEntries(
       OPERATIONS.map((operation) => {
         const sdkUs = round(median(samples[operation].sdkUs), 1);
@@ -137,7 +184,7 @@ export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promi
         return [operation, { sdkUs, leanUs, ratio: round(sdkUs / leanUs, 2) }];
       }),
     ) as Record<Operation, OperationCost>;
-    return { callsPerRound: calls, rounds, concurrency, operations };
+    return { callsPerRound: calls, rounds, concurrency, operations, conditionForms: { orPerSecond, andPerSecond, ratio: round(andPerSecond / orPerSecond, 2) } };
   } finally {
     sdk.destroy();
     await lean.destroy();
@@ -151,6 +198,8 @@ if (require.main === module) {
     (report) => {
       console.log(`\nCPU per call in this process (median of ${report.rounds} rounds of ${report.callsPerRound}, ${report.concurrency} in flight):`);
       console.table(Object.fromEntries(Object.entries(report.operations).map(([operation, cost]) => [operation, { 'SDK µs': cost.sdkUs, 'lean µs': cost.leanUs, 'SDK / lean': cost.ratio }])));
+      const forms = report.conditionForms;
+      console.log(`dynalite, a subscribe's conditional write: ${forms.orPerSecond}/s in the OR form, ${forms.andPerSecond}/s in the AND form (${forms.ratio}×)`);
     },
     (error: unknown) => {
       console.error(error);

@@ -466,6 +466,8 @@ export function toMarkdown(results: BenchResults): string {
       '| --- | --- | --- | --- |',
       ...Object.entries(dc.operations).map(([name, cost]) => `| ${name} | ${cost.sdkUs} | ${cost.leanUs} | ${cost.ratio}× |`),
       '',
+      `dynalite's side, same rounds: a subscribe's conditional write of the connection item, ${fmt(dc.conditionForms.orPerSecond)}/s in the form before (parenthesised ORs) against ${fmt(dc.conditionForms.andPerSecond)}/s in today's plain AND (${dc.conditionForms.ratio}×).`,
+      '',
     );
   }
 
