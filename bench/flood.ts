@@ -6,7 +6,7 @@
  * flooders' pongs against their refusals; whether they kept their connections; and the table
  * writes the flood cost.
  *
- *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--no-busy] [--rounds 1] [--runtime JSON] [--json FILE]
+ *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--no-busy] [--rounds 1] [--json FILE]
  *
  * With PROF_DIR set, the runtime's process and the gateway's write CPU profiles there (the
  * gateway's through NODE_OPTIONS, which every child inherits).
@@ -17,7 +17,7 @@ import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { mintToken } from '../lambdas/core/auth';
 import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
-import { startLocalRuntime, type LocalRuntimeOptions } from '../local/runtime';
+import { startLocalRuntime } from '../local/runtime';
 import { startFlooder, type FloodConnectionResult } from '../test/support/flooder';
 import { LatencyHistogram } from './stats';
 import { startBusyLoop } from './harness';
@@ -34,8 +34,6 @@ export interface FloodBenchOptions {
   busyLoop?: boolean;
   /** Records a second to the watching user. Default 50. */
   recordsPerSecond?: number;
-  /** Runtime options over the bench's own, e.g. `{"foregroundPool":false}` for the baseline before issue 19's fix. Default none. */
-  runtime?: Partial<LocalRuntimeOptions>;
   log?: (line: string) => void;
 }
 
@@ -129,7 +127,6 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     phaseMs: options.phaseMs ?? 10_000,
     busyLoop: options.busyLoop ?? true,
     recordsPerSecond: options.recordsPerSecond ?? 50,
-    runtime: options.runtime ?? {},
   };
   const log = options.log ?? (() => {});
   const secret = 'flood-bench-secret-0123456789abcdef';
@@ -143,7 +140,6 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     frontendDir: __dirname,
     statusIntervalMs: 0,
     jwtSecret: secret,
-    ...opts.runtime,
   });
   const busy = opts.busyLoop ? startBusyLoop() : undefined;
   let flooder: Awaited<ReturnType<typeof startFlooder>> | undefined;
@@ -307,7 +303,6 @@ if (require.main === module) {
           connections: Number(value('connections') ?? 8),
           perSecond: Number(value('rate') ?? 1000),
           busyLoop: !args.includes('--no-busy'),
-          runtime: JSON.parse(value('runtime') ?? '{}') as Partial<LocalRuntimeOptions>,
           log: (line) => process.stdout.write(`${line}\n`),
         }),
       );

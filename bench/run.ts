@@ -517,14 +517,13 @@ export function toMarkdown(results: BenchResults): string {
       '',
       "8 connections of one token send 1,000 messages a second each (pings, subscribes, garbage) beside a busy-looping process, while another user watches records; each round measures the watcher's p95 quiet, then flooded, in the same run.",
       '',
-      '| run | runtime | watcher p95 quiet / flood ms | ratio | slowest first `rate_limited` ms | pongs / `rate_limited` of sent | kept | CPU µs a flood message by process |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| round | watcher p95 quiet / flood ms | ratio | slowest first `rate_limited` ms | pongs / `rate_limited` of sent | kept | CPU µs a flood message by process |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
     );
     results.flood.forEach((r, i) => {
       const cpu = Object.entries(r.cpuPerFloodMessageUs).map(([name, us]) => `${name} ${fmt(us)}`).join(', ');
-      const runtime = Object.keys(r.options.runtime).length ? `baseline ${JSON.stringify(r.options.runtime)}` : 'defaults';
       lines.push(
-        `| ${i + 1} | ${runtime} | ${fmt(r.quiet.p95)} / ${fmt(r.flood.p95)} | ${fmt(r.p95Ratio)}× | ${fmt(r.flooders.firstRefusalMaxMs)} | ${fmt(r.flooders.pongs)} / ${fmt(r.flooders.rateLimited)} of ${fmt(r.flooders.sent)} | ${r.flooders.kept} of 8 | ${cpu} |`,
+        `| ${i + 1} | ${fmt(r.quiet.p95)} / ${fmt(r.flood.p95)} | ${fmt(r.p95Ratio)}× | ${fmt(r.flooders.firstRefusalMaxMs)} | ${fmt(r.flooders.pongs)} / ${fmt(r.flooders.rateLimited)} of ${fmt(r.flooders.sent)} | ${r.flooders.kept} of 8 | ${cpu} |`,
       );
     });
     lines.push('');
@@ -671,12 +670,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
 
   if (wants(options, 'flood')) {
     results.flood = [];
-    // Each full round runs the baseline before issue 19's fix (connects and the stream sharing the
-    // messages' DynamoDB client) beside the defaults, in turn.
-    for (let round = 0; round < (options.quick ? 1 : 3); round++) {
-      results.flood.push(await runFloodBench({ phaseMs: options.quick ? 3000 : 10_000, log }));
-      if (!options.quick) results.flood.push(await runFloodBench({ phaseMs: 10_000, runtime: { foregroundPool: false }, log }));
-    }
+    for (let round = 0; round < (options.quick ? 1 : 3); round++) results.flood.push(await runFloodBench({ phaseMs: options.quick ? 3000 : 10_000, log }));
   }
   if (wants(options, 'resume')) {
     const kafka = process.env.KAFKA_BROKERS?.split(',');

@@ -138,12 +138,6 @@ export interface LocalRuntimeOptions {
   sdkBaseline?: boolean;
   /** Every store on the AWS SDK's document client instead of the lean one: a baseline for benchmarks. Default false. */
   sdkDynamo?: boolean;
-  /**
-   * `false`: connects, the gauge and the stream share the stores' DynamoDB client and its queue
-   * with client messages, as before issue 19's flood fix (a baseline for benchmarks). Default:
-   * a client of their own.
-   */
-  foregroundPool?: boolean;
   /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
@@ -256,20 +250,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const leanDoc = options.sdkDynamo ? undefined : createLeanDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
     if (leanDoc) stops.push(() => leanDoc.destroy());
     const stores = leanDoc ?? doc;
-    // A connect's write, the gauge and the stream's calls have a client (a pool of sockets) of
-    // their own, as each function has on AWS: under a flood of messages or a burst of subscribes
-    // they wait for what dynalite is serving, not behind every message call queued in the pool.
-    const own = leanDoc && options.foregroundPool !== false ? createLeanDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS }) : undefined;
-    if (own) stops.push(() => own.destroy());
-    const foreground = own ?? stores;
     const connections = new DynamoConnectionStore(stores, LOCAL_TABLES.connections);
     const index = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
-    const metricsStore = new DynamoMetricsStore(foreground, LOCAL_TABLES.metrics);
+    const streamIndex = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
+    const metricsStore = new DynamoMetricsStore(stores, LOCAL_TABLES.metrics);
     const alerts = new DynamoAlertStore(stores, LOCAL_TABLES.alerts);
     const latest = new DynamoLatestReadings(stores, LOCAL_TABLES.latest);
-    // The stream's and the connect's own stores, on the foreground.
-    const streamConnections = new DynamoConnectionStore(foreground, LOCAL_TABLES.connections);
-    const streamIndex = new DynamoSubscriptionIndex(foreground, LOCAL_TABLES.subscriptions);
     // Locally as on AWS, the environment may set both (ALERT_RETENTION_SECONDS, LATEST_INTERVAL_MS).
     const retentionMs = options.alertRetentionMs ?? intEnv(ENV.alertRetentionSeconds, ALERT_STATE_DEFAULTS.retentionMs / 1000) * 1000;
     // The Management API listens once the gateway has started; the route handlers are built before.
@@ -336,7 +322,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const gateway = new LocalGateway(
       {
         authorizer: createAuthorizerHandler({ verifier, log }),
-        connect: createConnectHandler({ sessions: { connections: streamConnections }, metrics: metricsStore, log }),
+        connect: createConnectHandler({ sessions, metrics: metricsStore, log }),
         disconnect: createDisconnectHandler({ sessions, metrics: metricsStore, log }),
         routes: {
           subscribe: messageHandler,
@@ -376,19 +362,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
 
     const totals: StreamTotals = { batches: 0, records: 0, invalid: 0, deliveries: 0, posts: 0, stale: 0, failed: 0, conflated: 0 };
     const batchStep = createStreamStateStep({
-      latest: new LatestReadingsConflator(new DynamoLatestReadings(foreground, LOCAL_TABLES.latest), latestIntervalMs),
-      lifecycle: new AlertLifecycle({
-        ...alertState,
-        alerts: new DynamoAlertStore(foreground, LOCAL_TABLES.alerts),
-        index: streamIndex,
-        connections: streamConnections,
-        expirySweepMs: options.alertExpirySweepMs,
-      }),
+      latest: new LatestReadingsConflator(latest, latestIntervalMs),
+      lifecycle: new AlertLifecycle({ ...alertState, expirySweepMs: options.alertExpirySweepMs }),
       log,
     });
     const lane = (lanePoster: Poster, lanePacer: Pacer | undefined) =>
       createStreamHandler({
-        sessions: { connections: streamConnections, index: streamIndex },
+        sessions: { connections, index: streamIndex },
         poster: lanePoster,
         metrics: metricsStore,
         log,
