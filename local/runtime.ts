@@ -36,6 +36,7 @@ import { createMessageHandler } from '../lambdas/handlers/message';
 import { createStreamHandler } from '../lambdas/handlers/stream';
 import { createDashboardServer } from './dashboard-server';
 import { LOCAL_SCOPES, startOidcProvider } from './oidc-provider';
+import { AlertsFirst } from './alerts-first';
 import { LOCAL_AWS, LOCAL_TABLES, createTables, sweepExpired } from './dynamo';
 import { startLocalDynalite, type DynaliteMode } from './dynalite-process';
 import { LocalGateway } from './gateway';
@@ -138,6 +139,8 @@ export interface LocalRuntimeOptions {
   sdkBaseline?: boolean;
   /** Every store on the AWS SDK's document client instead of the lean one: a baseline for benchmarks. Default false. */
   sdkDynamo?: boolean;
+  /** `false`: telemetry keeps posting while an alert batch runs (a baseline for benchmarks). Default: it waits. */
+  alertsFirst?: boolean;
   /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
@@ -386,7 +389,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           totals.conflated += report.conflated;
         },
       });
-    const streamHandler = lane(poster, baseline ? undefined : pacer);
+    // Alerts first on this machine's shared cores: while an alert batch is under way, telemetry
+    // starts no new post (those in flight finish). On AWS the two lanes are separate containers.
+    const alertsFirst = baseline || options.alertsFirst === false ? undefined : new AlertsFirst();
+    const streamHandler = lane(alertsFirst ? alertsFirst.behind(poster) : poster, baseline ? undefined : pacer);
     // The alerts topic's partitions are polled apart from device-data's, as on AWS, where each
     // partition has an invocation of its own: an alert never waits for a long telemetry batch.
     // Its posts have their own sockets (another container, on AWS) and take from the same quota,
@@ -400,7 +406,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       const topics = Object.values(event.records).flatMap((records) => records.map((record) => record.topic));
       const alertsOnly = topics.length > 0 && topics.every((topic) => topic === TOPICS.alerts);
       const name = alertsOnly ? 'alerts' : 'telemetry';
-      const run = queues[name].then(() => (alertsOnly ? alertHandler : streamHandler)(event));
+      const run = queues[name].then(() => (alertsOnly ? (alertsFirst ? alertsFirst.run(() => alertHandler(event)) : alertHandler(event)) : streamHandler(event)));
       queues[name] = run.catch(() => {});
       return run;
     };
