@@ -10,35 +10,32 @@ import type { Poster } from '../lambdas/core/ports';
 /** Holds telemetry's new posts while an alert batch runs. */
 export class AlertsFirst {
   private running = 0;
+  /** While an alert batch runs: resolved when the last one ends. */
   private idle?: { promise: Promise<void>; resolve: () => void };
 
   /** Runs an alert batch; telemetry posts wait until no alert batch runs. */
   async run<T>(batch: () => Promise<T>): Promise<T> {
-    this.running++;
+    if (this.running++ === 0) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.idle = { promise, resolve };
+    }
     try {
       return await batch();
     } finally {
-      if (--this.running === 0 && this.idle) {
-        this.idle.resolve();
+      if (--this.running === 0) {
+        this.idle!.resolve();
         this.idle = undefined;
       }
     }
   }
 
-  /** `poster`, its posts started only while no alert batch runs. */
+  /** `poster`, its posts started only while no alert batch runs (at once when none does). */
   behind(poster: Poster): Poster {
-    return {
-      post: async (connectionId, text) => {
-        while (this.running) {
-          if (!this.idle) {
-            let resolve!: () => void;
-            const promise = new Promise<void>((r) => (resolve = r));
-            this.idle = { promise, resolve };
-          }
-          await this.idle.promise;
-        }
-        return poster.post(connectionId, text);
-      },
+    const later: Poster['post'] = async (connectionId, text) => {
+      while (this.idle) await this.idle.promise;
+      return poster.post(connectionId, text);
     };
+    return { post: (connectionId, text) => (this.idle ? later(connectionId, text) : poster.post(connectionId, text)) };
   }
 }

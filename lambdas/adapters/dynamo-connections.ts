@@ -18,6 +18,12 @@ const CLOSED_BY = 'closedBy';
 /** Token bucket attributes of a connection item: the time each bucket is next full, epoch ms. */
 const BUCKET_ATTRIBUTE: Record<RateRule['bucket'], string> = { messages: 'rateM', indexWrites: 'rateW' };
 
+/**
+ * A new connection's buckets: full (time 0), so that its first message's condition is a plain
+ * comparison (see `tryChange`).
+ */
+const FULL_BUCKETS = Object.fromEntries(Object.values(BUCKET_ATTRIBUTE).map((attribute) => [attribute, 0]));
+
 type StoredConnection = Omit<ConnectionItem, 'subscriptions'> & { subscriptions?: Record<string, NormalisedFilter> };
 
 function decode(stored: StoredConnection | undefined): ConnectionItem | undefined {
@@ -57,10 +63,7 @@ export class DynamoConnectionStore implements ConnectionStore {
   async put(item: ConnectionItem): Promise<void> {
     this.calls++;
     const subscriptions = Object.fromEntries([...item.subscriptions].map(([id, filter]) => [KEY_PREFIX + id, filter]));
-    // The buckets start full (time 0), so that the first message's condition is a plain
-    // comparison (see tryChange).
-    const buckets = Object.fromEntries(Object.values(BUCKET_ATTRIBUTE).map((attribute) => [attribute, 0]));
-    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: { ...buckets, ...item, subscriptions } }));
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: { ...FULL_BUCKETS, ...item, subscriptions } }));
   }
 
   async get(connectionId: string): Promise<ConnectionItem | undefined> {

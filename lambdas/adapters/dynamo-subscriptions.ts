@@ -281,13 +281,14 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
   private async drain(id: string, bucket: Bucket, queue: QueuedWrite[]): Promise<void> {
     while (queue.length) {
       const setting = queue[0]!.setting;
-      const taken: QueuedWrite[] = [];
       const combined = new Map<string, StoredEntry | undefined>();
-      while (queue.length && queue[0]!.setting === setting && (taken.length === 0 || combined.size + queue[0]!.writes.size <= MAX_COMBINED)) {
-        const next = queue.shift()!;
-        taken.push(next);
+      let count = 0;
+      for (const next of queue) {
+        if (next.setting !== setting || (count > 0 && combined.size + next.writes.size > MAX_COMBINED)) break;
         for (const [name, value] of next.writes) combined.set(name, value);
+        count++;
       }
+      const taken = queue.splice(0, count);
       try {
         await this.writeBucket(bucket, combined, setting);
         for (const request of taken) request.resolve();
