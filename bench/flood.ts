@@ -6,7 +6,8 @@
  * flooders' pongs against their refusals; whether they kept their connections; and the table
  * writes the flood cost.
  *
- *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--no-busy] [--rounds 1] [--json FILE]
+ *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--mix ping,subscribe,unknown,garbage]
+ *     [--no-busy] [--rounds 1] [--json FILE]
  *
  * With PROF_DIR set, the runtime's process and the gateway's write CPU profiles there (the
  * gateway's through NODE_OPTIONS, which every child inherits).
@@ -18,7 +19,7 @@ import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { mintToken } from '../lambdas/core/auth';
 import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
 import { startLocalRuntime } from '../local/runtime';
-import { startFlooder, type FloodConnectionResult } from '../test/support/flooder';
+import { FLOOD_KINDS, startFlooder, type FloodConnectionResult, type FloodKind } from '../test/support/flooder';
 import { LatencyHistogram } from './stats';
 import { startBusyLoop } from './harness';
 
@@ -34,6 +35,8 @@ export interface FloodBenchOptions {
   busyLoop?: boolean;
   /** Records a second to the watching user. Default 50. */
   recordsPerSecond?: number;
+  /** What the flooders send, in turn. Default every kind (test/support/flooder.ts). */
+  mix?: readonly FloodKind[];
   log?: (line: string) => void;
 }
 
@@ -51,6 +54,8 @@ export interface PhaseFigures {
   metricWrites: number;
   /** CPU of the other processes over the phase (gateway, dynalite, flooder, busy loop), % of one core. */
   processCpuPercent: Record<string, number>;
+  /** The slowest record produced in each second of the phase, ms: when in the phase the wait was. */
+  perSecondMax: number[];
 }
 
 /** What one run measured. */
@@ -127,6 +132,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     phaseMs: options.phaseMs ?? 10_000,
     busyLoop: options.busyLoop ?? true,
     recordsPerSecond: options.recordsPerSecond ?? 50,
+    mix: options.mix ?? FLOOD_KINDS,
   };
   const log = options.log ?? (() => {});
   const secret = 'flood-bench-secret-0123456789abcdef';
@@ -148,13 +154,21 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     const victim = new WebSocket(`${runtime.wsUrl}/?token=${encodeURIComponent(victimToken)}`);
     await new Promise((resolve, reject) => victim.once('open', resolve).once('error', reject));
     let phase: LatencyHistogram | undefined;
+    let phaseStart: number | undefined;
+    let bySecond: number[][] = [];
     let subscribed!: () => void;
     const ready = new Promise<void>((resolve) => (subscribed = resolve));
     victim.on('message', (data) => {
       const at = Date.now();
       for (const frame of unpackFrame(parseServerFrame(data.toString()))) {
         if (frame.type === 'subscribed') subscribed();
-        if (frame.type === 'device_data') phase?.add(at - frame.data.timestamp);
+        if (frame.type === 'device_data') {
+          phase?.add(at - frame.data.timestamp);
+          if (phaseStart !== undefined) {
+            const second = Math.floor((frame.data.timestamp - phaseStart) / 1000);
+            (bySecond[second] ??= []).push(at - frame.data.timestamp);
+          }
+        }
       }
     });
     victim.send(JSON.stringify({ action: 'subscribe', id: 'v', filter: { deviceIds: [VICTIM_DEVICE] } }));
@@ -189,6 +203,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       url: `${runtime.wsUrl}/?token=${encodeURIComponent(floodToken)}`,
       connections: opts.connections,
       perSecond: opts.perSecond,
+      mix: opts.mix,
       durationMs: opts.phaseMs,
       drainTimeoutMs: 30_000,
     });
@@ -216,6 +231,8 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     const measure = async (during: () => Promise<unknown>): Promise<PhaseFigures & { value: unknown }> => {
       const histogram = new LatencyHistogram();
       phase = histogram;
+      phaseStart = Date.now();
+      bySecond = [];
       const before = counts();
       const cpu = process.cpuUsage();
       const children = childCpu();
@@ -226,6 +243,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       const processCpuPercent: Record<string, number> = {};
       for (const [name, ms] of childCpu()) processCpuPercent[name] = Math.round(((ms - (children.get(name) ?? 0)) / wall) * 1000) / 10;
       phase = undefined;
+      const perSecondMax = bySecond.map((values) => Math.max(...values));
       const after = counts();
       return {
         value,
@@ -238,6 +256,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
         connectionCalls: after.connectionCalls - before.connectionCalls,
         metricWrites: after.metricWrites - before.metricWrites,
         processCpuPercent,
+        perSecondMax,
       };
     };
     log(`flood bench: quiet phase, ${opts.phaseMs} ms${opts.busyLoop ? ', beside a busy loop' : ''}`);
@@ -303,6 +322,7 @@ if (require.main === module) {
           connections: Number(value('connections') ?? 8),
           perSecond: Number(value('rate') ?? 1000),
           busyLoop: !args.includes('--no-busy'),
+          ...(value('mix') ? { mix: value('mix')!.split(',') as FloodKind[] } : {}),
           log: (line) => process.stdout.write(`${line}\n`),
         }),
       );

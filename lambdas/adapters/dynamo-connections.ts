@@ -45,6 +45,13 @@ function decode(stored: StoredConnection | undefined): ConnectionItem | undefine
 /** Connections whose bucket times this instance remembers; the oldest are forgotten first. */
 const REMEMBERED_BUCKETS = 10_000;
 
+/** A token-only change waiting to be combined with others of its connection. */
+interface QueuedTake {
+  now: number;
+  resolve: (result: ChangeResult) => void;
+  reject: (error: unknown) => void;
+}
+
 /** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
 export class DynamoConnectionStore implements ConnectionStore {
   calls = 0;
@@ -54,6 +61,8 @@ export class DynamoConnectionStore implements ConnectionStore {
    * a flood costs this instance about one write per refill, not one per message.
    */
   private readonly bucketTimes = new Map<string, number>();
+  /** Token-only changes waiting for their connection's write in flight (see `takeTogether`). */
+  private readonly takeQueues = new Map<string, QueuedTake[]>();
 
   constructor(
     private readonly doc: DocumentSender,
@@ -99,6 +108,71 @@ export class DynamoConnectionStore implements ConnectionStore {
       const known = guess[BUCKET_ATTRIBUTE[rule.bucket]];
       this.remember(rule.bucket, connectionId, (typeof known === 'number' && known >= now ? known : now) + rule.costMs);
     }
+    if (change.set || change.remove || !change.takes.length) return this.write(connectionId, change, now, guess);
+    return this.takeTogether(connectionId, change.takes, now, guess);
+  }
+
+  /**
+   * A change that only takes tokens (a ping, a refused or unknown message) is combined with the
+   * others of its connection: while one such write is in flight, those that arrive wait and then go
+   * in one write that takes all their tokens. A burst of 40 messages costs two or three writes, not
+   * 40 concurrent writes of one item that the table serves one after the other and that may lose
+   * their conditions to each other. The shared bucket stays the authority: when the combined take
+   * does not fit (another instance took tokens meanwhile), each message is tried alone, in order.
+   */
+  private takeTogether(connectionId: string, takes: readonly RateRule[], now: number, guess: Record<string, unknown>): Promise<ChangeResult> {
+    const key = `${connectionId}\n${takes.map((rule) => `${rule.bucket}:${rule.costMs}:${rule.burstMs}`).join(',')}`;
+    const waiting = this.takeQueues.get(key);
+    if (waiting) return new Promise((resolve, reject) => waiting.push({ now, resolve, reject }));
+    const queue: QueuedTake[] = [];
+    this.takeQueues.set(key, queue);
+    const first = this.write(connectionId, { takes }, now, guess);
+    const drain = async () => {
+      // At most a burst's worth in one write: a take may not cost more than its bucket holds.
+      const most = Math.max(1, Math.min(...takes.map((rule) => Math.floor(rule.burstMs / rule.costMs))));
+      while (queue.length) {
+        const batch = queue.splice(0, most);
+        try {
+          const at = Math.max(...batch.map((take) => take.now));
+          const combined = takes.map((rule) => ({ ...rule, costMs: rule.costMs * batch.length }));
+          const result = await this.write(connectionId, { takes: combined }, at, this.known(connectionId, takes));
+          if (result.outcome !== 'limited' || batch.length === 1) {
+            for (const take of batch) take.resolve(result);
+            continue;
+          }
+          // Not all fit: each alone, in order, until one is refused (then so are the rest).
+          let refused: ChangeResult | undefined;
+          for (const take of batch) {
+            if (!refused) {
+              const one = await this.write(connectionId, { takes }, take.now, this.known(connectionId, takes));
+              if (one.outcome === 'ok') {
+                take.resolve(one);
+                continue;
+              }
+              refused = one;
+            }
+            take.resolve(refused);
+          }
+        } catch (error) {
+          for (const take of batch) take.reject(error);
+        }
+      }
+      this.takeQueues.delete(key);
+    };
+    void first.then(drain, drain);
+    return first;
+  }
+
+  /** The bucket times this instance knows, as the guess of a write's branches. */
+  private known(connectionId: string, takes: readonly RateRule[]): Record<string, unknown> {
+    return Object.fromEntries(takes.map((rule) => [BUCKET_ATTRIBUTE[rule.bucket], this.bucketTimes.get(`${rule.bucket}\n${connectionId}`)]));
+  }
+
+  /**
+   * The write of {@link change}, tried up to three times: a failed condition reads the item, which
+   * either says why the change is refused or gives the right branches for the next try.
+   */
+  private async write(connectionId: string, change: ConnectionChange, now: number, guess: Record<string, unknown>): Promise<ChangeResult> {
     let seen: Record<string, unknown> = guess;
     let read = false;
     for (let attempt = 0; attempt < 3; attempt++) {

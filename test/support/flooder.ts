@@ -61,10 +61,11 @@ export interface FloodResult {
   connections: FloodConnectionResult[];
 }
 
-const DEFAULT_MIX: readonly FloodKind[] = ['ping', 'subscribe', 'unknown', 'garbage'];
+/** Every kind of flood message, the default mix. */
+export const FLOOD_KINDS: readonly FloodKind[] = ['ping', 'subscribe', 'unknown', 'garbage'];
 
 /** The `n`-th message of the flood. */
-export function floodMessage(n: number, mix: readonly FloodKind[] = DEFAULT_MIX): string {
+export function floodMessage(n: number, mix: readonly FloodKind[] = FLOOD_KINDS): string {
   switch (mix[n % mix.length]) {
     case 'ping':
       return '{"action":"ping"}';
@@ -102,7 +103,7 @@ async function run(plan: FloodPlan): Promise<FloodResult> {
         }),
     ),
   );
-  const mix = plan.mix ?? DEFAULT_MIX;
+  const mix = plan.mix ?? FLOOD_KINDS;
   const sentAt: number[] = [];
   const replies = sockets.map(() => [] as Reply[]);
   sockets.forEach((ws, c) =>
