@@ -34,6 +34,17 @@ export interface WsEventSource {
   readonly now?: number;
 }
 
+let timeAt = -1;
+let timeText = '';
+/** The `requestTime` of `now`, made once per millisecond: a flood's messages share most of them. */
+function requestTime(now: number): string {
+  if (now !== timeAt) {
+    timeAt = now;
+    timeText = new Date(now).toUTCString();
+  }
+  return timeText;
+}
+
 /** The `requestContext` every WebSocket event carries; `messageId` only on MESSAGE, as on AWS. */
 export function wsRequestContext(
   source: WsEventSource,
@@ -46,7 +57,7 @@ export function wsRequestContext(
     eventType,
     ...(eventType === 'MESSAGE' ? { messageId: nextMessageId() } : {}),
     extendedRequestId: randomUUID(),
-    requestTime: new Date(now).toUTCString(),
+    requestTime: requestTime(now),
     messageDirection: 'IN',
     stage: source.stage,
     connectedAt: source.connectedAt,

@@ -24,6 +24,7 @@ import type { APIGatewayAuthorizerResult } from 'aws-lambda';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { WebSocketResult } from '../lambdas/handlers/types';
 import { errorMessage } from '../lambdas/core/errors';
+import { parseJsonText } from '../lambdas/core/json-text';
 import { connectEvent, disconnectEvent, messageEvent, wsRequestContext, type WsEventSource } from './apigw-events';
 import type { GatewaySettings, GatewayState, Invocation, InvocationResult, ManagementStats } from './gateway-ipc';
 
@@ -414,12 +415,9 @@ export class GatewayServer {
     const body = isBinary ? data.toString('base64') : data.toString('utf8');
     let routeKey = '$default';
     if (!isBinary) {
-      try {
-        const action = (JSON.parse(body) as { action?: unknown })?.action;
-        if (typeof action === 'string' && this.routes.has(action)) routeKey = action;
-      } catch {
-        // Not JSON: API Gateway's route selection falls back to $default.
-      }
+      // Not JSON, or no route of that name: API Gateway's route selection falls back to $default.
+      const action = (parseJsonText(body)?.value as { action?: unknown } | null | undefined)?.action;
+      if (typeof action === 'string' && this.routes.has(action)) routeKey = action;
     }
     const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
     // Invoked at once, as API Gateway invokes a connection's messages concurrently: one at a time,

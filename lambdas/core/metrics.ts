@@ -110,7 +110,10 @@ export class MetricsBatch {
       if (value !== 0) values.set(key, (values.get(key) ?? 0) + value);
     };
     for (const [name, data] of this.histograms) {
-      data.counts.forEach((count, i) => bump(`${name}_bucket{le="${i < data.bounds.length ? data.bounds[i] : '+Inf'}"}`, count));
+      // Only buckets that were observed: the message handler flushes one observation a message.
+      data.counts.forEach((count, i) => {
+        if (count !== 0) bump(`${name}_bucket{le="${i < data.bounds.length ? data.bounds[i] : '+Inf'}"}`, count);
+      });
       bump(`${name}_sum`, data.sum);
       bump(`${name}_count`, data.count);
     }

@@ -6,6 +6,7 @@
  * See ../../../shared/DESIGN.md ("Kafka records", "Wire protocol").
  */
 import * as z from 'zod';
+import { parseJsonText } from './json-text';
 
 /** Kafka topics the product reads. */
 export const TOPICS = { deviceData: 'device-data', alerts: 'alerts' } as const;
@@ -361,12 +362,9 @@ export function parseClientFrame(body: string | null | undefined): ParseResult {
       error: errorFrame('too_large', `message is larger than ${LIMITS.maxClientMessageBytes} bytes`),
     };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { ok: false, error: errorFrame('bad_request', 'message is not valid JSON') };
-  }
+  const parsedJson = parseJsonText(text);
+  if (!parsedJson) return { ok: false, error: errorFrame('bad_request', 'message is not valid JSON') };
+  const json = parsedJson.value;
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return { ok: false, error: errorFrame('bad_request', 'message must be a JSON object with an "action"') };
   }

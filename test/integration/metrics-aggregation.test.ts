@@ -96,6 +96,20 @@ it('adds up flushes made while a write is in flight into one next write, and los
   expect((await store.read()).get(METRIC.connections)).toBe(200);
 });
 
+it('writes at most every 100 ms when batches come one at a time, as a stream batch each 20 ms does, and loses none', async () => {
+  const store = await freshStore({ flushIntervalMs: 0 });
+  const started = Date.now();
+  for (let i = 0; i < 25; i++) {
+    await store.flush(new MetricsBatch().add(METRIC.messagesSent, 1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const elapsed = Date.now() - started;
+  // One write a batch before; now the first at once, then one per 100 ms at most.
+  expect(store.metricWrites).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 1);
+  expect(store.metricWrites).toBeGreaterThan(1);
+  expect((await store.read()).get(METRIC.messagesSent)).toBe(25);
+});
+
 it('keeps a failed write for the next flush instead of dropping it', async () => {
   const name = `metrics-${table++}`;
   const store = new DynamoMetricsStore(doc, name, { flushIntervalMs: 0 });
@@ -107,7 +121,8 @@ it('keeps a failed write for the next flush instead of dropping it', async () =>
 });
 
 it('costs 1 write unit per write on a fresh shard and 3 once a shard holds every series (docs/deploy.md)', async () => {
-  const store = await freshStore({ flushIntervalMs: 0, shards: 1 });
+  // Every flush written at once: this counts the units of each write.
+  const store = await freshStore({ flushIntervalMs: 0, minWriteSpacingMs: 0, shards: 1 });
   await store.flush(streamBatch(0));
   const first = store.writeUnits;
   // Steady state: every bucket of every histogram and every labelled series has been seen.

@@ -1,3 +1,5 @@
+import fc from 'fast-check';
+import { parseJsonText } from '../../lambdas/core/json-text';
 import { LIMITS, parseClientFrame, parseRecord, parseServerFrame } from '../../lambdas/core/protocol';
 
 describe('client frames', () => {
@@ -145,5 +147,37 @@ describe('server frames', () => {
     ['a record without its fields', '{"type":"device_data","data":{},"timestamp":1}'],
   ])('refuses %s', (_name, text) => {
     expect(() => parseServerFrame(text)).toThrow();
+  });
+});
+
+describe('parsing a text a client sent', () => {
+  const parsed = (text: string) => {
+    try {
+      return { value: JSON.parse(text) as unknown };
+    } catch {
+      return undefined;
+    }
+  };
+
+  it('gives what JSON.parse gives, and undefined exactly where it throws', () => {
+    const texts = fc.oneof(
+      fc.string(),
+      fc.json(),
+      fc.jsonValue().map((value) => ` \n\t${JSON.stringify(value)}\r `),
+      fc.tuple(fc.json(), fc.string({ maxLength: 3 })).map(([json, tail]) => json + tail),
+      fc.tuple(fc.string({ maxLength: 3 }), fc.json()).map(([head, json]) => head + json),
+    );
+    fc.assert(
+      fc.property(texts, (text) => {
+        expect(parseJsonText(text)).toEqual(parsed(text));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it.each(['garbage 1 {', '{"action":', '', '   ', 'nul', '\u00a0{}', "{'a':1}", '--1', 'tru'])('refuses %j, and leaves stack traces as they were', (text) => {
+    const limit = Error.stackTraceLimit;
+    expect(parseJsonText(text)).toBeUndefined();
+    expect(Error.stackTraceLimit).toBe(limit);
   });
 });
