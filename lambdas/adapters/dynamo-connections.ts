@@ -45,11 +45,81 @@ function decode(stored: StoredConnection | undefined): ConnectionItem | undefine
 /** Connections whose bucket times this instance remembers; the oldest are forgotten first. */
 const REMEMBERED_BUCKETS = 10_000;
 
-/** A token-only change waiting to be combined with others of its connection. */
-interface QueuedTake {
+/** A change waiting to be combined with others of its connection (see `together`). */
+interface QueuedChange {
+  change: ConnectionChange;
   now: number;
   resolve: (result: ChangeResult) => void;
   reject: (error: unknown) => void;
+}
+
+/** What one write does: the changes of a batch, their costs summed per bucket. */
+interface Plan {
+  takes: RateRule[];
+  sets: { subscriptionId: string; filter: NormalisedFilter }[];
+  /** The subscription cap of the sets. */
+  max: number;
+  remove?: { subscriptionId: string };
+}
+
+/** The plan of `changes`, in order (at most one a removal, and then alone: see `combinable`). */
+function combine(changes: readonly ConnectionChange[]): Plan {
+  const takes = new Map<RateRule['bucket'], RateRule>();
+  for (const change of changes) {
+    for (const rule of change.takes) {
+      const sum = takes.get(rule.bucket);
+      takes.set(rule.bucket, sum ? { ...sum, costMs: sum.costMs + rule.costMs } : rule);
+    }
+  }
+  const sets = changes.flatMap((change) => (change.set ? [change.set] : []));
+  const remove = changes.find((change) => change.remove)?.remove;
+  return { takes: [...takes.values()], sets, max: sets[0]?.max ?? 0, ...(remove ? { remove } : {}) };
+}
+
+/**
+ * How many of the queued changes, from the first, one write may carry: each bucket's summed cost
+ * within its burst, each subscription id once, one cap. At least one.
+ */
+function combinable(queue: readonly QueuedChange[]): number {
+  const costs = new Map<RateRule['bucket'], number>();
+  const ids = new Set<string>();
+  let max: number | undefined;
+  for (let n = 0; n < queue.length; n++) {
+    const { change } = queue[n];
+    for (const rule of change.takes) {
+      const cost = (costs.get(rule.bucket) ?? 0) + rule.costMs;
+      if (n > 0 && cost > rule.burstMs) return n;
+      costs.set(rule.bucket, cost);
+    }
+    if (change.set) {
+      if (n > 0 && (ids.has(change.set.subscriptionId) || (max !== undefined && max !== change.set.max))) return n;
+      ids.add(change.set.subscriptionId);
+      max = change.set.max;
+    }
+  }
+  return queue.length;
+}
+
+/**
+ * Whether `change`, coming after those already counted in `times` (bucket attributes) and `held`
+ * (subscription ids), is refused, and why, as the single write's condition would refuse it. A
+ * change that is not refused is counted in both.
+ */
+function refusalOf(change: ConnectionChange, times: Record<string, unknown>, held: Set<string>, now: number): ChangeResult | undefined {
+  const after: [string, number][] = [];
+  for (const rule of change.takes) {
+    const attribute = BUCKET_ATTRIBUTE[rule.bucket];
+    const time = times[attribute];
+    const start = typeof time === 'number' && time >= now ? time : now;
+    if (start + rule.costMs - now > rule.burstMs) return { outcome: 'limited', bucket: rule.bucket };
+    after.push([attribute, start + rule.costMs]);
+  }
+  if (change.remove && !held.has(change.remove.subscriptionId)) return { outcome: 'missing' };
+  if (change.set && !held.has(change.set.subscriptionId) && held.size >= change.set.max) return { outcome: 'full' };
+  for (const [attribute, time] of after) times[attribute] = time;
+  if (change.set) held.add(change.set.subscriptionId);
+  if (change.remove) held.delete(change.remove.subscriptionId);
+  return undefined;
 }
 
 /** {@link ConnectionStore} over a DynamoDB table keyed by `connectionId`. */
@@ -61,8 +131,8 @@ export class DynamoConnectionStore implements ConnectionStore {
    * a flood costs this instance about one write per refill, not one per message.
    */
   private readonly bucketTimes = new Map<string, number>();
-  /** Token-only changes waiting for their connection's write in flight (see `takeTogether`). */
-  private readonly takeQueues = new Map<string, QueuedTake[]>();
+  /** Each connection's changes waiting for its write in flight (see `together`). */
+  private readonly queues = new Map<string, QueuedChange[]>();
 
   constructor(
     private readonly doc: DocumentSender,
@@ -108,124 +178,124 @@ export class DynamoConnectionStore implements ConnectionStore {
       const known = guess[BUCKET_ATTRIBUTE[rule.bucket]];
       this.remember(rule.bucket, connectionId, (typeof known === 'number' && known >= now ? known : now) + rule.costMs);
     }
-    if (change.set || change.remove || !change.takes.length) return this.write(connectionId, change, now, guess);
-    return this.takeTogether(connectionId, change.takes, now, guess);
+    // A removal, or a change that takes nothing (an undo), goes alone.
+    if (change.remove || !change.takes.length) return this.write(connectionId, [change], now, guess).then(([result]) => result);
+    return this.together(connectionId, change, now, guess);
   }
 
   /**
-   * A change that only takes tokens (a ping, a refused or unknown message) is combined with the
-   * others of its connection: while one such write is in flight, those that arrive wait and then go
-   * in one write that takes all their tokens. A burst of 40 messages costs two or three writes, not
-   * 40 concurrent writes of one item that the table serves one after the other and that may lose
-   * their conditions to each other. The shared bucket stays the authority: when the combined take
-   * does not fit (another instance took tokens meanwhile), each message is tried alone, in order.
+   * A connection's changes that take tokens and set at most a subscription (every message but an
+   * unsubscribe) are combined: while one of its writes is in flight, those that arrive wait and
+   * then go in one write that takes all their tokens and sets all their subscriptions. A burst
+   * of 40 messages costs two or three writes, not 40 concurrent writes of one item that the table
+   * serves one after another and that lose their conditions to each other. The shared item stays
+   * the authority: when the combined write does not hold, the item read says which of the changes
+   * fit, in order, and only those are written.
    */
-  private takeTogether(connectionId: string, takes: readonly RateRule[], now: number, guess: Record<string, unknown>): Promise<ChangeResult> {
-    const key = `${connectionId}\n${takes.map((rule) => `${rule.bucket}:${rule.costMs}:${rule.burstMs}`).join(',')}`;
-    const waiting = this.takeQueues.get(key);
-    if (waiting) return new Promise((resolve, reject) => waiting.push({ now, resolve, reject }));
-    const queue: QueuedTake[] = [];
-    this.takeQueues.set(key, queue);
-    const first = this.write(connectionId, { takes }, now, guess);
+  private together(connectionId: string, change: ConnectionChange, now: number, guess: Record<string, unknown>): Promise<ChangeResult> {
+    const waiting = this.queues.get(connectionId);
+    if (waiting) return new Promise((resolve, reject) => waiting.push({ change, now, resolve, reject }));
+    const queue: QueuedChange[] = [];
+    this.queues.set(connectionId, queue);
+    const first = this.write(connectionId, [change], now, guess).then(([result]) => result);
     const drain = async () => {
-      // At most a burst's worth in one write: a take may not cost more than its bucket holds.
-      const most = Math.max(1, Math.min(...takes.map((rule) => Math.floor(rule.burstMs / rule.costMs))));
       while (queue.length) {
-        const batch = queue.splice(0, most);
+        const batch = queue.splice(0, combinable(queue));
         try {
-          const at = Math.max(...batch.map((take) => take.now));
-          const combined = takes.map((rule) => ({ ...rule, costMs: rule.costMs * batch.length }));
-          const result = await this.write(connectionId, { takes: combined }, at, this.known(connectionId, takes));
-          if (result.outcome !== 'limited' || batch.length === 1) {
-            for (const take of batch) take.resolve(result);
-            continue;
+          const at = Math.max(...batch.map((queued) => queued.now));
+          const guessed: Record<string, unknown> = {};
+          for (const { change: each } of batch) {
+            for (const rule of each.takes) guessed[BUCKET_ATTRIBUTE[rule.bucket]] = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
           }
-          // Not all fit: each alone, in order, until one is refused (then so are the rest).
-          let refused: ChangeResult | undefined;
-          for (const take of batch) {
-            if (!refused) {
-              const one = await this.write(connectionId, { takes }, take.now, this.known(connectionId, takes));
-              if (one.outcome === 'ok') {
-                take.resolve(one);
-                continue;
-              }
-              refused = one;
-            }
-            take.resolve(refused);
-          }
+          const results = await this.write(connectionId, batch.map((queued) => queued.change), at, guessed);
+          batch.forEach((queued, i) => queued.resolve(results[i]));
         } catch (error) {
-          for (const take of batch) take.reject(error);
+          for (const queued of batch) queued.reject(error);
         }
       }
-      this.takeQueues.delete(key);
+      this.queues.delete(connectionId);
     };
     void first.then(drain, drain);
     return first;
   }
 
-  /** The bucket times this instance knows, as the guess of a write's branches. */
-  private known(connectionId: string, takes: readonly RateRule[]): Record<string, unknown> {
-    return Object.fromEntries(takes.map((rule) => [BUCKET_ATTRIBUTE[rule.bucket], this.bucketTimes.get(`${rule.bucket}\n${connectionId}`)]));
-  }
-
   /**
-   * The write of {@link change}, tried up to three times: a failed condition reads the item, which
-   * either says why the change is refused or gives the right branches for the next try.
+   * The write of `changes` (one, or a batch from {@link together}), tried up to three times: a
+   * failed condition reads the item, which says which changes are refused and why (taken in
+   * order, as if each came alone), and gives the right branches for the next try of the rest.
    */
-  private async write(connectionId: string, change: ConnectionChange, now: number, guess: Record<string, unknown>): Promise<ChangeResult> {
+  private async write(connectionId: string, changes: readonly ConnectionChange[], now: number, guess: Record<string, unknown>): Promise<ChangeResult[]> {
+    const results: ChangeResult[] = new Array(changes.length);
+    let pending = changes.map((change, i) => ({ change, i }));
     let seen: Record<string, unknown> = guess;
     let read = false;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const tried = await this.tryChange(connectionId, change, now, seen, read);
+      const plan = combine(pending.map(({ change }) => change));
+      const tried = await this.tryChange(connectionId, plan, now, seen, read);
       if (tried.outcome === 'ok') {
         const old = tried.old;
-        for (const rule of change.takes) {
+        for (const rule of plan.takes) {
           const time = old[BUCKET_ATTRIBUTE[rule.bucket]];
           const after = typeof time === 'number' && time >= now ? time + rule.costMs : now + rule.costMs;
           // Writes of one connection answer in any order: a bucket's time only moves forward.
           this.remember(rule.bucket, connectionId, Math.max(after, this.bucketTimes.get(`${rule.bucket}\n${connectionId}`) ?? after));
         }
         const held = decode({ connectionId, ...old } as StoredConnection)!.subscriptions;
-        const id = change.set?.subscriptionId ?? change.remove?.subscriptionId;
-        const previous = id === undefined ? undefined : held.get(id);
-        return { outcome: 'ok', hadSubscriptions: held.size > 0, ...(previous ? { previous } : {}) };
+        // The changes before it in the batch count as held: a later one did not come first.
+        let hadSubscriptions = held.size > 0;
+        for (const { change, i } of pending) {
+          const id = change.set?.subscriptionId ?? change.remove?.subscriptionId;
+          const previous = id === undefined ? undefined : held.get(id);
+          results[i] = { outcome: 'ok', hadSubscriptions, ...(previous ? { previous } : {}) };
+          if (change.set) hadSubscriptions = true;
+        }
+        return results;
       }
       // The condition failed: read the item to say why, or to retry with the right branches.
       this.calls++;
       const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { connectionId }, ConsistentRead: true }));
-      if (!out.Item) return { outcome: 'gone' };
+      if (!out.Item) {
+        for (const { i } of pending) results[i] = { outcome: 'gone' };
+        return results;
+      }
       seen = out.Item;
       read = true;
-      for (const rule of change.takes) {
+      for (const rule of plan.takes) {
         const time = seen[BUCKET_ATTRIBUTE[rule.bucket]];
         // Kept at least as far as this instance's own reservations of writes still in flight.
         const known = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
         if (typeof time === 'number') this.remember(rule.bucket, connectionId, Math.max(time, known ?? time));
-        if (typeof time === 'number' && time - now > rule.burstMs - rule.costMs) return { outcome: 'limited', bucket: rule.bucket };
       }
-      const held = decode(seen as StoredConnection)!.subscriptions;
-      if (change.remove && !held.has(change.remove.subscriptionId)) return { outcome: 'missing' };
-      if (change.set && !held.has(change.set.subscriptionId) && held.size >= change.set.max) return { outcome: 'full' };
+      // Each change in turn against the item as read: refused as it would be alone, or kept.
+      const times: Record<string, unknown> = { ...seen };
+      const held = new Set(decode(seen as StoredConnection)!.subscriptions.keys());
+      pending = pending.filter(({ change, i }) => {
+        const refused = refusalOf(change, times, held, now);
+        if (refused) results[i] = refused;
+        return !refused;
+      });
+      if (!pending.length) return results;
     }
     // Three tries lost to concurrent messages of the same connection: as busy as a limit.
-    return { outcome: 'limited', bucket: change.takes[0]?.bucket ?? 'messages' };
+    for (const { change, i } of pending) results[i] = { outcome: 'limited', bucket: change.takes[0]?.bucket ?? 'messages' };
+    return results;
   }
 
   /**
-   * One try of {@link change}; `seen` is the item as last read (`read`), or on the first try the
+   * One try of {@link write}; `seen` is the item as last read (`read`), or on the first try the
    * bucket times this instance knew, which decides each bucket's branch.
    *
    * The condition is a plain AND of comparisons, with no parenthesised OR: a wrong guess costs a
    * read and another try, where an OR of every case made each call several times dearer to
    * evaluate locally (dynalite parses it anew each time: 633 conditional writes a second against
    * 1,704 for this form, measured side by side). A bucket never written is time 0 ({@link put});
-   * an item from before that lacks it is seen on the read. A new subscription must find fewer
-   * than `max`; replacing one of its own is always allowed, which the read tells when the cap
-   * refused it.
+   * an item from before that lacks it is seen on the read. New subscriptions must leave the
+   * connection at most `max`; replacing one of its own is always allowed, which the read tells
+   * when the cap refused it.
    */
   private async tryChange(
     connectionId: string,
-    change: ConnectionChange,
+    plan: Plan,
     now: number,
     seen: Record<string, unknown>,
     read: boolean,
@@ -234,7 +304,7 @@ export class DynamoConnectionStore implements ConnectionStore {
     const values: Record<string, unknown> = {};
     const sets: string[] = [];
     const conditions = ['attribute_exists(connectionId)'];
-    change.takes.forEach((rule, i) => {
+    plan.takes.forEach((rule, i) => {
       const attribute = BUCKET_ATTRIBUTE[rule.bucket];
       const time = seen?.[attribute];
       names[`#b${i}`] = attribute;
@@ -256,22 +326,25 @@ export class DynamoConnectionStore implements ConnectionStore {
       }
     });
     let expression = '';
-    if (change.set) {
-      names['#id'] = KEY_PREFIX + change.set.subscriptionId;
-      sets.push('subscriptions.#id = :filter');
-      values[':filter'] = change.set.filter;
-      // Replacing one of its own is always allowed; a new one only below the limit.
+    if (plan.sets.length) {
+      // Replacing one of its own is always allowed; new ones only up to the limit.
       const held = read ? decode({ connectionId, ...seen } as StoredConnection)!.subscriptions : undefined;
-      if (held?.has(change.set.subscriptionId)) {
-        conditions.push('attribute_exists(subscriptions.#id)');
-      } else {
-        values[':max'] = change.set.max;
+      let added = 0;
+      plan.sets.forEach((set, i) => {
+        names[`#s${i}`] = KEY_PREFIX + set.subscriptionId;
+        values[`:f${i}`] = set.filter;
+        sets.push(`subscriptions.#s${i} = :f${i}`);
+        if (held?.has(set.subscriptionId)) conditions.push(`attribute_exists(subscriptions.#s${i})`);
+        else added++;
+      });
+      if (added) {
+        values[':max'] = plan.max - added + 1;
         conditions.push('size(subscriptions) < :max');
       }
     }
     if (sets.length) expression = `SET ${sets.join(', ')}`;
-    if (change.remove) {
-      names['#id'] = KEY_PREFIX + change.remove.subscriptionId;
+    if (plan.remove) {
+      names['#id'] = KEY_PREFIX + plan.remove.subscriptionId;
       expression += ' REMOVE subscriptions.#id';
       conditions.push('attribute_exists(subscriptions.#id)');
     }

@@ -21,6 +21,8 @@ const log = { debug() {}, info() {}, warn() {}, error() {} };
 /** Counts the document client's calls by operation, and the round trips among them. */
 class CallCounter {
   calls: string[] = [];
+  /** The table of each call, in the order of {@link calls}. */
+  tables: string[] = [];
   roundTrips = 0;
   private inFlight = 0;
 
@@ -28,6 +30,7 @@ class CallCounter {
     doc.middlewareStack.add(
       (next, context) => async (args) => {
         this.calls.push(String(context.commandName).replace(/Command$/, ''));
+        this.tables.push(String((args.input as { TableName?: string }).TableName ?? ''));
         if (this.inFlight++ === 0) this.roundTrips++;
         try {
           return await next(args);
@@ -42,6 +45,7 @@ class CallCounter {
   /** Counts what `run` costs. */
   async measure<T>(run: () => Promise<T>): Promise<{ result: T; calls: string[]; roundTrips: number }> {
     this.calls = [];
+    this.tables = [];
     this.roundTrips = 0;
     const result = await run();
     return { result, calls: [...this.calls].sort(), roundTrips: this.roundTrips };
@@ -176,6 +180,35 @@ describe('DynamoDB calls per connect and per subscribe', () => {
     expect(replies.filter((reply) => reply.code === 'rate_limited')).toHaveLength(160);
     // The first message's write, then one for the 39 that came during it; refusing costs nothing.
     expect(calls).toEqual(['UpdateItem', 'UpdateItem']);
+  });
+
+  it('a burst of subscribes of one connection is a few writes of its item, and the cap holds exactly', async () => {
+    await connect('cc-subs');
+    const subscribe = (n: number) =>
+      createMessageHandler(deps)(messageEvent(awsSource('cc-subs'), 'subscribe', JSON.stringify({ action: 'subscribe', id: `b${n}`, filter: { deviceIds: [`pump-${n}`] } })));
+    const { result } = await counter.measure(() => Promise.all(Array.from({ length: 30 }, (_, n) => subscribe(n))));
+    const connectionWrites = counter.calls.filter((call, i) => call === 'UpdateItem' && counter.tables[i] === LOCAL_TABLES.connections);
+    const replies = result.map((reply) => JSON.parse(reply.body!) as { type: string; id: string; code?: string });
+    // The first 20 in the order they came, then the cap; each answered as if it came alone.
+    expect(replies.filter((reply) => reply.type === 'subscribed').map((reply) => reply.id)).toEqual(Array.from({ length: 20 }, (_, n) => `b${n}`));
+    expect(replies.filter((reply) => reply.code === 'too_large')).toHaveLength(10);
+    // The first subscribe's write, then the rest together (refused in part by the cap, so again).
+    expect(connectionWrites.length).toBeLessThanOrEqual(4);
+    const held = (await doc.send(new GetCommand({ TableName: LOCAL_TABLES.connections, Key: { connectionId: 'cc-subs' } }))).Item!;
+    expect(Object.keys(held.subscriptions as object).sort()).toEqual(Array.from({ length: 20 }, (_, n) => `s:b${n}`).sort());
+  });
+
+  it('two subscribes of one id at once: the later filter is kept and told what it replaced', async () => {
+    await connect('cc-same');
+    const subscribe = (device: string) =>
+      createMessageHandler(deps)(messageEvent(awsSource('cc-same'), 'subscribe', JSON.stringify({ action: 'subscribe', id: 'same', filter: { deviceIds: [device] } })));
+    const replies = await Promise.all([subscribe('pump-a'), subscribe('pump-b'), subscribe('pump-c')]);
+    expect(replies.map((reply) => (JSON.parse(reply.body!) as { type: string }).type)).toEqual(['subscribed', 'subscribed', 'subscribed']);
+    const held = (await doc.send(new GetCommand({ TableName: LOCAL_TABLES.connections, Key: { connectionId: 'cc-same' } }))).Item!;
+    expect(held.subscriptions).toEqual({ 's:same': expect.objectContaining({ deviceIds: ['pump-c'] }) });
+    // The index holds the kept filter's key only: each replaced one's entries were removed.
+    const index = await deps.sessions.index.lookup(['d#pump-a', 'd#pump-b', 'd#pump-c']);
+    expect([...index.entries()].filter(([, entries]) => entries.some((entry) => entry.connectionId === 'cc-same')).map(([key]) => key)).toEqual(['d#pump-c']);
   });
 
   it('two instances share one bucket: what one took, the combined write of the other finds taken', async () => {
