@@ -272,6 +272,9 @@ export class DynamoConnectionStore implements ConnectionStore {
       pending = pending.filter(({ change, i }) => {
         const refused = refusalOf(change, times, held, now);
         if (refused) results[i] = refused;
+        // Refused by the cap or a missing id, its tokens were not taken: this instance's
+        // reservation of them is returned (the caller may take the message's token on its own).
+        if (refused && refused.outcome !== 'limited' && refused.outcome !== 'gone') this.release(connectionId, change.takes, seen);
         return !refused;
       });
       if (!pending.length) return results;
@@ -358,6 +361,15 @@ export class DynamoConnectionStore implements ConnectionStore {
       ReturnValues: 'ALL_OLD',
     });
     return update ? { outcome: 'ok', old: update.Attributes ?? {} } : { outcome: 'failed' };
+  }
+
+  /** Returns the reservation of `takes`, no further back than the bucket times `seen` in the item. */
+  private release(connectionId: string, takes: readonly RateRule[], seen: Record<string, unknown>): void {
+    for (const rule of takes) {
+      const known = this.bucketTimes.get(`${rule.bucket}\n${connectionId}`);
+      const stored = seen[BUCKET_ATTRIBUTE[rule.bucket]];
+      if (known !== undefined) this.remember(rule.bucket, connectionId, Math.max(known - rule.costMs, typeof stored === 'number' ? stored : -Infinity));
+    }
   }
 
   private remember(bucket: RateRule['bucket'], connectionId: string, time: number): void {

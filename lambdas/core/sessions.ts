@@ -196,8 +196,13 @@ async function subscribe(
   const max = LIMITS.maxSubscriptionsPerConnection;
   const set = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages, writes], set: { subscriptionId: id, filter, max } }, now);
   if (set.outcome !== 'ok') {
-    // A subscribe refused for its keys is still a message: it takes its token.
-    if (set.outcome === 'limited' && set.bucket === 'indexWrites') await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+    // A subscribe refused for its keys or by the cap is still a message: it takes its token, from
+    // the connection's shared bucket (else a client at the cap could send refused subscribes
+    // through every instance unlimited), and over the limit it is answered as such.
+    if ((set.outcome === 'limited' && set.bucket === 'indexWrites') || set.outcome === 'full') {
+      const taken = await deps.connections.change(connectionId, { takes: [RATE_RULES.messages] }, now);
+      if (taken.outcome === 'limited') return { reply: refusal(taken, id), followUps: [] };
+    }
     return { reply: refusal(set, id), followUps: [] };
   }
   // The first subscription also makes the connection a recipient of system_status frames.
