@@ -56,6 +56,8 @@ export interface PhaseFigures {
   processCpuPercent: Record<string, number>;
   /** The slowest record produced in each second of the phase, ms: when in the phase the wait was. */
   perSecondMax: number[];
+  /** p95 of the records produced after the phase's first second, ms: without a flood's onset. */
+  p95AfterFirstSecond: number;
 }
 
 /** What one run measured. */
@@ -244,6 +246,8 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       for (const [name, ms] of childCpu()) processCpuPercent[name] = Math.round(((ms - (children.get(name) ?? 0)) / wall) * 1000) / 10;
       phase = undefined;
       const perSecondMax = bySecond.map((values) => Math.max(...values));
+      const later = bySecond.slice(1).flat().sort((a, b) => a - b);
+      const p95AfterFirstSecond = later.length ? later[Math.min(later.length - 1, Math.ceil(later.length * 0.95) - 1)] : 0;
       const after = counts();
       return {
         value,
@@ -257,6 +261,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
         metricWrites: after.metricWrites - before.metricWrites,
         processCpuPercent,
         perSecondMax,
+        p95AfterFirstSecond,
       };
     };
     log(`flood bench: quiet phase, ${opts.phaseMs} ms${opts.busyLoop ? ', beside a busy loop' : ''}`);

@@ -517,13 +517,14 @@ export function toMarkdown(results: BenchResults): string {
       '',
       "8 connections of one token send 1,000 messages a second each (pings, subscribes, garbage) beside a busy-looping process, while another user watches records; each round measures the watcher's p95 quiet, then flooded, in the same run.",
       '',
-      '| round | watcher p95 quiet / flood ms | ratio | slowest first `rate_limited` ms | pongs / `rate_limited` of sent | kept | CPU µs a flood message by process |',
-      '| --- | --- | --- | --- | --- | --- | --- |',
+      '| round | watcher p95 quiet / flood ms | ratio | flood p95 after its 1st second ms | slowest record, 1st second / after ms | slowest first `rate_limited` ms | pongs / `rate_limited` of sent | kept | CPU µs a flood message by process |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     );
     results.flood.forEach((r, i) => {
       const cpu = Object.entries(r.cpuPerFloodMessageUs).map(([name, us]) => `${name} ${fmt(us)}`).join(', ');
       lines.push(
-        `| ${i + 1} | ${fmt(r.quiet.p95)} / ${fmt(r.flood.p95)} | ${fmt(r.p95Ratio)}× | ${fmt(r.flooders.firstRefusalMaxMs)} | ${fmt(r.flooders.pongs)} / ${fmt(r.flooders.rateLimited)} of ${fmt(r.flooders.sent)} | ${r.flooders.kept} of 8 | ${cpu} |`,
+        `| ${i + 1} | ${fmt(r.quiet.p95)} / ${fmt(r.flood.p95)} | ${fmt(r.p95Ratio)}× | ${fmt(r.flood.p95AfterFirstSecond)} | ` +
+          `${fmt(r.flood.perSecondMax[0] ?? 0)} / ${fmt(Math.max(0, ...r.flood.perSecondMax.slice(1)))} | ${fmt(r.flooders.firstRefusalMaxMs)} | ${fmt(r.flooders.pongs)} / ${fmt(r.flooders.rateLimited)} of ${fmt(r.flooders.sent)} | ${r.flooders.kept} of 8 | ${cpu} |`,
       );
     });
     lines.push('');
