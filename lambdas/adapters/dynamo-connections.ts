@@ -62,7 +62,7 @@ interface Plan {
   remove?: { subscriptionId: string };
 }
 
-/** The plan of `changes`, in order (at most one a removal, and then alone: see `combinable`). */
+/** The plan of `changes`, in order (a removal always comes alone: see `change`). */
 function combine(changes: readonly ConnectionChange[]): Plan {
   const takes = new Map<RateRule['bucket'], RateRule>();
   for (const change of changes) {
