@@ -157,7 +157,9 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     await new Promise((resolve, reject) => victim.once('open', resolve).once('error', reject));
     let phase: LatencyHistogram | undefined;
     let phaseStart: number | undefined;
-    let bySecond: number[][] = [];
+    // Each second's records of the phase, and those after its first second.
+    let bySecond: LatencyHistogram[] = [];
+    let afterFirstSecond = new LatencyHistogram();
     let subscribed!: () => void;
     const ready = new Promise<void>((resolve) => (subscribed = resolve));
     victim.on('message', (data) => {
@@ -167,8 +169,9 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
         if (frame.type === 'device_data') {
           phase?.add(at - frame.data.timestamp);
           if (phaseStart !== undefined) {
-            const second = Math.floor((frame.data.timestamp - phaseStart) / 1000);
-            (bySecond[second] ??= []).push(at - frame.data.timestamp);
+            const second = Math.max(0, Math.floor((frame.data.timestamp - phaseStart) / 1000));
+            (bySecond[second] ??= new LatencyHistogram()).add(at - frame.data.timestamp);
+            if (second > 0) afterFirstSecond.add(at - frame.data.timestamp);
           }
         }
       }
@@ -235,6 +238,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       phase = histogram;
       phaseStart = Date.now();
       bySecond = [];
+      afterFirstSecond = new LatencyHistogram();
       const before = counts();
       const cpu = process.cpuUsage();
       const children = childCpu();
@@ -245,9 +249,9 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       const processCpuPercent: Record<string, number> = {};
       for (const [name, ms] of childCpu()) processCpuPercent[name] = Math.round(((ms - (children.get(name) ?? 0)) / wall) * 1000) / 10;
       phase = undefined;
-      const perSecondMax = bySecond.map((values) => Math.max(...values));
-      const later = bySecond.slice(1).flat().sort((a, b) => a - b);
-      const p95AfterFirstSecond = later.length ? later[Math.min(later.length - 1, Math.ceil(later.length * 0.95) - 1)] : 0;
+      // A second with no record (the loop stalled) reads 0.
+      const perSecondMax = Array.from(bySecond, (second) => second?.max ?? 0);
+      const p95AfterFirstSecond = afterFirstSecond.count ? afterFirstSecond.percentile(95) : 0;
       const after = counts();
       return {
         value,
