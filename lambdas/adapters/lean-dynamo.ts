@@ -2,10 +2,10 @@
  * The lean DynamoDB path: the document client's hot calls as SigV4-signed JSON requests over
  * undici's pool of keep-alive connections, without the SDK's middleware stack, which under a
  * burst of connects took about 40 % of the local runtime's CPU (0.3-0.7 ms per call). It is
- * `SignedPoster`'s approach applied to DynamoDB: `@smithy/signature-v4` with its
- * signing-key cache, credentials resolved once and refreshed before they expire, and endpoint,
- * region and credentials all taken from a `DynamoDBClient`, so `AWS_ENDPOINT_URL_DYNAMODB`,
- * `AWS_ENDPOINT_URL` and the Lambda role behave as they do for the SDK.
+ * `SignedPoster`'s approach applied to DynamoDB: the same signer (sigv4.ts), credentials resolved
+ * once and refreshed before they expire, and endpoint, region and credentials all taken from a
+ * `DynamoDBClient`, so `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL` and the Lambda role behave
+ * as they do for the SDK.
  *
  * Inputs and outputs are those of `@aws-sdk/lib-dynamodb`'s commands, marshalled as that library
  * does (each top-level attribute on its own, with `@aws-sdk/util-dynamodb`), so an adapter gets

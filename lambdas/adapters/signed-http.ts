@@ -1,13 +1,13 @@
 /**
  * One AWS service endpoint reached by SigV4-signed requests over undici's pool of keep-alive
  * connections, without the SDK's middleware stack: what the lean poster (signed-poster.ts) and
- * the lean DynamoDB client (lean-dynamo.ts) share. Signing is `@smithy/signature-v4`, the SDK's own
- * signer, with its signing-key cache; the endpoint, region and credentials come from an SDK
- * client's config, resolved once, with credentials fetched again shortly before they expire.
+ * the lean DynamoDB client (lean-dynamo.ts) share. Signing is {@link PostSigner} (sigv4.ts), held
+ * equal to the SDK's own signer by a test, at a fifth of its CPU; the endpoint, region and
+ * credentials come from an SDK client's config, resolved once, with credentials fetched again
+ * shortly before they expire.
  */
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
+import { PostSigner } from './sigv4';
 
 /** Credentials are fetched again this long before they expire. */
 const CREDENTIALS_REFRESH_MS = 5 * 60_000;
@@ -51,14 +51,14 @@ export interface SignedEndpointOptions {
 
 /** A signed, pooled endpoint, set up on first use; a failed set-up is tried again next time. */
 export class SignedEndpoint {
-  private ready?: { target: SignedTarget; signer: SignatureV4 };
-  private setting?: Promise<{ target: SignedTarget; signer: SignatureV4 }>;
+  private ready?: { target: SignedTarget; signer: PostSigner };
+  private setting?: Promise<{ target: SignedTarget; signer: PostSigner }>;
   private credentials?: Credentials;
 
   constructor(private readonly options: SignedEndpointOptions) {}
 
   /** The target and its signer. */
-  async get(): Promise<{ target: SignedTarget; signer: SignatureV4 }> {
+  async get(): Promise<{ target: SignedTarget; signer: PostSigner }> {
     if (this.ready) return this.ready;
     this.setting ??= this.setUp();
     this.ready = await this.setting.catch((error: unknown) => {
@@ -69,12 +69,9 @@ export class SignedEndpoint {
   }
 
   /** Signs a POST of `path` with these headers (`x-amz-content-sha256` among them) as of now. */
-  async signPost(target: SignedTarget, signer: SignatureV4, path: string, headers: Record<string, string>): Promise<Record<string, string>> {
-    const signed = await signer.sign(
-      { method: 'POST', protocol: target.protocol, hostname: target.hostname, port: target.port, path, query: {}, headers: { host: target.host, ...headers } },
-      { signingDate: new Date(this.options.now()) },
-    );
-    return signed.headers;
+  async signPost(target: SignedTarget, signer: PostSigner, path: string, headers: Record<string, string>): Promise<Record<string, string>> {
+    const credentials = this.credentialsNow();
+    return signer.sign(credentials instanceof Promise ? await credentials : credentials, target.host, path, headers, this.options.now());
   }
 
   /** Closes the pooled sockets. */
@@ -89,11 +86,10 @@ export class SignedEndpoint {
     return this.options.credentials().then((credentials) => (this.credentials = credentials));
   }
 
-  private async setUp(): Promise<{ target: SignedTarget; signer: SignatureV4 }> {
+  private async setUp(): Promise<{ target: SignedTarget; signer: PostSigner }> {
     const { maxSockets, timeoutMs, service } = this.options;
     const region = await this.options.region();
-    const credentials = () => Promise.resolve(this.credentialsNow());
-    const endpoint = await this.options.endpoint(region, credentials);
+    const endpoint = await this.options.endpoint(region, () => Promise.resolve(this.credentialsNow()));
     const target: SignedTarget = {
       // undici over node:http: about a third less CPU per request, measured in bench/post-cost.ts.
       pool: new Pool(endpoint.origin, {
@@ -109,7 +105,6 @@ export class SignedEndpoint {
       host: endpoint.host,
       path: endpoint.pathname || '/',
     };
-    const signer = new SignatureV4({ service, region, sha256: Hash.bind(null, 'sha256'), credentials });
-    return { target, signer };
+    return { target, signer: new PostSigner(region, service) };
   }
 }

@@ -1,9 +1,9 @@
 /**
  * The lean post path: PostToConnection as a SigV4-signed HTTP request over undici's pool of
- * keep-alive connections, without the SDK's middleware stack, which costs several times the request itself (see
- * the README's benchmarks). Signing is `@smithy/signature-v4`, the SDK's own signer, with its
- * signing-key cache; the body and its SHA-256 are computed once per distinct message, however
- * many connections it goes to. Outcomes are those of {@link ManagementApiPoster}: 410 is `gone`,
+ * keep-alive connections, without the SDK's middleware stack, which costs several times the
+ * request itself (see the README's benchmarks). Signing is sigv4.ts's, held equal to the SDK's own
+ * signer; the body and its SHA-256 are computed once per distinct message, however many
+ * connections it goes to. Outcomes are those of {@link ManagementApiPoster}: 410 is `gone`,
  * 429 and 5xx are retried with full jitter, anything else (403 included) fails at once.
  */
 import { createHash } from 'node:crypto';
