@@ -138,17 +138,36 @@ export class SignedPoster implements Poster {
       // Hashed once per message; the signer takes a hash it is given instead of hashing again.
       'x-amz-content-sha256': message.hash,
     });
-    const res = await target.pool.request({ method: 'POST', path, headers, body: message.body });
-    const status = res.statusCode;
-    if (status < 300 || status === 410) {
-      // Nothing in the body changes the outcome: drained, not read.
-      await res.body.dump();
-      return { status, errorType: '', body: '' };
-    }
-    return {
-      status,
-      errorType: String(res.headers['x-amzn-errortype'] ?? '').split(':')[0],
-      body: await res.body.text(),
-    };
+    return new Promise<Reply>((resolve, reject) => {
+      let status = 0;
+      let errorType = '';
+      let chunks: Buffer[] | undefined;
+      target.pool.dispatch(
+        { method: 'POST', path, headers, body: message.body },
+        {
+          // undici takes a handler as of its current interface when it has this method.
+          onRequestStart() {},
+          onResponseStart(_controller, statusCode, responseHeaders) {
+            // 1xx answers come before the final one.
+            if (statusCode < 200) return;
+            status = statusCode;
+            // Nothing in the body of a success or a 410 changes the outcome: it is not kept.
+            if (statusCode >= 300 && statusCode !== 410) {
+              errorType = String(responseHeaders['x-amzn-errortype'] ?? '').split(':')[0];
+              chunks = [];
+            }
+          },
+          onResponseData(_controller, chunk) {
+            chunks?.push(chunk);
+          },
+          onResponseEnd() {
+            resolve({ status, errorType, body: chunks ? Buffer.concat(chunks).toString('utf8') : '' });
+          },
+          onResponseError(_controller, error) {
+            reject(error);
+          },
+        },
+      );
+    });
   }
 }

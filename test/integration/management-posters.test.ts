@@ -71,6 +71,8 @@ describe('posters against a scripted Management API', () => {
       req.on('end', () => {
         requests.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks) });
         const next = script.shift() ?? { status: 200 };
+        // Status 0: the connection drops before any answer.
+        if (next.status === 0) return req.socket.destroy();
         res.writeHead(next.status, next.type ? { 'x-amzn-errortype': next.type, 'content-type': 'application/json' } : {});
         res.end(next.status === 200 ? undefined : JSON.stringify({ message: next.type }));
       });
@@ -113,6 +115,18 @@ describe('posters against a scripted Management API', () => {
     expect(new Set(requests.map((r) => r.headers['x-amz-content-sha256'])).size).toBe(1);
     expect(new Set(requests.map((r) => signatureOf(r))).size).toBe(3);
     for (const request of requests) expect(signatureOf(request)).toBe(expectedSignature(request, CREDENTIALS.secretAccessKey));
+  });
+
+  it('the lean poster retries a connection dropped before the answer, and names what a refusal said', async () => {
+    script = [{ status: 0 }];
+    expect(await makePoster('lean', endpoint).post('c1', 'x')).toEqual({ outcome: 'ok', retries: 1 });
+    expect(requests).toHaveLength(2);
+    script = [{ status: 400, type: 'BadRequestException' }];
+    expect(await makePoster('lean', endpoint).post('c1', 'x')).toEqual({
+      outcome: 'failed',
+      retries: 0,
+      error: 'BadRequestException: {"message":"BadRequestException"}',
+    });
   });
 
   describe.each(posters)('%s poster', (kind) => {
