@@ -7,25 +7,19 @@
  * shortly before they expire.
  */
 import { Pool } from 'undici';
-import { PostSigner } from './sigv4';
+import { PostSigner, type SigningCredentials } from './sigv4';
 
 /** Credentials are fetched again this long before they expire. */
 const CREDENTIALS_REFRESH_MS = 5 * 60_000;
 
-/** Credentials as SDK clients resolve them. */
-export interface Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
+/** Credentials as SDK clients resolve them: what signing takes, and when they expire. */
+export interface Credentials extends SigningCredentials {
   expiration?: Date;
 }
 
 /** Where requests go: the pool and the parts of the URL the signature covers. */
 export interface SignedTarget {
   pool: Pool;
-  protocol: string;
-  hostname: string;
-  port?: number;
   host: string;
   /** The endpoint's path, `/` when it has none. */
   path: string;
@@ -99,9 +93,6 @@ export class SignedEndpoint {
         bodyTimeout: timeoutMs,
         connectTimeout: Math.min(timeoutMs, 3000),
       }),
-      protocol: endpoint.protocol,
-      hostname: endpoint.hostname,
-      port: endpoint.port ? Number(endpoint.port) : undefined,
       host: endpoint.host,
       path: endpoint.pathname || '/',
     };

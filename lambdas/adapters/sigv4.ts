@@ -31,7 +31,7 @@ const unsignable = (name: string) => UNSIGNABLE.has(name) || name.startsWith('pr
 /** Headers the signer makes: any the caller gave are dropped, as the SDK signer drops them. */
 const GENERATED = new Set(['authorization', 'x-amz-date', 'date']);
 
-/** Credentials as SDK clients resolve them. */
+/** The parts of an SDK client's credentials that signing uses. */
 export interface SigningCredentials {
   accessKeyId: string;
   secretAccessKey: string;
