@@ -4,12 +4,22 @@
  * UpdateItem, GetItem, PutItem) and a stream batch's BatchGetItem of 10 keys. dynalite runs in a
  * child process, so its CPU is not counted, as DynamoDB's is not on AWS. Each round runs every
  * operation through both clients in turn; the report holds the medians over rounds, same run.
+ *
+ * Then a stream batch's index lookup (6 readings of the simulator's 50 devices) over the
+ * subscriptions of 1,000 and 10,000 operators (bench/workload.ts's mix): read whole on every
+ * lookup, and read from the buckets kept in memory after a read of their versions, alternated in
+ * the same rounds; CPU of this process and wall time per lookup, medians over rounds.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../lambdas/adapters/clients';
 import { LeanDocumentClient, type DocumentSender } from '../lambdas/adapters/lean-dynamo';
+import { DynamoSubscriptionIndex, shardsOf } from '../lambdas/adapters/dynamo-subscriptions';
 import { mapWithConcurrency } from '../lambdas/core/concurrency';
+import { indexKeysForFilter, indexKeysForRecord, normaliseFilter } from '../lambdas/core/filter';
+import type { SubscriptionEntry } from '../lambdas/core/fanout';
+import { DeviceSimulator } from '../local/simulator';
+import { makeClients } from './workload';
 import { LOCAL_AWS, LOCAL_TABLES, createTables } from '../local/dynamo';
 import { startLocalDynalite } from '../local/dynalite-process';
 import { round } from './stats';
@@ -22,7 +32,24 @@ export interface DynamoCostOptions {
   rounds?: number;
   /** Calls in flight, as a burst of connects has. Default 16. */
   concurrency?: number;
+  /** Operators whose subscriptions the lookup case stores. Default 1,000 and 10,000. */
+  lookupOperators?: number[];
   log?: (line: string) => void;
+}
+
+/** A stream batch's index lookup at one subscription count, medians over the rounds. */
+interface LookupCost {
+  operators: number;
+  entries: number;
+  /** Distinct index keys and bucket items a lookup asks for, mean. */
+  keys: number;
+  buckets: number;
+  /** Every bucket read whole on every lookup. */
+  wholeUs: number;
+  wholeMs: number;
+  /** Versions read first, unchanged buckets from memory. */
+  keptUs: number;
+  keptMs: number;
 }
 
 const OPERATIONS = ['updateConditional', 'get', 'put', 'batchGet10'] as const;
@@ -48,6 +75,7 @@ export interface DynamoCostReport {
    * medians over the same interleaved rounds, lean client, {@link SERVER_IN_FLIGHT} in flight.
    */
   conditionForms: { orPerSecond: number; andPerSecond: number; ratio: number };
+  lookups: LookupCost[];
 }
 
 /** Calls in flight when dynalite's throughput is measured: enough to keep it busy. */
@@ -141,6 +169,65 @@ async function cpuPerCall(doc: DocumentSender, operation: Operation, calls: numb
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/** Lookups a round makes per reader. */
+const LOOKUPS_PER_ROUND = 40;
+
+/** Stores the subscriptions of `operators` clients of the operators bench, and measures a batch's lookup both ways. */
+async function lookupCost(doc: DocumentSender, operators: number, rounds: number, log: (line: string) => void): Promise<LookupCost> {
+  const sim = new DeviceSimulator({});
+  const devices = sim.devices.map((d) => ({ deviceId: d.deviceId, deviceType: d.deviceType, location: d.location, partition: 0 }));
+  const entries: SubscriptionEntry[] = [];
+  for (const client of makeClients(operators, devices)) {
+    client.filters.forEach((asked, j) => {
+      const filter = { ...normaliseFilter(asked), sites: ['*'] };
+      for (const indexKey of indexKeysForFilter(filter)) entries.push({ indexKey, connectionId: `op${operators}-${client.index}=`, subscriptionId: `s${j}`, filter });
+    });
+  }
+  const writer = new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions);
+  const expires = Math.ceil(Date.now() / 1000) + 3600;
+  for (let i = 0; i < entries.length; i += 1000) await writer.put(entries.slice(i, i + 1000), expires);
+  // The keys of the batches a lane would see: 6 readings in device order, as the feed sends them.
+  const batches = Array.from({ length: LOOKUPS_PER_ROUND }, () => {
+    const keys = new Set<string>();
+    for (const data of sim.next(6).readings) for (const key of indexKeysForRecord({ type: 'device_data', data })) keys.add(key);
+    return [...keys];
+  });
+  const readers = { whole: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions, { cachedBuckets: 0 }), kept: new DynamoSubscriptionIndex(doc, LOCAL_TABLES.subscriptions) };
+  const measure = async (reader: DynamoSubscriptionIndex) => {
+    const cpu = process.cpuUsage();
+    const start = performance.now();
+    for (const keys of batches) await reader.lookup(keys);
+    const used = process.cpuUsage(cpu);
+    return { us: (used.user + used.system) / batches.length, ms: (performance.now() - start) / batches.length };
+  };
+  // Warm-up: JIT, sockets, and the kept reader's buckets.
+  await measure(readers.whole);
+  await measure(readers.kept);
+  const samples = { wholeUs: [] as number[], wholeMs: [] as number[], keptUs: [] as number[], keptMs: [] as number[] };
+  for (let r = 0; r < rounds; r++) {
+    const whole = await measure(readers.whole);
+    const kept = await measure(readers.kept);
+    samples.wholeUs.push(whole.us);
+    samples.wholeMs.push(whole.ms);
+    samples.keptUs.push(kept.us);
+    samples.keptMs.push(kept.ms);
+    log(`dynamo-cost: lookup at ${operators} operators, round ${r + 1}: whole ${Math.round(whole.us)} µs ${whole.ms.toFixed(1)} ms, kept ${Math.round(kept.us)} µs ${kept.ms.toFixed(1)} ms`);
+  }
+  const keys = batches.reduce((sum, batch) => sum + batch.length, 0) / batches.length;
+  const buckets = batches.reduce((sum, batch) => sum + batch.reduce((n, key) => n + shardsOf(key), 0), 0) / batches.length;
+  await writer.remove(entries);
+  return {
+    operators,
+    entries: entries.length,
+    keys: round(keys, 1),
+    buckets: round(buckets, 1),
+    wholeUs: Math.round(median(samples.wholeUs)),
+    wholeMs: round(median(samples.wholeMs), 1),
+    keptUs: Math.round(median(samples.keptUs)),
+    keptMs: round(median(samples.keptMs), 1),
+  };
+}
+
 /** Runs the bench: dynalite in a child process, both clients over the same tables. */
 export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promise<DynamoCostReport> {
   const log = options.log ?? (() => {});
@@ -175,6 +262,8 @@ export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promi
       forms.and.push(await perSecond(lean, 'and', calls * 2));
       log(`dynamo-cost: round ${r + 1}: dynalite ${Math.round(forms.or[r]!)} conditional writes/s in the OR form, ${Math.round(forms.and[r]!)} in the AND form`);
     }
+    const lookups: LookupCost[] = [];
+    for (const operators of options.lookupOperators ?? [1000, 10_000]) lookups.push(await lookupCost(lean, operators, rounds, log));
     const orPerSecond = Math.round(median(forms.or));
     const andPerSecond = Math.round(median(forms.and));
     const operations = Object.fromEntries(
@@ -184,7 +273,7 @@ export async function runDynamoCostBench(options: DynamoCostOptions = {}): Promi
         return [operation, { sdkUs, leanUs, ratio: round(sdkUs / leanUs, 2) }];
       }),
     ) as Record<Operation, OperationCost>;
-    return { callsPerRound: calls, rounds, concurrency, operations, conditionForms: { orPerSecond, andPerSecond, ratio: round(andPerSecond / orPerSecond, 2) } };
+    return { callsPerRound: calls, rounds, concurrency, operations, conditionForms: { orPerSecond, andPerSecond, ratio: round(andPerSecond / orPerSecond, 2) }, lookups };
   } finally {
     sdk.destroy();
     await lean.destroy();
@@ -200,6 +289,8 @@ if (require.main === module) {
       console.table(Object.fromEntries(Object.entries(report.operations).map(([operation, cost]) => [operation, { 'SDK µs': cost.sdkUs, 'lean µs': cost.leanUs, 'SDK / lean': cost.ratio }])));
       const forms = report.conditionForms;
       console.log(`dynalite, a subscribe's conditional write: ${forms.orPerSecond}/s in the OR form, ${forms.andPerSecond}/s in the AND form (${forms.ratio}×)`);
+      console.log(`\nA stream batch's index lookup (median of ${report.rounds} rounds):`);
+      console.table(report.lookups);
     },
     (error: unknown) => {
       console.error(error);

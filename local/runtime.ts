@@ -141,6 +141,11 @@ export interface LocalRuntimeOptions {
   sdkDynamo?: boolean;
   /** `false`: telemetry keeps posting while an alert batch runs (a baseline for benchmarks). Default: it waits. */
   alertsFirst?: boolean;
+  /**
+   * Buckets the stream handler's subscription index keeps in memory between lookups; 0 reads
+   * every bucket whole on every lookup (a baseline for benchmarks). Default as on AWS.
+   */
+  cachedBuckets?: number;
   /** Most posts in flight per stream invocation. Default as on AWS ({@link DEFAULT_MAX_CONCURRENCY}). */
   postConcurrency?: number;
   /** Each Management API call answers after about this many ms (jittered). Default 0. */
@@ -255,7 +260,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const stores = leanDoc ?? doc;
     const connections = new DynamoConnectionStore(stores, LOCAL_TABLES.connections);
     const index = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
-    const streamIndex = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions);
+    const streamIndex = new DynamoSubscriptionIndex(stores, LOCAL_TABLES.subscriptions, { cachedBuckets: options.cachedBuckets });
     const metricsStore = new DynamoMetricsStore(stores, LOCAL_TABLES.metrics);
     const alerts = new DynamoAlertStore(stores, LOCAL_TABLES.alerts);
     const latest = new DynamoLatestReadings(stores, LOCAL_TABLES.latest);

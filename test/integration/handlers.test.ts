@@ -130,7 +130,8 @@ describe('subscription index buckets on dynalite', () => {
     await index.put(keys.slice(0, 300).map((indexKey, i) => ({ indexKey, connectionId: `c${i}`, subscriptionId: 's1', filter })), expires);
     let before = index.calls;
     const found = await index.lookup(keys);
-    expect(index.calls - before).toBe(10);
+    // The versions of 1,000 buckets, then the 300 that exist, whole (the first time only).
+    expect(index.calls - before).toBe(10 + 3);
     expect([...found.values()].flat()).toHaveLength(300);
     // Ten times more connections under other keys: the same lookup costs the same.
     await index.put(Array.from({ length: 3000 }, (_, i) => ({ indexKey: `d#other-${i}`, connectionId: `o${i}`, subscriptionId: 's1', filter })), expires);
