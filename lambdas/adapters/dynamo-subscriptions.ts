@@ -18,7 +18,8 @@
  * Every write sets the bucket's `expiresAt` (the table's TTL attribute) to the latest expiry any
  * entry written now can have, so a bucket whose connections are all gone is deleted by TTL.
  *
- * Every write of a bucket's entries also adds 1 to its version `v`. An instance keeps the buckets
+ * Every write of a bucket's entries also sets a new version `v` (a random number: a SET, so that a
+ * write whose answer was lost can be sent again, which an ADD could not). An instance keeps the buckets
  * it has read, parsed, with their version, and a lookup first reads only the key attributes, `v`
  * and `o` of each bucket (a projection): the buckets whose version it holds are taken from memory,
  * and only the others are read whole, in a second request. Between subscription changes a
@@ -145,6 +146,11 @@ interface ParsedBucket {
   v?: number;
   o: number;
   entries: ReadEntry[];
+}
+
+/** A bucket version: random, so that two writes' versions differ (lookups compare them for equality only). */
+function newVersion(): number {
+  return Math.floor(Math.random() * 2 ** 52);
 }
 
 function bucketId(bucket: Bucket): string {
@@ -419,7 +425,7 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
           ExpressionAttributeNames: {
             ...(withEntries ? names : {}),
             ...(returnOverflow ? { '#o': 'o' } : {}),
-            ...(allValues[':one'] !== undefined ? { '#v': 'v' } : {}),
+            ...(allValues[':v'] !== undefined ? { '#v': 'v' } : {}),
           },
           ...(Object.keys(allValues).length ? { ExpressionAttributeValues: allValues } : {}),
           ...(returnOverflow ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
@@ -427,18 +433,18 @@ export class DynamoSubscriptionIndex implements SubscriptionIndex {
       );
     };
     // Every write to a bucket keeps `o` present at a fixed size and pushes its TTL out; one that
-    // changes its entries adds 1 to its version, so that lookups read it whole again.
+    // changes its entries gives it a new version, so that lookups read it whole again.
     const base = 'expiresAt = :bx, #o = if_not_exists(#o, :none)';
     const baseValues = { ':bx': bucketExpiry, ':none': overflowDigits(0) };
-    const versioned = { ...baseValues, ':one': 1 };
+    const versioned = { ...baseValues, ':v': newVersion() };
     const overflowOf = (out: { Attributes?: Record<string, unknown> }) => Number(out.Attributes?.o ?? 0);
     if (!setting) {
-      const out = await send(bucket, `${entriesExpression} SET ${base} ADD #v :one`, versioned, true);
+      const out = await send(bucket, `${entriesExpression} SET ${base}, #v = :v`, versioned, true);
       for (let k = 1; k <= overflowOf(out); k++) await send({ pk: bucket.pk, sk: `${bucket.sk}.${k}` }, entriesExpression);
       return;
     }
     try {
-      await send(bucket, `${entriesExpression}, ${base} ADD #v :one`, versioned, true);
+      await send(bucket, `${entriesExpression}, ${base}, #v = :v`, versioned, true);
       return;
     } catch (error) {
       if (!isItemTooLarge(error)) throw error;

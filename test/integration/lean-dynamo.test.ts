@@ -494,6 +494,21 @@ describe('retries', () => {
     }
   });
 
+  it("sends a subscription index write again when its answer was lost: the bucket's version is set, not added to", async () => {
+    const dynamo = await scriptedDynamo(['drop', 'ok', 'drop', 'ok']);
+    try {
+      const index = new DynamoSubscriptionIndex(dynamo.client, TABLE);
+      const filter = normaliseFilter({ deviceIds: ['pump-1'] });
+      const entry = { indexKey: indexKeysForFilter(filter)[0]!, connectionId: 'c1=', subscriptionId: 's1', filter: { ...filter, sites: ['*'] } };
+      await index.put([entry], 2_000_000_000);
+      expect(dynamo.client.calls).toBe(2);
+      await index.remove([entry]);
+      expect(dynamo.client.calls).toBe(4);
+    } finally {
+      await dynamo.close();
+    }
+  });
+
   it('keeps the old item on a ConditionalCheckFailedException as the SDK does, in wire form, without retrying', async () => {
     const dynamo = await scriptedDynamo(['condition', 'condition']);
     const sdkOnScript = createDocumentClient({ endpoint: dynamo.endpoint, ...LOCAL_AWS });
