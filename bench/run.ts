@@ -469,6 +469,16 @@ export function toMarkdown(results: BenchResults): string {
       `dynalite's side, same rounds: a subscribe's conditional write of the connection item, ${fmt(dc.conditionForms.orPerSecond)}/s in the form before (parenthesised ORs) against ${fmt(dc.conditionForms.andPerSecond)}/s in today's plain AND (${dc.conditionForms.ratio}×).`,
       '',
     );
+    if (dc.lookups.length) {
+      lines.push(
+        "The stream's index lookup for a batch of 6 readings, every bucket read whole against versions read first and unchanged buckets kept in memory (issue 18, fourth pass); CPU of this process and wall time a lookup, medians over the same rounds:",
+        '',
+        '| Operators | index entries | keys / buckets a lookup | whole: CPU µs / wall ms | kept: CPU µs / wall ms |',
+        '| --- | --- | --- | --- | --- |',
+        ...dc.lookups.map((l) => `| ${fmt(l.operators)} | ${fmt(l.entries)} | ${l.keys} / ${l.buckets} | ${fmt(l.wholeUs)} / ${l.wholeMs} | ${fmt(l.keptUs)} / ${l.keptMs} |`),
+        '',
+      );
+    }
   }
 
   const pc = results.postCost;
