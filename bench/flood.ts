@@ -9,8 +9,9 @@
  *   npx tsx bench/flood.ts [--seconds 10] [--connections 8] [--rate 1000] [--mix ping,subscribe,unknown,garbage]
  *     [--no-busy] [--rounds 1] [--json FILE]
  *
- * With PROF_DIR set, the runtime's process and the gateway's write CPU profiles there (the
- * gateway's through NODE_OPTIONS, which every child inherits).
+ * The runtime runs in this process. For CPU profiles of it, of the gateway's process and of
+ * dynalite's, run it as `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/flood.ts`: both
+ * children take the `--cpu-prof` flags of their parent.
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
