@@ -3,8 +3,9 @@
  * subscribes each with its filters through the real protocol, and counts what arrives (records,
  * cursor hashes, frames, bytes, end-to-end latency). It runs as a child process of the harness so
  * that client work is never counted as server work. Driven over IPC by bench/fanout.ts (`connect`,
- * `reset`, `counts`, `report`, `close`) and bench/operators.ts (`open`, `measure`,
- * `operators-report`, `counts`, `close`).
+ * `reset`, `counts`, `report`, `close`), bench/operators.ts (`open`, `measure`,
+ * `operators-report`, `counts`, `close`) and bench/flood.ts (`watch`, `watch-send`, `watch-sync`,
+ * `close`): its one watching user, whose every reading is reported as it arrives.
  */
 import WebSocket from 'ws';
 import { matchesFilter, normaliseFilter } from '../lambdas/core/filter';
@@ -33,7 +34,13 @@ export type WorkerCommand =
   /** Starts the steady-state window: records stamped in [from, to) are measured. */
   | { cmd: 'measure'; from: number; to: number }
   /** What the operator clients saw, checked against what the runtime published in the window. */
-  | { cmd: 'operators-report'; published: PublishedRecords };
+  | { cmd: 'operators-report'; published: PublishedRecords }
+  /** Opens one client and subscribes it to `filter`; each reading it then gets is reported (`reading`). */
+  | { cmd: 'watch'; url: string; filter: Filter }
+  /** Sends `text` on the watching client. */
+  | { cmd: 'watch-send'; text: string }
+  /** Answered once every reading received before it has been reported (IPC keeps the order). */
+  | { cmd: 'watch-sync' };
 
 /** An operator client to open. */
 export interface OperatorSpec {
@@ -127,7 +134,11 @@ export type WorkerReply =
   | { type: 'closed' }
   | { type: 'opened'; outcomes: OpenOutcome[] }
   | { type: 'measuring' }
-  | { type: 'operators-report'; tally: OperatorsTally };
+  | { type: 'operators-report'; tally: OperatorsTally }
+  | { type: 'watching' }
+  /** A reading the watching client got: its record's timestamp and when it arrived, epoch ms. */
+  | { type: 'reading'; timestamp: number; at: number }
+  | { type: 'watch-synced' };
 
 interface Client extends ClientTally {
   socket: WebSocket;
@@ -463,8 +474,34 @@ function operatorsReport(published: PublishedRecords): OperatorsTally {
   };
 }
 
+let watcher: WebSocket | undefined;
+
+/** The watching client of {@link WorkerCommand} `watch`: one user, its readings reported as they come. */
+function watch(command: Extract<WorkerCommand, { cmd: 'watch' }>): void {
+  const socket = new WebSocket(command.url);
+  watcher = socket;
+  socket.on('open', () => socket.send(JSON.stringify({ action: 'subscribe', id: 'watch', filter: command.filter })));
+  socket.on('message', (data) => {
+    const at = Date.now();
+    for (const frame of unpackFrame(parseServerFrame(data.toString()))) {
+      if (frame.type === 'subscribed') send({ type: 'watching' });
+      if (frame.type === 'device_data') send({ type: 'reading', timestamp: frame.data.timestamp, at });
+    }
+  });
+  socket.on('error', (error) => process.stderr.write(`watcher: ${errorMessage(error)}\n`));
+}
+
 process.on('message', (command: WorkerCommand) => {
   switch (command.cmd) {
+    case 'watch':
+      watch(command);
+      break;
+    case 'watch-send':
+      watcher?.send(command.text);
+      break;
+    case 'watch-sync':
+      send({ type: 'watch-synced' });
+      break;
     case 'open':
       void openOperators(command);
       break;
@@ -518,6 +555,7 @@ process.on('message', (command: WorkerCommand) => {
     case 'close': {
       for (const client of clients) client.socket.terminate();
       for (const client of operators) client.socket.terminate();
+      watcher?.terminate();
       send({ type: 'closed' });
       setTimeout(() => process.exit(0), 50);
       break;

@@ -13,16 +13,17 @@
  * dynalite's, run it as `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/flood.ts`: both
  * children take the `--cpu-prof` flags of their parent.
  */
+import { fork } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import WebSocket from 'ws';
+import path from 'node:path';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { mintToken } from '../lambdas/core/auth';
-import { parseServerFrame, unpackFrame } from '../lambdas/core/protocol';
 import { startLocalRuntime } from '../local/runtime';
 import { FLOOD_KINDS, startFlooder, type FloodConnectionResult, type FloodKind } from '../test/support/flooder';
+import type { WorkerCommand, WorkerReply } from './client-worker';
 import { LatencyHistogram } from './stats';
-import { startBusyLoop } from './harness';
+import { Child, startBusyLoop } from './harness';
 
 /** Options of {@link runFloodBench}. */
 export interface FloodBenchOptions {
@@ -115,6 +116,8 @@ function childCpu(): Map<string, number> {
           ? 'dynalite'
           : cmdline.includes('flooder')
             ? 'flooder'
+            : cmdline.includes('client-worker')
+              ? 'watcher'
             : cmdline.includes('process.ppid')
               ? 'busy'
               : `pid ${pid}`;
@@ -152,33 +155,40 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
   });
   const busy = opts.busyLoop ? startBusyLoop() : undefined;
   let flooder: Awaited<ReturnType<typeof startFlooder>> | undefined;
+  let victim: Child<WorkerReply> | undefined;
   try {
     const victimToken = await mintToken(secret, { sub: 'victim', sites: ['plant-a'] }, '1h');
-    const victim = new WebSocket(`${runtime.wsUrl}/?token=${encodeURIComponent(victimToken)}`);
-    await new Promise((resolve, reject) => victim.once('open', resolve).once('error', reject));
+    // The watching user in a process of its own, as a browser would be: in this one, which runs
+    // the runtime, each receipt would wait for the runtime's loop, a wait no user has.
+    victim = new Child<WorkerReply>(
+      fork(path.join(__dirname, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      'watcher',
+    );
+    await victim.next('ready');
     let phase: LatencyHistogram | undefined;
     let phaseStart: number | undefined;
     // Each second's records of the phase, and those after its first second.
     let bySecond: LatencyHistogram[] = [];
     let afterFirstSecond = new LatencyHistogram();
-    let subscribed!: () => void;
-    const ready = new Promise<void>((resolve) => (subscribed = resolve));
-    victim.on('message', (data) => {
-      const at = Date.now();
-      for (const frame of unpackFrame(parseServerFrame(data.toString()))) {
-        if (frame.type === 'subscribed') subscribed();
-        if (frame.type === 'device_data') {
-          phase?.add(at - frame.data.timestamp);
-          if (phaseStart !== undefined) {
-            const second = Math.max(0, Math.floor((frame.data.timestamp - phaseStart) / 1000));
-            (bySecond[second] ??= new LatencyHistogram()).add(at - frame.data.timestamp);
-            if (second > 0) afterFirstSecond.add(at - frame.data.timestamp);
-          }
-        }
+    victim.process.on('message', (reply: WorkerReply) => {
+      if (reply.type !== 'reading') return;
+      const latency = reply.at - reply.timestamp;
+      phase?.add(latency);
+      if (phaseStart !== undefined) {
+        const second = Math.max(0, Math.floor((reply.timestamp - phaseStart) / 1000));
+        (bySecond[second] ??= new LatencyHistogram()).add(latency);
+        if (second > 0) afterFirstSecond.add(latency);
       }
     });
-    victim.send(JSON.stringify({ action: 'subscribe', id: 'v', filter: { deviceIds: [VICTIM_DEVICE] } }));
-    await ready;
+    const watching = victim.request(
+      { cmd: 'watch', url: `${runtime.wsUrl}/?token=${encodeURIComponent(victimToken)}`, filter: { deviceIds: [VICTIM_DEVICE] } } satisfies WorkerCommand,
+      'watching',
+    );
+    let giveUp: NodeJS.Timeout | undefined;
+    await Promise.race([
+      watching,
+      new Promise((_, reject) => (giveUp = setTimeout(() => reject(new Error('the watching client did not subscribe in 30 s')), 30_000))),
+    ]).finally(() => clearTimeout(giveUp));
 
     // One reading for the watcher every 1000/rate ms, stamped when produced, on a clock of its
     // own; a partition's poller sends what has arrived as soon as its previous batch is done. A
@@ -224,8 +234,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       if (!metricStores.includes(this)) metricStores.push(this);
       return flushSpy.apply(this, args);
     };
-    const ping = () => victim.send('{"action":"ping"}');
-    ping();
+    victim.process.send({ cmd: 'watch-send', text: '{"action":"ping"}' } satisfies WorkerCommand);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     DynamoConnectionStore.prototype.change = changeSpy;
     DynamoMetricsStore.prototype.flush = flushSpy;
@@ -247,6 +256,8 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
       const value = await during();
       const used = process.cpuUsage(cpu);
       const wall = performance.now() - started;
+      // Every reading the watcher got in the phase is reported before this answer.
+      await victim!.request({ cmd: 'watch-sync' } satisfies WorkerCommand, 'watch-synced');
       const processCpuPercent: Record<string, number> = {};
       for (const [name, ms] of childCpu()) processCpuPercent[name] = Math.round(((ms - (children.get(name) ?? 0)) / wall) * 1000) / 10;
       phase = undefined;
@@ -277,7 +288,6 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     const result = await floodRun;
     clearInterval(producer);
     await publishing;
-    victim.close();
     const all: FloodConnectionResult[] = result.connections;
     const sum = (pick: (c: FloodConnectionResult) => number) => all.reduce((n, c) => n + pick(c), 0);
     const firstRefusalMs = all.map((c) => c.firstRefusalMs);
@@ -311,6 +321,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     return report;
   } finally {
     flooder?.kill();
+    await victim?.stop({ cmd: 'close' } satisfies WorkerCommand);
     busy?.kill();
     await runtime.stop();
   }

@@ -94,6 +94,8 @@ it('the flood bench (bench/flood.ts) runs both phases and reports every figure; 
     for (const value of [phase.p50, phase.p95, phase.p99, phase.max, phase.runtimeCpuPercent]) expect(Number.isFinite(value)).toBe(true);
     expect(phase.processCpuPercent).toHaveProperty('gateway');
     expect(phase.processCpuPercent).toHaveProperty('dynalite');
+    // The watching user runs in a process of its own, as a browser would.
+    expect(phase.processCpuPercent).toHaveProperty('watcher');
   }
   expect(report.flooders.sent).toBe(600);
   expect(report.flooders.unanswered).toBe(0);
