@@ -56,9 +56,22 @@ function escapeLabel(value: string): string {
 
 /** The key of one series: `name` or `name{a="x",b="y"}`, labels sorted. Also its exposition text. */
 export function seriesKey(name: string, labels?: Labels): string {
+  if (!labels) return name;
   const entries = Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
   if (!entries.length) return name;
   return `${name}{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+}
+
+/** A histogram's series keys, made once a name: every message's batch flattens one. */
+const HISTOGRAM_KEYS = new Map<string, { buckets: string[]; sum: string; count: string }>();
+
+function histogramKeys(name: string, bounds: readonly number[]): { buckets: string[]; sum: string; count: string } {
+  let keys = HISTOGRAM_KEYS.get(name);
+  if (!keys) {
+    const buckets = [...bounds.map(String), '+Inf'].map((le) => `${name}_bucket{le="${le}"}`);
+    HISTOGRAM_KEYS.set(name, (keys = { buckets, sum: `${name}_sum`, count: `${name}_count` }));
+  }
+  return keys;
 }
 
 interface HistogramData {
@@ -110,12 +123,11 @@ export class MetricsBatch {
       if (value !== 0) values.set(key, (values.get(key) ?? 0) + value);
     };
     for (const [name, data] of this.histograms) {
+      const keys = histogramKeys(name, data.bounds);
       // Only buckets that were observed: the message handler flushes one observation a message.
-      data.counts.forEach((count, i) => {
-        if (count !== 0) bump(`${name}_bucket{le="${i < data.bounds.length ? data.bounds[i] : '+Inf'}"}`, count);
-      });
-      bump(`${name}_sum`, data.sum);
-      bump(`${name}_count`, data.count);
+      for (let i = 0; i < data.counts.length; i++) bump(keys.buckets[i], data.counts[i]);
+      bump(keys.sum, data.sum);
+      bump(keys.count, data.count);
     }
     return values;
   }
