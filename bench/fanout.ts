@@ -8,9 +8,7 @@
  * batch was due to be handed to the stream handler (all on this machine's clock). A batch handed
  * over late because the process was busy keeps its due time, so that delay is counted.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
 import { createDocumentClient, createManagementClient } from '../lambdas/adapters/clients';
 import { ManagementApiPoster } from '../lambdas/adapters/management-poster';
 import { LOCAL_AWS, LOCAL_TABLES } from '../local/dynamo';
@@ -18,6 +16,7 @@ import { buildMskEvent, type KafkaRecordInput } from '../local/msk-event';
 import type { DynaliteMode } from '../local/dynalite-process';
 import { startLocalRuntime, type LocalRuntime } from '../local/runtime';
 import type { ClientTally, WorkerCommand, WorkerReply } from './client-worker';
+import { startClientWorker, type Child } from './harness';
 import { createNaiveStreamHandler } from './naive';
 import { LatencyHistogram, round, sleep } from './stats';
 import {
@@ -138,50 +137,6 @@ export interface FanoutScenarioResult {
   ratios?: { postsPerDelivery: number; p95Latency: number; cpuPerDelivery: number };
 }
 
-class ClientProcess {
-  private readonly waiting = new Map<string, { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void }[]>();
-  readonly child: ChildProcess;
-  readonly ready: Promise<WorkerReply>;
-
-  constructor() {
-    this.child = fork(path.join(__dirname, 'client-worker.ts'), [], {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    this.child.on('message', (reply: WorkerReply) => this.waiting.get(reply.type)?.shift()?.resolve(reply));
-    this.child.on('exit', (code) => {
-      for (const [type, list] of this.waiting) {
-        for (const waiter of list) waiter.reject(new Error(`client process exited (${code}) while waiting for ${type}`));
-      }
-      this.waiting.clear();
-    });
-    this.ready = this.next('ready');
-  }
-
-  private next(type: WorkerReply['type']): Promise<WorkerReply> {
-    return new Promise((resolve, reject) => {
-      const list = this.waiting.get(type) ?? [];
-      list.push({ resolve, reject });
-      this.waiting.set(type, list);
-    });
-  }
-
-  request<T extends WorkerReply['type']>(command: WorkerCommand, reply: T): Promise<Extract<WorkerReply, { type: T }>> {
-    const answer = this.next(reply);
-    this.child.send(command);
-    return answer as Promise<Extract<WorkerReply, { type: T }>>;
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.send({ cmd: 'close' } satisfies WorkerCommand);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 interface DriveOutcome {
   produced: number;
   processed: number;
@@ -259,7 +214,7 @@ function rssSampler(): { stop: () => number } {
 }
 
 /** Waits until clients have received `target` records, or nothing has arrived for `idleMs`. */
-async function waitForClients(processes: ClientProcess[], target: number, idleMs = 5000, capMs = 60_000): Promise<void> {
+async function waitForClients(processes: Child<WorkerReply>[], target: number, idleMs = 5000, capMs = 60_000): Promise<void> {
   const started = Date.now();
   let last = -1;
   let lastChange = Date.now();
@@ -277,7 +232,7 @@ async function waitForClients(processes: ClientProcess[], target: number, idleMs
 
 interface PhaseContext {
   runtime: LocalRuntime;
-  processes: ClientProcess[];
+  processes: Child<WorkerReply>[];
   specs: Map<number, ClientSpec>;
 }
 
@@ -449,9 +404,10 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
     sdkBaseline: options.sdkBaseline,
     dynalite: options.dynalite,
   });
-  const processes = Array.from({ length: processCount }, () => new ClientProcess());
+  const processes = Array.from({ length: processCount }, (_, i) => startClientWorker(`client process ${i}`));
+  const ready = processes.map((p) => p.next('ready'));
   try {
-    await Promise.all(processes.map((p) => p.ready));
+    await Promise.all(ready);
     log(`${name}: connecting ${options.connections} clients from ${processCount} process(es)`);
     const connectStarted = Date.now();
     const shares = processes.map((_, i) => clients.filter((c) => c.index % processCount === i));
@@ -518,7 +474,7 @@ export async function runFanoutScenario(options: FanoutScenarioOptions): Promise
         : undefined,
     };
   } finally {
-    await Promise.all(processes.map((p) => p.close()));
+    await Promise.all(processes.map((p) => p.stop({ cmd: 'close' } satisfies WorkerCommand)));
     await runtime.stop();
   }
 }

@@ -13,9 +13,7 @@
  * dynalite's, run it as `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/flood.ts`: both
  * children take the `--cpu-prof` flags of their parent.
  */
-import { fork } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { DynamoConnectionStore } from '../lambdas/adapters/dynamo-connections';
 import { DynamoMetricsStore } from '../lambdas/adapters/dynamo-metrics';
 import { mintToken } from '../lambdas/core/auth';
@@ -23,7 +21,7 @@ import { startLocalRuntime } from '../local/runtime';
 import { FLOOD_KINDS, startFlooder, type FloodConnectionResult, type FloodKind } from '../test/support/flooder';
 import type { WorkerCommand, WorkerReply } from './client-worker';
 import { LatencyHistogram } from './stats';
-import { Child, startBusyLoop } from './harness';
+import { startBusyLoop, startClientWorker, type Child } from './harness';
 
 /** Options of {@link runFloodBench}. */
 export interface FloodBenchOptions {
@@ -160,10 +158,7 @@ export async function runFloodBench(options: FloodBenchOptions = {}): Promise<Fl
     const victimToken = await mintToken(secret, { sub: 'victim', sites: ['plant-a'] }, '1h');
     // The watching user in a process of its own, as a browser would be: in this one, which runs
     // the runtime, each receipt would wait for the runtime's loop, a wait no user has.
-    victim = new Child<WorkerReply>(
-      fork(path.join(__dirname, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-      'watcher',
-    );
+    victim = startClientWorker('watcher');
     await victim.next('ready');
     let phase: LatencyHistogram | undefined;
     let phaseStart: number | undefined;

@@ -2,8 +2,10 @@
  * What the benchmarks that drive the local runtime from child processes share: a child answering
  * typed replies, the CPU and memory of a process tree, the machine's load, and a summary of samples.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { WorkerReply } from './client-worker';
 import { round } from './stats';
 
 /** Percentiles of a set of samples, ms. */
@@ -47,6 +49,14 @@ export class Child<Reply extends { type: string }> {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** Starts a benchmark client process (bench/client-worker.ts); it answers `ready` once listening. */
+export function startClientWorker(name: string): Child<WorkerReply> {
+  return new Child<WorkerReply>(
+    fork(path.join(__dirname, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    name,
+  );
 }
 
 const CLK_TCK = 100;

@@ -17,15 +17,14 @@
  * `startLocalRuntime` over `{dashboardPort: 0, wsPort: 0, auth: 'none'}`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { fnv1a } from '../lambdas/core/hash';
 import { errorMessage } from '../lambdas/core/errors';
 import type { AlertRecord } from '../lambdas/core/protocol';
 import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions, type StreamTotals } from '../local/runtime';
 import { DeviceSimulator } from '../local/simulator';
-import type { OpenOutcome, OperatorsTally, PublishedRecords, WorkerCommand, WorkerReply } from './client-worker';
+import type { OpenOutcome, OperatorsTally, PublishedRecords, WorkerCommand } from './client-worker';
 import { LatencyHistogram, round, sleep } from './stats';
-import { Child, descendants, startBusyLoop, percentiles, type Summary } from './harness';
+import { Child, descendants, startBusyLoop, startClientWorker, percentiles, type Summary } from './harness';
 import { DEFAULT_MIX, makeClients, mixSummary, type BenchDevice, type SubscriptionMix } from './workload';
 
 /** PROF_DIR=dir writes the runtime process's CPU profile there (the gateway and dynalite run apart). */
@@ -253,14 +252,7 @@ export async function runOperatorsBench(options: OperatorsOptions = {}): Promise
     fork(__filename, ['--runtime-child', JSON.stringify(runtimeOptions)], { execArgv: ['--import', 'tsx', ...profileArgs()], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
     'runtime',
   );
-  const workers = Array.from(
-    { length: processCount },
-    (_, i) =>
-      new Child<WorkerReply>(
-        fork(path.join(__dirname, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-        `client process ${i}`,
-      ),
-  );
+  const workers = Array.from({ length: processCount }, (_, i) => startClientWorker(`client process ${i}`));
   let neighbour: ChildProcess | undefined;
   try {
     if (options.neighbour) neighbour = startBusyLoop();
