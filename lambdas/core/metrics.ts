@@ -57,7 +57,7 @@ function escapeLabel(value: string): string {
 /** The key of one series: `name` or `name{a="x",b="y"}`, labels sorted. Also its exposition text. */
 export function seriesKey(name: string, labels?: Labels): string {
   if (!labels) return name;
-  const entries = Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const entries = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b));
   if (!entries.length) return name;
   return `${name}{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
 }
@@ -65,10 +65,10 @@ export function seriesKey(name: string, labels?: Labels): string {
 /** A histogram's series keys, made once a name: every message's batch flattens one. */
 const HISTOGRAM_KEYS = new Map<string, { buckets: string[]; sum: string; count: string }>();
 
-function histogramKeys(name: string, bounds: readonly number[]): { buckets: string[]; sum: string; count: string } {
+function histogramKeys(name: string): { buckets: string[]; sum: string; count: string } {
   let keys = HISTOGRAM_KEYS.get(name);
   if (!keys) {
-    const buckets = [...bounds.map(String), '+Inf'].map((le) => `${name}_bucket{le="${le}"}`);
+    const buckets = [...bucketsOf(name).map(String), '+Inf'].map((le) => `${name}_bucket{le="${le}"}`);
     HISTOGRAM_KEYS.set(name, (keys = { buckets, sum: `${name}_sum`, count: `${name}_count` }));
   }
   return keys;
@@ -123,7 +123,7 @@ export class MetricsBatch {
       if (value !== 0) values.set(key, (values.get(key) ?? 0) + value);
     };
     for (const [name, data] of this.histograms) {
-      const keys = histogramKeys(name, data.bounds);
+      const keys = histogramKeys(name);
       // Only buckets that were observed: the message handler flushes one observation a message.
       for (let i = 0; i < data.counts.length; i++) bump(keys.buckets[i], data.counts[i]);
       bump(keys.sum, data.sum);
