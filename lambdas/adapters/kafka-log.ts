@@ -540,12 +540,22 @@ export class KafkaRecordLog implements RecordLog {
     await reader.consumer.disconnect().catch(ignore);
   }
 
-  private scheduleIdleClose(): void {
+  /**
+   * Closes the consumer once no pass has used it for `idleCloseMs`. A timer can fire a few ms
+   * before `Date.now()` says the time is up (it counts from the loop's cached clock), so one that
+   * finds the consumer not idle long enough waits out the rest instead of leaving it open for good;
+   * a pass under way schedules again when it ends.
+   */
+  private scheduleIdleClose(delayMs = this.settings.idleCloseMs): void {
     clearTimeout(this.idleTimer);
     if (!this.reader || this.closed) return;
     this.idleTimer = setTimeout(() => {
-      if (!this.passing && this.queue.length === 0 && Date.now() - this.lastUsed >= this.settings.idleCloseMs) void this.dropReader();
-    }, this.settings.idleCloseMs);
+      if (this.passing) return;
+      const left = this.lastUsed + this.settings.idleCloseMs - Date.now();
+      if (this.queue.length) this.scheduleIdleClose();
+      else if (left > 0) this.scheduleIdleClose(left);
+      else void this.dropReader();
+    }, delayMs);
     this.idleTimer.unref();
   }
 
