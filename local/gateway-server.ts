@@ -50,21 +50,14 @@ interface Connection {
   sourceIp: string;
   userAgent: string;
   authorizer?: Record<string, unknown>;
-  /** Its messages not yet answered, in the order they came: a reply leaves once those before it have. */
-  replies: ReplySlot[];
+  /** Its messages whose invocations have not ended yet. */
+  unanswered: number;
   /** Its $disconnect, once the socket has closed, run when the last reply is in. */
   onAnswered?: () => void;
   /** Whether its socket is corked until the end of this turn of the loop ({@link GatewayServer.reply}). */
   corked: boolean;
   idleTimer?: NodeJS.Timeout;
   maxTimer?: NodeJS.Timeout;
-}
-
-/** A message's place in its connection's reply order. */
-interface ReplySlot {
-  done: boolean;
-  /** The route response's body, if any. */
-  text?: string;
 }
 
 /** The TCP socket under a `ws` connection (`ws` keeps it as `_socket`), if it still has one. */
@@ -351,7 +344,7 @@ export class GatewayServer {
       sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
       userAgent: String(req.headers['user-agent'] ?? ''),
       authorizer,
-      replies: [],
+      unanswered: 0,
       corked: false,
     };
     this.connections.set(id, connection);
@@ -368,7 +361,7 @@ export class GatewayServer {
       this.forget(connection);
       // $disconnect runs after the messages already under way for this connection.
       const disconnect = () => void this.track(this.invokeDisconnect(id, connectedAt, authorizer, code, reason.toString()));
-      if (connection.replies.length) connection.onAnswered = disconnect;
+      if (connection.unanswered) connection.onAnswered = disconnect;
       else disconnect();
     });
   }
@@ -420,33 +413,25 @@ export class GatewayServer {
       if (typeof action === 'string' && this.routes.has(action)) routeKey = action;
     }
     const event = messageEvent(this.source(connection.id, connection.connectedAt, connection.authorizer), routeKey, body, isBinary);
-    // Invoked at once, as API Gateway invokes a connection's messages concurrently: one at a time,
-    // a flood's messages queued here and were refused seconds late, each behind the round trip of
-    // the one before. The replies still go in the order the messages came, which clients assume:
-    // a reply that is ready early waits for the ones before it.
-    const slot: ReplySlot = { done: false };
-    connection.replies.push(slot);
+    // Invoked at once, as API Gateway invokes a connection's messages concurrently, and each reply
+    // sent as its invocation ends, as API Gateway sends a route response: a reply held for the
+    // slower messages before it reached a flooder seconds late, after its burst's table writes.
+    connection.unanswered++;
     this.messagesInFlight++;
     this.host.invoke({ kind: 'route', routeKey, event }).then(
-      (result) => this.answered(connection, slot, (result as WebSocketResult | undefined)?.body),
+      (result) => this.answered(connection, (result as WebSocketResult | undefined)?.body),
       (error: unknown) => {
         this.host.log(`route ${routeKey} failed: ${errorMessage(error)}`);
         const requestId = event.requestContext.requestId;
-        this.answered(connection, slot, JSON.stringify({ message: 'Internal server error', connectionId: connection.id, requestId }));
+        this.answered(connection, JSON.stringify({ message: 'Internal server error', connectionId: connection.id, requestId }));
       },
     );
   }
 
-  /** A message's invocation ended: sends every reply now due, in order. */
-  private answered(connection: Connection, slot: ReplySlot, text: string | undefined): void {
-    slot.done = true;
-    slot.text = text;
-    const replies = connection.replies;
-    while (replies.length && replies[0].done) {
-      const next = replies.shift()!;
-      if (next.text !== undefined && connection.ws.readyState === connection.ws.OPEN) this.reply(connection, next.text);
-    }
-    if (!replies.length && connection.onAnswered) {
+  /** A message's invocation ended: sends its reply, if any; the last one lets a waiting $disconnect go. */
+  private answered(connection: Connection, text: string | undefined): void {
+    if (text !== undefined && connection.ws.readyState === connection.ws.OPEN) this.reply(connection, text);
+    if (--connection.unanswered === 0 && connection.onAnswered) {
       const disconnect = connection.onAnswered;
       connection.onAnswered = undefined;
       disconnect();

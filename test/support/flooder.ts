@@ -43,15 +43,17 @@ export interface FloodConnectionResult {
   gatewayErrors: number;
   /** From the first message sent to the first `rate_limited`, ms; -1 when none came. */
   firstRefusalMs: number;
-  /** Replies received before the first `rate_limited` (all of them when none came). */
-  repliesBeforeFirstRefusal: number;
-  /** Whether the route responses to subscribes (errors, with their ids) came in the order sent. */
-  ordered: boolean;
+  /**
+   * Where in the order sent the refusals began: the place of the earliest subscribe (its id
+   * carries it) answered `rate_limited`; -1 when none was. Replies come as each message's
+   * invocation ends, as on AWS, so the arrival order does not tell it.
+   */
+  firstRefusedPlace: number;
   /** Whether the connection was still open after the drain. */
   open: boolean;
   /** From the last message sent to the last reply, ms. */
   drainMs: number;
-  /** Reply latency (sent to answered, matched in order), ms. */
+  /** Reply latency (the n-th reply against the n-th message sent), ms. */
   replyP50: number;
   replyP95: number;
 }
@@ -145,9 +147,7 @@ async function run(plan: FloodPlan): Promise<FloodResult> {
   const result: FloodResult = {
     connections: replies.map((r, c) => {
       const first = r.findIndex(limited);
-      // Route responses only: a served subscribe's `subscribed` is posted by its handler, and
-      // concurrent handlers post in the order they finish, as on AWS.
-      const order = r.flatMap((x) => (x.type === 'error' && x.id?.startsWith('q') ? [Number(x.id.slice(1))] : []));
+      const refusedPlaces = r.flatMap((x) => (limited(x) && x.id?.startsWith('q') ? [Number(x.id.slice(1))] : []));
       const latencies = r.map((x, i) => x.at - sentAt[Math.min(i, sentAt.length - 1)]);
       return {
         sent: total,
@@ -157,8 +157,7 @@ async function run(plan: FloodPlan): Promise<FloodResult> {
         rateLimited: r.filter(limited).length,
         gatewayErrors: r.filter((x) => x.type === undefined).length,
         firstRefusalMs: first < 0 ? -1 : r[first].at - started,
-        repliesBeforeFirstRefusal: first < 0 ? r.length : first,
-        ordered: order.every((n, i) => i === 0 || n > order[i - 1]),
+        firstRefusedPlace: refusedPlaces.length ? Math.min(...refusedPlaces) : -1,
         open: sockets[c].readyState === WebSocket.OPEN,
         drainMs: r.length ? r[r.length - 1].at - ended : -1,
         replyP50: percentile(latencies, 50),
