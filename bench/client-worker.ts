@@ -476,19 +476,33 @@ function operatorsReport(published: PublishedRecords): OperatorsTally {
 
 let watcher: WebSocket | undefined;
 
-/** The watching client of {@link WorkerCommand} `watch`: one user, its readings reported as they come. */
+/**
+ * The watching client of {@link WorkerCommand} `watch`: one user, its readings reported as they
+ * come. One that fails before it is subscribed (refused, closed, answered with an error) ends
+ * this process, so that the bench waiting for `watching` fails at once instead of waiting on.
+ */
 function watch(command: Extract<WorkerCommand, { cmd: 'watch' }>): void {
   const socket = new WebSocket(command.url);
   watcher = socket;
+  let subscribed = false;
+  const failed = (why: string) => {
+    process.stderr.write(`watcher: ${why}\n`);
+    if (!subscribed) process.exit(1);
+  };
   socket.on('open', () => socket.send(JSON.stringify({ action: 'subscribe', id: 'watch', filter: command.filter })));
   socket.on('message', (data) => {
     const at = Date.now();
     for (const frame of unpackFrame(parseServerFrame(data.toString()))) {
-      if (frame.type === 'subscribed') send({ type: 'watching' });
+      if (frame.type === 'subscribed') {
+        subscribed = true;
+        send({ type: 'watching' });
+      }
+      if (frame.type === 'error' && !subscribed) failed(`subscribe refused: ${frame.code} ${frame.message}`);
       if (frame.type === 'device_data') send({ type: 'reading', timestamp: frame.data.timestamp, at });
     }
   });
-  socket.on('error', (error) => process.stderr.write(`watcher: ${errorMessage(error)}\n`));
+  socket.on('error', (error) => failed(errorMessage(error)));
+  socket.on('close', (code) => failed(`closed (${code})`));
 }
 
 process.on('message', (command: WorkerCommand) => {

@@ -2,9 +2,9 @@
  * A flood from one user (issue 19): 8 connections of one token send 1,000 messages a second each
  * (pings, subscribes, unknown actions, garbage) from a process of their own, while another user
  * watches records. What must hold whatever the machine's load (the speed figures are in
- * bench/flood.ts): every message gets one reply, the refusals start right after the burst allowance
- * instead of after a queue has drained, no connection is closed, a refused message costs no table request, and the
- * watcher gets each record once.
+ * bench/flood.ts): every message gets one reply, the refusals start right after the burst
+ * allowance instead of after a queue has drained, no connection is closed, a refused message costs
+ * no table request, and the watcher gets each record once.
  */
 import { runFloodBench } from '../../bench/flood';
 import { DynamoConnectionStore } from '../../lambdas/adapters/dynamo-connections';
